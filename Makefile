@@ -1,0 +1,44 @@
+# labcrunch: `make serve` and `make test` are the two commands; everything else helps them.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+# Installs are stamped with a hash of pyproject.toml: a second run does not reinstall,
+# an edited pyproject.toml does.
+HASH         := $(shell sha1sum pyproject.toml | cut -c1-12)
+SERVER_STAMP := $(VENV)/.stamp-server-$(HASH)
+TEST_STAMP   := $(VENV)/.stamp-test-$(HASH)
+
+.PHONY: serve test lint bench bench-quick clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(SERVER_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[server]'
+	rm -f $(VENV)/.stamp-server-* && touch $@
+
+$(TEST_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[server,test,plot,bench]'
+	rm -f $(VENV)/.stamp-test-* $(VENV)/.stamp-server-* && touch $@ $(SERVER_STAMP)
+
+serve: $(SERVER_STAMP)
+	$(BIN)/labcrunch serve --host $(HOST) --port $(PORT)
+
+test: $(TEST_STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(TEST_STAMP)
+	$(BIN)/ruff check service client tests bench
+	$(BIN)/hadolint --failure-threshold warning Dockerfile.gpu
+
+bench: $(TEST_STAMP)
+	$(BIN)/python -m bench
+
+bench-quick: $(TEST_STAMP)
+	$(BIN)/python -m bench --quick
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

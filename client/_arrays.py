@@ -1,0 +1,50 @@
+"""Reading arrays from answers: JSON numbers (non-finite as strings) or .npy/.npz bodies."""
+
+from __future__ import annotations
+
+import io
+import math
+from typing import Any
+
+import numpy as np
+
+NPY_MEDIA_TYPE = "application/x-npy"
+NPZ_MEDIA_TYPE = "application/x-npz"
+_NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def number(value: Any) -> float:
+    """A JSON number, or one of the server's non-finite spellings, as a float."""
+    if isinstance(value, str):
+        return _NON_FINITE[value]
+    return float(value)
+
+
+def array(value: Any, dtype: Any = np.float64) -> np.ndarray:
+    """Nested JSON lists (with non-finite spellings) → a numpy array."""
+    if isinstance(value, list | tuple):
+        return np.array(_replace(value), dtype=dtype)
+    return np.asarray(number(value) if isinstance(value, str) else value, dtype=dtype)
+
+
+def _replace(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        return [_replace(v) for v in value]
+    if isinstance(value, str):
+        return _NON_FINITE[value]
+    return value
+
+
+def to_npy(arr: Any) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(arr), allow_pickle=False)
+    return buf.getvalue()
+
+
+def from_npy(data: bytes) -> np.ndarray:
+    return np.load(io.BytesIO(data), allow_pickle=False)
+
+
+def from_npz(data: bytes) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(data), allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}

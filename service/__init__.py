@@ -1,0 +1,14 @@
+"""labcrunch service: a REST compute service for a lab's shared GPU server.
+
+GPU etiquette is set here, before any framework can touch the GPU: JAX must not grab
+most of the card's memory at start-up, and TensorFlow must grow its memory on demand.
+An operator's explicit environment still wins (``setdefault``).
+"""
+
+import os
+
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+__version__ = "0.1.0"

@@ -1,0 +1,90 @@
+"""The application factory: ``create_app(settings)`` builds a ready-to-serve FastAPI app."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI
+
+from service import __version__, backends
+from service.compute import Runner
+from service.fit import router as fit_routes
+from service.fractal import router as fractal_routes
+from service.gradient import router as gradient_routes
+from service.histfactory import router as histfactory_routes
+from service.http import health
+from service.http.deps import require_api_key
+from service.http.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from service.http.problems import install_problem_handlers
+from service.minimize import router as minimize_routes
+from service.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+# Each domain module exposes `router` and, optionally, `warmup(settings)` run once at start-up.
+DOMAINS = (gradient_routes, minimize_routes, fit_routes, histfactory_routes, fractal_routes)
+
+
+def _warm_up(app: FastAPI, settings: Settings) -> None:
+    """Import the frameworks and compile hot paths; /readyz turns 200 when this returns."""
+    try:
+        backends.configure()
+        if settings.load_tensorflow:
+            backends.tensorflow_available()
+        if settings.warmup:
+            for domain in DOMAINS:
+                hook = getattr(domain, "warmup", None)
+                if hook is None:
+                    continue
+                try:
+                    hook(settings)
+                except Exception as exc:  # a failed warm-up degrades one domain, not the service
+                    log.exception("warm-up of %s failed", domain.__name__)
+                    app.state.warmup_errors[domain.__name__] = f"{type(exc).__name__}: {exc}"
+    finally:
+        app.state.ready.set()
+        log.info("ready", extra={"device": backends.jax_device()})
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    threading.Thread(target=_warm_up, args=(app, settings), name="warmup", daemon=True).start()
+    try:
+        yield
+    finally:
+        app.state.runner.shutdown()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="labcrunch",
+        version=__version__,
+        summary="Derivatives, minimisation, fits, HistFactory likelihoods and fractals "
+        "on JAX and TensorFlow, behind one HTTP API.",
+        lifespan=_lifespan,
+    )
+    app.state.settings = settings
+    app.state.ready = threading.Event()
+    app.state.warmup_errors = {}
+    app.state.runner = Runner(
+        settings.max_concurrent_jobs,
+        settings.max_queued_jobs,
+        retry_after=settings.retry_after_seconds,
+        wall_seconds=settings.limits.max_wall_seconds,
+    )
+    install_problem_handlers(app)
+    # Outermost last: the request id wraps everything, so a 413 carries one too.
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.limits.max_body_bytes)
+    app.add_middleware(RequestContextMiddleware)
+
+    app.include_router(health.router)
+    auth = [Depends(require_api_key)]
+    app.include_router(health.info_router, dependencies=auth)
+    for domain in DOMAINS:
+        app.include_router(domain.router, dependencies=auth)
+    return app

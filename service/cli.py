@@ -1,0 +1,36 @@
+"""The ``labcrunch`` command: ``labcrunch serve [--host H] [--port P]``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from service import __version__
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="labcrunch", description="labcrunch compute service")
+    parser.add_argument("--version", action="version", version=f"labcrunch {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="serve the HTTP API (one process: it owns the GPU)")
+    serve.add_argument("--host", default=None, help="default: $LABCRUNCH_HOST or 127.0.0.1")
+    serve.add_argument("--port", type=int, default=None, help="default: $LABCRUNCH_PORT or 8000")
+    args = parser.parse_args(argv)
+
+    if args.command == "serve":
+        import uvicorn
+
+        from service.app import create_app
+        from service.logs import configure_logging
+        from service.settings import get_settings
+
+        settings = get_settings()
+        host = args.host or os.environ.get("HOST") or settings.host
+        port = args.port or int(os.environ.get("PORT") or settings.port)
+        configure_logging(settings.log_level, settings.log_json)
+        uvicorn.run(create_app(settings), host=host, port=port, workers=1,
+                    log_config=None, access_log=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""The one place where compute runs: off the event loop, bounded, timed.
+
+At most ``max_concurrent`` jobs run at once in a thread pool and at most ``max_queued`` more
+wait; a request beyond that is refused at once with :class:`~service.errors.Busy` (429 +
+Retry-After) instead of piling up. A job past its wall time answers 503; its thread cannot be
+killed, so it keeps its slot until it returns. Long interpreted loops call
+:func:`check_deadline` to stop early.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from service.errors import Busy, ComputeTimeout
+
+T = TypeVar("T")
+
+_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("deadline", default=None)
+
+
+def check_deadline() -> None:
+    """Raise ComputeTimeout when the current job has run past its wall time."""
+    deadline = _deadline.get()
+    if deadline is not None and time.monotonic() > deadline:
+        raise ComputeTimeout("The computation ran past its wall-time limit (limits.max_wall_seconds).")
+
+
+@dataclass(frozen=True)
+class Timed(Generic[T]):
+    result: T
+    elapsed_ms: float
+
+
+class Runner:
+    def __init__(
+        self,
+        max_concurrent: int,
+        max_queued: int,
+        *,
+        retry_after: int = 1,
+        wall_seconds: float = 60.0,
+    ) -> None:
+        self.max_concurrent = max_concurrent
+        self.max_queued = max_queued
+        self.retry_after = retry_after
+        self.wall_seconds = wall_seconds
+        self._executor = ThreadPoolExecutor(max_workers=max_concurrent, thread_name_prefix="compute")
+        self._admitted = 0
+        self._lock = threading.Lock()
+
+    @property
+    def in_flight(self) -> int:
+        return self._admitted
+
+    def _admit(self) -> None:
+        with self._lock:
+            if self._admitted >= self.max_concurrent + self.max_queued:
+                raise Busy(
+                    f"All {self.max_concurrent} compute slots and {self.max_queued} queue places "
+                    "are taken; retry later.",
+                    retry_after=self.retry_after,
+                )
+            self._admitted += 1
+
+    def _release(self, _future: Any = None) -> None:
+        with self._lock:
+            self._admitted -= 1
+
+    async def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Timed[T]:
+        """Run ``fn(*args, **kwargs)`` in the pool; return its result and compute time."""
+        self._admit()
+        ctx = contextvars.copy_context()  # carries the request id into the worker's log lines
+
+        def job() -> Timed[T]:
+            _deadline.set(time.monotonic() + self.wall_seconds)
+            start = time.perf_counter()
+            result = fn(*args, **kwargs)
+            return Timed(result, (time.perf_counter() - start) * 1e3)
+
+        try:
+            future = self._executor.submit(ctx.run, job)
+        except BaseException:
+            self._release()
+            raise
+        future.add_done_callback(self._release)
+        wrapped = asyncio.wrap_future(future)
+        try:
+            return await asyncio.wait_for(asyncio.shield(wrapped), timeout=self.wall_seconds)
+        except TimeoutError:
+            raise ComputeTimeout(
+                f"The computation ran past its wall-time limit of {self.wall_seconds:g} s "
+                "(limits.max_wall_seconds)."
+            ) from None
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,104 @@
+"""Encoding arrays for the wire: JSON with documented non-finite numbers, and ``.npy``.
+
+JSON has no NaN or infinity. labcrunch writes them as the strings ``"NaN"``, ``"Infinity"``
+and ``"-Infinity"`` (the spellings Python's ``float()`` and JavaScript's ``Number()`` read
+back); every other number is a JSON number. Large arrays travel as ``.npy`` (``application/x-npy``)
+or, for several named arrays, ``.npz`` (``application/x-npz``); pickled objects are refused.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from typing import Any
+
+import numpy as np
+
+from service.errors import InvalidInput, LimitExceeded
+
+NPY_MEDIA_TYPE = "application/x-npy"
+NPZ_MEDIA_TYPE = "application/x-npz"
+NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def _non_finite_str(v: float) -> str:
+    return "NaN" if math.isnan(v) else ("Infinity" if v > 0 else "-Infinity")
+
+
+def jsonable(value: Any) -> Any:
+    """numpy/JAX/TF arrays and scalars → plain JSON values, non-finite numbers as strings."""
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, float):
+        return value if math.isfinite(value) else _non_finite_str(value)
+    if isinstance(value, bool | int | str) or value is None:
+        return value
+    arr = np.asarray(value)
+    if arr.dtype.kind == "b":
+        return arr.tolist()
+    if arr.dtype.kind in "iu":
+        return arr.tolist()
+    if arr.dtype.kind == "f":
+        if arr.ndim == 0:
+            return jsonable(float(arr))
+        arr = arr.astype(np.float64, copy=False)
+        if np.isfinite(arr).all():
+            return arr.tolist()
+        obj = arr.astype(object)
+        bad = ~np.isfinite(arr)
+        obj[bad] = [_non_finite_str(v) for v in arr[bad]]
+        return obj.tolist()
+    raise TypeError(f"cannot encode {type(value).__name__} of dtype {arr.dtype}")
+
+
+def dumps(content: Any) -> bytes:
+    """JSON bytes of already-jsonable content; refuses NaN so nothing invalid leaves."""
+    return json.dumps(content, allow_nan=False, separators=(",", ":")).encode()
+
+
+def to_npy(array: Any) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(array), allow_pickle=False)
+    return buf.getvalue()
+
+
+def to_npz(arrays: dict[str, Any]) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+    return buf.getvalue()
+
+
+def read_npy(data: bytes, *, max_elements: int, where: str = "body") -> np.ndarray:
+    """Parse ``.npy`` bytes into a numeric array; 422 for anything else, 413 when too large."""
+    try:
+        buf = io.BytesIO(data)
+        major, _minor = np.lib.format.read_magic(buf)
+        read_header = (
+            np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+        )
+        shape, _fortran, dtype = read_header(buf)  # header only: size checked before loading
+    except Exception as exc:
+        raise InvalidInput(
+            f"The {where} is not a valid .npy array: {exc}",
+            errors=[{"loc": [where], "msg": str(exc), "type": "npy"}],
+        ) from None
+    count = math.prod(shape)
+    if count > max_elements:
+        raise LimitExceeded(
+            f"The array has {count} elements; at most {max_elements} are accepted.",
+            limit="max_points",
+            maximum=max_elements,
+            value=count,
+        )
+    if dtype.kind not in "fiu" or dtype.hasobject:
+        raise InvalidInput(
+            f"The {where} array has dtype {dtype}; a real numeric dtype is required.",
+            errors=[{"loc": [where], "msg": f"dtype {dtype} not accepted", "type": "npy"}],
+        )
+    try:
+        return np.load(io.BytesIO(data), allow_pickle=False)
+    except Exception as exc:
+        raise InvalidInput(f"The {where} .npy array could not be read: {exc}") from None

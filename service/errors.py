@@ -1,0 +1,93 @@
+"""Domain errors, free of any HTTP framework.
+
+Domain code raises these; ``service.http.problems`` turns each into an RFC 9457
+``application/problem+json`` answer. ``status`` is the HTTP status the error maps to,
+``title`` a short fixed summary of the kind, ``detail`` what exactly was wrong, and
+``errors`` optional field-level entries ``{"loc": [...], "msg": ..., "type": ...}``
+(extra keys such as ``line`` and ``column`` are allowed).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PROBLEM_TYPE_BASE = "https://labcrunch.dev/problems/"
+
+
+class LabcrunchError(Exception):
+    status: int = 500
+    title: str = "Internal error"
+    slug: str = "internal"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = errors
+        self.headers = headers or {}
+        self.extra = extra
+
+    @property
+    def type(self) -> str:
+        return PROBLEM_TYPE_BASE + self.slug
+
+
+class InvalidInput(LabcrunchError):
+    """The request is well-formed JSON but asks for something impossible or unsupported."""
+
+    status = 422
+    title = "Invalid input"
+    slug = "invalid-input"
+
+
+class LimitExceeded(LabcrunchError):
+    """The request asks for more work than the configured limits allow.
+
+    ``limit`` names the setting (as listed in ``/v1/info``), ``value`` what was asked.
+    """
+
+    status = 413
+    title = "Limit exceeded"
+    slug = "limit-exceeded"
+
+    def __init__(self, detail: str, *, limit: str, maximum: Any, value: Any = None, **kw: Any):
+        super().__init__(detail, limit=limit, maximum=maximum, value=value, **kw)
+
+
+class NotFound(LabcrunchError):
+    status = 404
+    title = "Not found"
+    slug = "not-found"
+
+
+class Busy(LabcrunchError):
+    """Every compute slot and queue place is taken; try again after ``retry_after`` seconds."""
+
+    status = 429
+    title = "Too many requests"
+    slug = "busy"
+
+    def __init__(self, detail: str, *, retry_after: int = 1):
+        super().__init__(detail, headers={"Retry-After": str(retry_after)}, retry_after=retry_after)
+
+
+class ComputeTimeout(LabcrunchError):
+    """A job ran past its wall-time limit."""
+
+    status = 503
+    title = "Computation timed out"
+    slug = "timeout"
+
+
+class BackendUnavailable(LabcrunchError):
+    """A requested backend (e.g. TensorFlow) is not installed or failed to start."""
+
+    status = 503
+    title = "Backend unavailable"
+    slug = "backend-unavailable"

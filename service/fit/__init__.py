@@ -1,0 +1,1 @@
+"""/v1/fit/line (domain package; see its issue)."""

@@ -1,0 +1,1 @@
+"""/v1/fractal (domain package; see its issue)."""

@@ -1,0 +1,1 @@
+"""/v1/gradient (domain package; see its issue)."""

@@ -1,0 +1,1 @@
+"""/v1/pyhf (domain package; see its issue)."""

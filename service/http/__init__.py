@@ -1,0 +1,1 @@
+"""HTTP plumbing shared by every route: problem bodies, middleware, dependencies, health."""

@@ -1,0 +1,57 @@
+"""Dependency aliases shared by the routers (one place, as in the FastAPI template)."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from service.compute import Runner
+from service.errors import LabcrunchError
+from service.settings import Limits, Settings
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_limits(request: Request) -> Limits:
+    return request.app.state.settings.limits
+
+
+def get_runner(request: Request) -> Runner:
+    return request.app.state.runner
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+LimitsDep = Annotated[Limits, Depends(get_limits)]
+RunnerDep = Annotated[Runner, Depends(get_runner)]
+
+
+class Unauthorized(LabcrunchError):
+    status = 401
+    title = "Unauthorized"
+    slug = "unauthorized"
+
+
+_bearer = HTTPBearer(auto_error=False, description="An API key, when the server is configured with any.")
+_header = APIKeyHeader(name="X-API-Key", auto_error=False)
+
+
+def require_api_key(
+    settings: SettingsDep,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    header: Annotated[str | None, Depends(_header)],
+) -> None:
+    """When API keys are configured, a /v1 request must carry one of them."""
+    if not settings.api_keys:
+        return
+    given = bearer.credentials if bearer else header
+    if given and any(secrets.compare_digest(given, key) for key in settings.api_keys):
+        return
+    raise Unauthorized(
+        "This server requires an API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'.",
+        headers={"WWW-Authenticate": "Bearer"},
+    )

@@ -1,0 +1,144 @@
+"""Every error answers RFC 9457 ``application/problem+json``; no stack trace reaches a client."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from service.encoding import dumps, jsonable
+from service.errors import PROBLEM_TYPE_BASE, LabcrunchError
+from service.http.context import request_id_var
+
+log = logging.getLogger("service.http")
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+
+class FieldError(BaseModel):
+    loc: list[str | int] = Field(description="Where in the request: e.g. ['body', 'at', 'x'].")
+    msg: str
+    type: str
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem body."""
+
+    type: str = Field(description="A URI naming the kind of problem.")
+    title: str
+    status: int
+    detail: str
+    instance: str | None = Field(None, description="The request path.")
+    request_id: str | None = None
+    errors: list[FieldError] | None = Field(None, description="Field-level errors, when any.")
+
+
+_DESCRIPTIONS = {
+    400: "Malformed request",
+    401: "Missing or wrong API key",
+    404: "Not found",
+    413: "Request body or requested work over a configured limit",
+    422: "Invalid input (field-level `errors`)",
+    429: "Busy: compute queue full; see Retry-After",
+    500: "Internal error",
+    503: "Backend unavailable or computation timed out",
+}
+
+
+def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for a route: each listed status documented as a problem+json body."""
+    codes = codes or (401, 413, 422, 429, 500, 503)
+    return {
+        code: {
+            "model": Problem,
+            "description": _DESCRIPTIONS.get(code, "Error"),
+            "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+        for code in codes
+    }
+
+
+def problem_response(
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    slug: str,
+    instance: str | None = None,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Response:
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_BASE + slug,
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    if instance:
+        body["instance"] = instance
+    rid = request_id_var.get()
+    if rid:
+        body["request_id"] = rid
+    if errors:
+        body["errors"] = errors
+    body.update({k: v for k, v in extra.items() if v is not None})
+    return Response(dumps(jsonable(body)), status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
+
+
+def _clean_validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    out = []
+    for err in exc.errors():
+        entry = {"loc": [str(p) if not isinstance(p, int) else p for p in err.get("loc", ())],
+                 "msg": str(err.get("msg", "")), "type": str(err.get("type", ""))}
+        out.append(entry)
+    return out
+
+
+def _summary(errors: list[dict[str, Any]]) -> str:
+    parts = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors[:5]]
+    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+    return "; ".join(parts) + more
+
+
+_STATUS_SLUGS = {400: "bad-request", 401: "unauthorized", 404: "not-found", 405: "method-not-allowed",
+                 406: "not-acceptable", 413: "limit-exceeded", 415: "unsupported-media-type"}
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    @app.exception_handler(LabcrunchError)
+    async def _domain(request: Request, exc: LabcrunchError) -> Response:
+        log.info("request refused: %s %s", exc.status, exc.detail)
+        return problem_response(exc.status, exc.title, exc.detail, slug=exc.slug,
+                                instance=request.url.path, errors=exc.errors,
+                                headers=exc.headers, **exc.extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        errors = _clean_validation_errors(exc)
+        return problem_response(422, "Invalid input", _summary(errors) or "The request is invalid.",
+                                slug="invalid-input", instance=request.url.path, errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        from http import HTTPStatus
+
+        title = HTTPStatus(exc.status_code).phrase if exc.status_code in HTTPStatus._value2member_map_ else "Error"
+        detail = exc.detail if isinstance(exc.detail, str) else title
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = f"No route {request.method} {request.url.path}; see /docs."
+        return problem_response(exc.status_code, title, detail,
+                                slug=_STATUS_SLUGS.get(exc.status_code, str(exc.status_code)),
+                                instance=request.url.path, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem_response(500, "Internal error",
+                                "The server failed to answer this request; the error is logged "
+                                "under this request id.", slug="internal", instance=request.url.path)

@@ -1,0 +1,1 @@
+"""/v1/minimize (domain package; see its issue)."""

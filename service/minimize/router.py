@@ -1,0 +1,5 @@
+"""HTTP routes for /v1/minimize: validate, call the domain function through the runner, encode."""
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/v1/minimize", tags=["minimize"])

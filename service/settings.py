@@ -1,0 +1,83 @@
+"""Service settings, read once from the environment (prefix ``LABCRUNCH_``).
+
+Every limit lives in :class:`Limits` so that ``/v1/info`` can list them all and each domain
+can refuse over-large work before it starts. Nested values are set with a double underscore,
+e.g. ``LABCRUNCH_LIMITS__MAX_POINTS=2000000``.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Limits(BaseModel):
+    """Upper bounds on the work one request may ask for."""
+
+    # --- whole requests
+    max_body_bytes: int = Field(64 * 1024 * 1024, description="Largest request body accepted (bytes).")
+    max_wall_seconds: float = Field(60.0, description="Wall time one compute job may run (s).")
+
+    # --- the expression / program language (gradient, minimize)
+    max_text_length: int = Field(20_000, description="Characters in an expression or program.")
+    max_ast_nodes: int = Field(5_000, description="AST nodes in an expression or program.")
+    max_nesting_depth: int = Field(64, description="Nesting depth of the syntax tree.")
+    max_exponent_literal: float = Field(1_000.0, description="Largest |literal exponent| in `a ** n`.")
+    max_recursion_depth: int = Field(64, description="Depth of user-function calls in a program.")
+    max_loop_trips: int = Field(10_000, description="Trip count of one `for i in range(n)` loop.")
+    max_operations: int = Field(1_000_000, description="Interpreted operations per program evaluation.")
+    max_points: int = Field(2_000_000, description="Points in one gradient batch.")
+    max_program_points: int = Field(1_000, description="Points in one batch of a program (run point by point).")
+
+    # --- minimize
+    max_steps: int = Field(100_000, description="Optimiser steps per run.")
+    max_learning_rates: int = Field(64, description="Learning rates in one sweep.")
+    max_history_entries: int = Field(200_000, description="History entries returned, over all runs.")
+
+    # --- fit/line
+    max_fit_points: int = Field(20_000_000, description="Data points in one line fit.")
+    max_fit_epochs: int = Field(10_000, description="Gradient-descent epochs in one line fit.")
+    max_fit_batches: int = Field(10_000_000, description="Minibatch steps (epochs x batches) in one fit.")
+
+    # --- pyhf
+    max_pyhf_parameters: int = Field(500, description="Parameters of one HistFactory model.")
+    max_scan_points: int = Field(250_000, description="Points in one likelihood scan grid.")
+    max_hypotest_points: int = Field(200, description="POI values in one hypotest or limit scan.")
+    model_cache_size: int = Field(32, description="Built HistFactory models kept (LRU).")
+
+    # --- fractal
+    max_pixels: int = Field(16_777_216, description="width x height of one fractal image.")
+    max_iter: int = Field(100_000, description="Iterations per pixel.")
+    max_pixel_iterations: int = Field(20_000_000_000, description="width x height x max_iter.")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="LABCRUNCH_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    # Compute runner: at most `max_concurrent_jobs` run at once, at most `max_queued_jobs` wait;
+    # any more get 429 with Retry-After.
+    max_concurrent_jobs: int = 2
+    max_queued_jobs: int = 16
+    retry_after_seconds: int = 2
+
+    # Optional API keys: when any is set, every /v1 route needs `Authorization: Bearer <key>`
+    # (or `X-API-Key: <key>`). Health routes stay open for load balancers.
+    api_keys: list[str] = Field(default_factory=list)
+
+    # Start-up warm-up (imports frameworks, compiles the hot paths); /readyz is 503 until done.
+    warmup: bool = True
+    # Import TensorFlow at start-up; when false it is imported on first use.
+    load_tensorflow: bool = True
+
+    limits: Limits = Field(default_factory=Limits)
+
+
+def get_settings() -> Settings:
+    return Settings()
