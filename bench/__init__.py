@@ -1,0 +1,1 @@
+"""labcrunch benchmarks: `make bench` (or `python -m bench [--quick] [names...]`)."""

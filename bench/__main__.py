@@ -1,0 +1,38 @@
+"""`python -m bench [--quick] [name ...]`: run benchmarks, print tables, write bench/results/."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from bench.harness import format_table, machine, write
+
+# Each name is a module bench/<name>.py with run(quick: bool) -> dict.
+ALL = ["fractal", "gradient", "minimize", "fit", "pyhf", "load"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: seconds, for smoke tests")
+    parser.add_argument("names", nargs="*", help=f"subset of {ALL}")
+    args = parser.parse_args(argv)
+    names = args.names or ALL
+    print(f"machine: {machine()}")
+    failed = []
+    for name in names:
+        try:
+            module = importlib.import_module(f"bench.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"bench.{name}":
+                print(f"(no benchmark {name} yet)")
+                continue
+            raise
+        result = module.run(quick=args.quick)
+        print(format_table(result))
+        print(f"-> {write(name, result, args.quick)}\n")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
