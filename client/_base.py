@@ -9,6 +9,7 @@ clients, no duplicated endpoint code.
 from __future__ import annotations
 
 import asyncio
+import copy
 import email.utils
 import os
 import random
@@ -96,6 +97,18 @@ class _BaseClient:
         self._headers = {"User-Agent": "labcrunch-client", **(headers or {})}
         if self.api_key:
             self._headers["Authorization"] = f"Bearer {self.api_key}"
+
+    def with_options(self, *, max_retries: int | None = None, timeout: float | None = None):
+        """A view of this client with other per-call defaults, sharing its connection pool.
+
+        ``lc.with_options(max_retries=0).gradient(...)``.
+        """
+        clone = copy.copy(self)
+        if max_retries is not None:
+            clone.max_retries = max_retries
+        if timeout is not None:
+            clone.timeout = timeout
+        return clone
 
     def _timeout(self, call: Call) -> httpx.Timeout:
         return httpx.Timeout(call.timeout or self.timeout, connect=C.DEFAULT_CONNECT_TIMEOUT)

@@ -15,9 +15,9 @@ from client.minimize import MinimizeAPI
 class ServiceAPI:
     """Health and description of the service."""
 
-    def info(self, **call_options: Any) -> Any:
+    def info(self) -> Any:
         """``GET /v1/info``: version, backends with devices, limits (a dict)."""
-        return self._send(Call("GET", "/v1/info", **call_options))
+        return self._send(Call("GET", "/v1/info"))
 
     def ready(self) -> Any:
         """``GET /readyz``: True once the server has warmed up (never raises on 503)."""
