@@ -1,0 +1,359 @@
+"""HistFactory models from request JSON: build, validate, cache, and resolve the data vector.
+
+A model is either one of pyhf's simple models or a JSON workspace (+ measurement, + optional
+JSON patches). Building one costs a schema validation and, on first use, JAX compilations, so
+built models live in a bounded LRU keyed by a hash of the canonical JSON of their spec; each
+:class:`CompiledModel` carries its own jitted likelihood, Hessian and scan functions, which
+JAX then reuses for every later request with the same model.
+
+pyhf's backend is JAX, selected once by :func:`service.backends.configure` (never per request).
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+import math
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import jsonpatch
+import numpy as np
+import pyhf
+
+from service import backends
+from service.errors import InvalidInput, LimitExceeded
+
+backends.configure()
+
+SIMPLE_KINDS = ("uncorrelated_background", "correlated_background")
+# The per-point function in a scan is mapped over the grid in batches of this many points, which
+# bounds device memory for big models while keeping each batch vectorised.
+SCAN_BATCH = 4096
+
+
+def _loc(*parts: str | int) -> list[str | int]:
+    return ["body", *parts]
+
+
+def _counting(counter: collections.Counter, name: str, fn: Callable) -> Callable:
+    """Wrap ``fn`` so that every JAX trace of it bumps ``counter[name]``.
+
+    The Python body of a jitted function only runs while JAX traces it, so the counter counts
+    compilations, which is how tests see that a cached model reuses its compiled functions.
+    """
+
+    def traced(*args: Any) -> Any:
+        counter[name] += 1
+        return fn(*args)
+
+    return traced
+
+
+@dataclass(eq=False)
+class CompiledModel:
+    """A built pyhf model with its jitted likelihood functions (one per model, reused)."""
+
+    key: str
+    model: Any  # pyhf.pdf.Model
+    observations: list[float] | None  # main-bin observations of a workspace, else None
+    traces: collections.Counter = field(default_factory=collections.Counter)
+
+    def __post_init__(self) -> None:
+        model = self.model
+
+        def twice_nll(pars: jax.Array, data: jax.Array) -> jax.Array:
+            return -2.0 * model.logpdf(pars, data)[0]
+
+        def logpdf_on_plane(xy: jax.Array, base: jax.Array, idx: jax.Array, data: jax.Array) -> jax.Array:
+            # The other parameters stay at `base`; idx holds the two scanned parameters' indices.
+            return model.logpdf(base.at[idx].set(xy), data)[0]
+
+        def scan_values(xy: jax.Array, base: jax.Array, idx: jax.Array, data: jax.Array) -> jax.Array:
+            return jax.lax.map(lambda p: logpdf_on_plane(p, base, idx, data), xy, batch_size=SCAN_BATCH)
+
+        def scan_gradients(xy: jax.Array, base: jax.Array, idx: jax.Array, data: jax.Array):
+            value_and_grad = jax.value_and_grad(logpdf_on_plane)
+            return jax.lax.map(lambda p: value_and_grad(p, base, idx, data), xy, batch_size=SCAN_BATCH)
+
+        self.twice_nll = jax.jit(_counting(self.traces, "twice_nll", twice_nll))
+        self.hessian = jax.jit(_counting(self.traces, "hessian", jax.hessian(twice_nll)))
+        self.scan_values = jax.jit(_counting(self.traces, "scan_values", scan_values))
+        self.scan_gradients = jax.jit(_counting(self.traces, "scan_gradients", scan_gradients))
+
+    # --- parameter names ------------------------------------------------------------------
+    @property
+    def par_names(self) -> list[str]:
+        """Expanded names, one per scalar parameter: ``mu``, ``uncorr_bkguncrt[0]``, ..."""
+        return list(self.model.config.par_names)
+
+    @property
+    def poi_name(self) -> str | None:
+        index = self.model.config.poi_index
+        return None if index is None else self.par_names[index]
+
+    def index_of(self, name: str, loc: Sequence[str | int]) -> int:
+        try:
+            return self.par_names.index(name)
+        except ValueError:
+            known = self.par_names
+            shown = ", ".join(known[:20]) + (f", ... ({len(known)} in all)" if len(known) > 20 else "")
+            raise InvalidInput(
+                f"Unknown parameter {name!r}; the model's parameters are: {shown}.",
+                errors=[{"loc": list(loc), "msg": f"unknown parameter {name!r}", "type": "unknown_parameter"}],
+            ) from None
+
+
+class ModelCache:
+    """Bounded LRU of built models, keyed by the hash of their canonical JSON."""
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = max(1, maxsize)
+        self.builds = 0
+        self.hits = 0
+        self._models: collections.OrderedDict[str, CompiledModel] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._models)
+
+    def get_or_build(self, key: str, build: Callable[[], CompiledModel]) -> CompiledModel:
+        with self._lock:
+            found = self._models.get(key)
+            if found is not None:
+                self._models.move_to_end(key)
+                self.hits += 1
+                return found
+            # Built under the lock: a build is milliseconds, and two requests for one new
+            # model must not compile it twice.
+            built = build()
+            self.builds += 1
+            self._models[key] = built
+            while len(self._models) > self.maxsize:
+                self._models.popitem(last=False)
+            return built
+
+
+def canonical_key(spec: dict[str, Any]) -> str:
+    """sha256 of the spec's canonical JSON (sorted keys, no spaces)."""
+    text = json.dumps(spec, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+# --- building -------------------------------------------------------------------------------
+def _build_simple(simple: dict[str, Any]) -> tuple[Any, None]:
+    kind = simple.get("kind")
+    if kind not in SIMPLE_KINDS:
+        raise InvalidInput(
+            f"Unknown simple model kind {kind!r}; use one of {', '.join(SIMPLE_KINDS)}.",
+            errors=[{"loc": _loc("model", "simple", "kind"), "msg": "unknown kind", "type": "enum"}],
+        )
+    fields = ("signal", "bkg", "bkg_uncertainty") if kind == "uncorrelated_background" else (
+        "signal", "bkg", "bkg_up", "bkg_down")
+    arrays = {}
+    for name in fields:
+        values = simple.get(name)
+        if values is None:
+            raise InvalidInput(
+                f"A {kind} model needs {', '.join(fields)}; {name!r} is missing.",
+                errors=[{"loc": _loc("model", "simple", name), "msg": "field required", "type": "missing"}],
+            )
+        arrays[name] = [float(v) for v in values]
+    nbins = len(arrays["signal"])
+    for name, values in arrays.items():
+        if len(values) != nbins:
+            raise InvalidInput(
+                f"'{name}' has {len(values)} bins but 'signal' has {nbins}; every list needs one "
+                "number per bin.",
+                errors=[{"loc": _loc("model", "simple", name), "msg": f"expected {nbins} bins",
+                         "type": "bin_count"}],
+            )
+        if any(not math.isfinite(v) or v < 0 for v in values):
+            raise InvalidInput(
+                f"'{name}' must hold finite, non-negative numbers.",
+                errors=[{"loc": _loc("model", "simple", name), "msg": "finite and >= 0 required",
+                         "type": "value_error"}],
+            )
+    if kind == "uncorrelated_background":
+        if any(u <= 0 for u in arrays["bkg_uncertainty"]) or any(b <= 0 for b in arrays["bkg"]):
+            raise InvalidInput(
+                "'bkg' and 'bkg_uncertainty' must be positive in every bin (the Poisson constraint "
+                "has tau = (bkg / bkg_uncertainty)^2).",
+                errors=[{"loc": _loc("model", "simple", "bkg_uncertainty"), "msg": "must be > 0",
+                         "type": "value_error"}],
+            )
+        return pyhf.simplemodels.uncorrelated_background(**arrays), None
+    return pyhf.simplemodels.correlated_background(**arrays), None
+
+
+def _spec_error(exc: Exception, base: list[str | int]) -> InvalidInput:
+    """pyhf's schema error → 422 quoting its message and the JSON path inside the workspace."""
+    parent = getattr(exc, "parent", None)
+    message = getattr(parent, "message", None) or str(exc).split("\n")[0]
+    path = [p for p in getattr(parent, "path", [])] if parent is not None else []
+    where = getattr(exc, "path", "") or "(top level)"
+    return InvalidInput(
+        f"The {base[-1]} does not follow pyhf's schema at {where}: {message}",
+        errors=[{"loc": base + path, "msg": message, "type": "pyhf_schema"}],
+    )
+
+
+def _build_workspace(workspace: dict[str, Any], measurement: str | None,
+                     patches: list[dict[str, Any]] | None) -> tuple[Any, list[float]]:
+    base = _loc("model", "workspace")
+    try:
+        ws = pyhf.Workspace(workspace)
+    except pyhf.exceptions.InvalidSpecification as exc:
+        raise _spec_error(exc, base) from None
+    try:
+        model = ws.model(measurement_name=measurement, patches=patches or None)
+    except pyhf.exceptions.InvalidMeasurement as exc:
+        names = [m["name"] for m in ws.get("measurements", [])]
+        raise InvalidInput(
+            f"{exc} The workspace's measurements are: {', '.join(names) or 'none'}.",
+            errors=[{"loc": _loc("model", "measurement"), "msg": str(exc), "type": "unknown_measurement"}],
+        ) from None
+    except pyhf.exceptions.InvalidSpecification as exc:
+        raise _spec_error(exc, _loc("model", "patches")) from None
+    except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
+        raise InvalidInput(
+            f"A patch could not be applied to the model spec: {exc}",
+            errors=[{"loc": _loc("model", "patches"), "msg": str(exc), "type": "json_patch"}],
+        ) from None
+    try:
+        observations = [float(v) for v in ws.data(model, include_auxdata=False)]
+    except KeyError as exc:
+        raise InvalidInput(
+            f"The workspace has no observations for channel {exc}.",
+            errors=[{"loc": base + ["observations"], "msg": f"missing channel {exc}", "type": "missing"}],
+        ) from None
+    if len(observations) != model.config.nmaindata:
+        raise InvalidInput(
+            f"The workspace's observations hold {len(observations)} bins; the model's channels have "
+            f"{model.config.nmaindata}.",
+            errors=[{"loc": base + ["observations"], "msg": f"expected {model.config.nmaindata} bins",
+                     "type": "bin_count"}],
+        )
+    return model, observations
+
+
+def model_from_spec(spec: dict[str, Any], *, cache: ModelCache, max_parameters: int) -> CompiledModel:
+    """The request's ``model`` object → a (cached) CompiledModel; 422 on any invalid model.
+
+    ``spec`` has exactly one of ``simple`` or ``workspace`` (with optional ``measurement`` and
+    ``patches``).
+    """
+    canonical = {k: spec.get(k) for k in ("simple", "workspace", "measurement", "patches")}
+    key = canonical_key(canonical)
+
+    def build() -> CompiledModel:
+        try:
+            if spec.get("simple") is not None:
+                model, observations = _build_simple(spec["simple"])
+            else:
+                model, observations = _build_workspace(spec["workspace"], spec.get("measurement"),
+                                                       spec.get("patches"))
+        except InvalidInput:
+            raise
+        except pyhf.exceptions.InvalidSpecification as exc:
+            raise _spec_error(exc, _loc("model")) from None
+        except Exception as exc:  # noqa: BLE001 - everything here is the user's spec: a 422, not a 500
+            # pyhf raises InvalidModel, InvalidModifier, ValueError, KeyError... for specs that
+            # pass the schema but not its semantics (e.g. samples with different bin counts).
+            raise InvalidInput(
+                f"pyhf could not build the model: {type(exc).__name__}: {exc}",
+                errors=[{"loc": _loc("model"), "msg": str(exc), "type": "pyhf_model"}],
+            ) from None
+        npars = model.config.npars
+        if npars > max_parameters:
+            raise LimitExceeded(
+                f"The model has {npars} parameters; at most {max_parameters} are accepted.",
+                limit="max_pyhf_parameters", maximum=max_parameters, value=npars,
+            )
+        return CompiledModel(key, model, observations)
+
+    return cache.get_or_build(key, build)
+
+
+# --- parameters by name ---------------------------------------------------------------------
+def parameter_values(cm: CompiledModel, values: dict[str, float] | None, *, loc: str) -> np.ndarray:
+    """The model's suggested init with the named overrides applied."""
+    pars = np.asarray(cm.model.config.suggested_init(), dtype=np.float64)
+    for name, value in (values or {}).items():
+        if not math.isfinite(value):
+            raise InvalidInput(f"{loc}[{name!r}] must be finite.",
+                               errors=[{"loc": _loc(loc, name), "msg": "must be finite", "type": "value_error"}])
+        pars[cm.index_of(name, _loc(loc, name))] = value
+    return pars
+
+
+def parameter_bounds(cm: CompiledModel, bounds: dict[str, Sequence[float]] | None) -> np.ndarray:
+    """The model's suggested bounds with the named overrides applied, shape (npars, 2)."""
+    out = np.asarray(cm.model.config.suggested_bounds(), dtype=np.float64).reshape(-1, 2)
+    for name, (low, high) in (bounds or {}).items():
+        if not (low < high):
+            raise InvalidInput(
+                f"par_bounds[{name!r}] = [{low}, {high}] is empty; the lower bound must be below the upper.",
+                errors=[{"loc": _loc("par_bounds", name), "msg": "lower bound must be < upper",
+                         "type": "value_error"}],
+            )
+        out[cm.index_of(name, _loc("par_bounds", name))] = (low, high)
+    return out
+
+
+def fixed_mask(cm: CompiledModel, names: Sequence[str] | None) -> np.ndarray:
+    """The model's own fixed parameters (e.g. a fixed lumi) plus the ones named in the request."""
+    fixed = np.asarray(cm.model.config.suggested_fixed(), dtype=bool)
+    for i, name in enumerate(names or []):
+        fixed[cm.index_of(name, _loc("fixed_params", i))] = True
+    return fixed
+
+
+# --- data -----------------------------------------------------------------------------------
+def resolve_data(cm: CompiledModel, data: str | Sequence[float],
+                 asimov_pars: dict[str, float] | None = None) -> np.ndarray:
+    """The request's ``data`` → the full data vector (main bins then auxiliary data).
+
+    ``"asimov"``: expected data at the suggested init (or ``asimov_pars``); ``"observed"``: the
+    workspace's observations; a list of main-bin counts gets the auxiliary data appended; a list
+    of main + auxiliary length is used as given.
+    """
+    config = cm.model.config
+    if data == "asimov":
+        pars = parameter_values(cm, asimov_pars, loc="asimov_pars")
+        return np.asarray(cm.model.expected_data(jnp.asarray(pars, dtype=jnp.float64)), dtype=np.float64)
+    if data == "observed":
+        if cm.observations is None:
+            raise InvalidInput(
+                "A simple model has no observations: send data 'asimov' or the main-bin counts.",
+                errors=[{"loc": _loc("data"), "msg": "no observations in a simple model", "type": "value_error"}],
+            )
+        return np.asarray(cm.observations + list(config.auxdata), dtype=np.float64)
+    if isinstance(data, str):
+        raise InvalidInput(
+            f"data must be 'asimov', 'observed' or a list of numbers, not {data!r}.",
+            errors=[{"loc": _loc("data"), "msg": "unknown data keyword", "type": "enum"}],
+        )
+    values = np.asarray(data, dtype=np.float64)
+    nmain, naux = config.nmaindata, config.nauxdata
+    if values.ndim != 1 or values.size not in (nmain, nmain + naux):
+        raise InvalidInput(
+            f"data has {values.size} numbers; this model expects {nmain} main-bin counts "
+            f"(auxiliary data appended for you) or the full vector of {nmain + naux}.",
+            errors=[{"loc": _loc("data"), "msg": f"expected length {nmain} or {nmain + naux}",
+                     "type": "data_length"}],
+            expected_length=[nmain, nmain + naux],
+        )
+    if not np.all(np.isfinite(values)) or np.any(values < 0):
+        raise InvalidInput(
+            "data must hold finite, non-negative counts.",
+            errors=[{"loc": _loc("data"), "msg": "finite and >= 0 required", "type": "value_error"}],
+        )
+    if values.size == nmain:
+        values = np.concatenate([values, np.asarray(config.auxdata, dtype=np.float64)])
+    return values

@@ -1,0 +1,106 @@
+"""The likelihood on a plane through parameter space: the seed notebook's picture, as data.
+
+Two parameters vary over a grid; every other parameter stays at the best fit (or at the values
+given). ``logpdf`` (or ``twice_nll = −2·logpdf``) is evaluated on the fine grid and its gradient
+in the two scanned parameters on a coarser one, each in one vectorised, jitted computation
+(``jax.lax.map`` over batches of points, see :data:`models.SCAN_BATCH`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import jax.numpy as jnp
+import numpy as np
+
+from service.errors import InvalidInput, LimitExceeded
+from service.histfactory.fit import FitSettings, best_fit
+from service.histfactory.models import CompiledModel, parameter_values
+
+Quantity = Literal["logpdf", "twice_nll"]
+
+
+@dataclass(frozen=True)
+class Axis:
+    name: str
+    low: float
+    high: float
+    points: int
+
+
+def _plane(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """(len(y)*len(x), 2) points, row-major over (y, x): reshaped to (ny, nx) they match
+    ``np.meshgrid(x, y)`` and ``pcolormesh(x, y, values)``."""
+    gx, gy = np.meshgrid(x, y)
+    return np.stack([gx.ravel(), gy.ravel()], axis=1)
+
+
+def check_scan_size(x: Axis, y: Axis, gradient_points: tuple[int, int], max_points: int) -> None:
+    total = x.points * y.points + gradient_points[0] * gradient_points[1]
+    if total > max_points:
+        raise LimitExceeded(
+            f"The scan asks for {x.points}x{y.points} grid points plus {gradient_points[0]}x"
+            f"{gradient_points[1]} gradient points = {total}; at most {max_points} are accepted.",
+            limit="max_scan_points", maximum=max_points, value=total,
+        )
+
+
+def scan(
+    cm: CompiledModel,
+    data: np.ndarray,
+    x: Axis,
+    y: Axis,
+    *,
+    gradient_points: tuple[int, int] = (11, 11),
+    quantity: Quantity = "logpdf",
+    at: dict[str, float] | None = None,
+    fit_settings: FitSettings | None = None,
+    max_points: int,
+) -> dict[str, Any]:
+    """Values on an ``x.points × y.points`` grid and gradients on a ``gradient_points`` grid.
+
+    The other parameters sit at the best fit (found with ``fit_settings``) unless ``at`` gives
+    them; ``at`` may name just some, the rest take the model's suggested init.
+    """
+    check_scan_size(x, y, gradient_points, max_points)
+    if x.name == y.name:
+        raise InvalidInput(
+            f"x and y both name {x.name!r}; a scan needs two different parameters.",
+            errors=[{"loc": ["body", "y", "name"], "msg": "same parameter as x", "type": "value_error"}],
+        )
+    idx = np.asarray([cm.index_of(x.name, ["body", "x", "name"]), cm.index_of(y.name, ["body", "y", "name"])],
+                     dtype=np.int32)
+    if at is None:
+        base = best_fit(cm, data, fit_settings or FitSettings()).pars
+        centre = "bestfit"
+    else:
+        base = parameter_values(cm, at, loc="at")
+        centre = "given"
+
+    xs = np.linspace(x.low, x.high, x.points, dtype=np.float64)
+    ys = np.linspace(y.low, y.high, y.points, dtype=np.float64)
+    gxs = np.linspace(x.low, x.high, gradient_points[0], dtype=np.float64)
+    gys = np.linspace(y.low, y.high, gradient_points[1], dtype=np.float64)
+
+    args = (jnp.asarray(base, dtype=jnp.float64), jnp.asarray(idx), jnp.asarray(data, dtype=jnp.float64))
+    logpdf = np.asarray(cm.scan_values(jnp.asarray(_plane(xs, ys), dtype=jnp.float64), *args), dtype=np.float64)
+    _, grad = cm.scan_gradients(jnp.asarray(_plane(gxs, gys), dtype=jnp.float64), *args)
+    grad = np.asarray(grad, dtype=np.float64)
+    scale = -2.0 if quantity == "twice_nll" else 1.0  # twice_nll = −2·logpdf, and so its gradient
+    return {
+        "parameters": [x.name, y.name],
+        "quantity": quantity,
+        "x": xs,
+        "y": ys,
+        "values": scale * logpdf.reshape(y.points, x.points),
+        "gradient_x": gxs,
+        "gradient_y": gys,
+        "gradient": {
+            "d_dx": scale * grad[:, 0].reshape(gradient_points[1], gradient_points[0]),
+            "d_dy": scale * grad[:, 1].reshape(gradient_points[1], gradient_points[0]),
+        },
+        "centre": centre,
+        "base_parameters": cm.par_names,
+        "base": base,
+    }
