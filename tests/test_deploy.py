@@ -243,3 +243,25 @@ def test_env_file_example_names_real_settings(tmp_path):
             assert hasattr(target, part), f"{name} is not a setting"
             target = getattr(target, part)
         assert target == yaml.safe_load(value), (name, target)
+
+
+# --- bench/gpu_smoke.py -------------------------------------------------------------------
+
+
+def test_gpu_smoke_requests_pass_in_process(api, capsys):
+    """The smoke script's request to every /v1 route succeeds and checks out (here on the CPU)."""
+    from bench import gpu_smoke
+
+    routes = {path for path in api.app.openapi()["paths"] if path.startswith("/v1/")} - {"/v1/info"}
+    failures = gpu_smoke.run_smoke(api, gpu_smoke.smoke_requests(), routes, require_gpu=False)
+    assert failures == [], capsys.readouterr().out
+
+
+def test_gpu_smoke_refuses_to_pass_without_a_gpu(capsys):
+    from bench import gpu_smoke
+
+    gpu, _ = gpu_smoke.check_devices(allow_cpu=True)
+    if gpu:
+        pytest.skip("this machine has a GPU")
+    assert gpu_smoke.main([]) == 2
+    assert "FAIL: no GPU visible" in capsys.readouterr().out

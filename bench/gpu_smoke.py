@@ -1,0 +1,263 @@
+"""Smoke test of a GPU deployment: `python -m bench.gpu_smoke [--allow-cpu]`.
+
+Made for the GPU server itself, with no internet (inside the container:
+``docker compose exec labcrunch python -m bench.gpu_smoke``). In under five minutes it
+
+1. asserts JAX sees a GPU (and TensorFlow too, when installed), unless ``--allow-cpu``;
+2. builds the app in-process (``create_app`` + TestClient, start-up warm-up included) and sends
+   one request to every ``/v1`` route, checking the answer against a closed form or an
+   in-process reference, and that compute ran on the GPU;
+3. prints the fractal throughput in pixel-iterations per second.
+
+A ``/v1`` route with no smoke request here is a failure, so a new endpoint cannot slip past it.
+Exit status 0 when every check passed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+SEED_MODEL = {"simple": {"kind": "uncorrelated_background", "signal": [5.0], "bkg": [10.0],
+                         "bkg_uncertainty": [3.5]}}
+# The seed's model at its Asimov data: bestfit (1, 1), covariance = 2·inv(Hessian of −ln L).
+SEED_MODEL_COVARIANCE = np.array([[1.09, -0.245], [-0.245, 0.1225]])
+# The seed's view of the Mandelbrot set.
+SEED_VIEW = {"x_min": -2.0, "x_max": 1.0, "y_min": -1.5, "y_max": 1.5}
+LINE_X = np.linspace(0.0, 9.0, 10)
+LINE_Y = 2.5 * LINE_X - 1.0 + np.array([0.1, -0.2, 0.05, 0.0, 0.3, -0.1, -0.25, 0.2, 0.0, -0.1])
+
+
+@dataclass
+class Smoke:
+    """One request to one route, and the check of its answer (raises AssertionError)."""
+
+    route: str  # the route's path template, as the app declares it
+    method: str
+    url: str
+    check: Callable[[Any], None]
+    json: dict[str, Any] | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    on_gpu: bool = True  # the answer's `device` must name the GPU (jax routes)
+
+
+def _json(response: Any) -> dict[str, Any]:
+    assert response.headers["content-type"].startswith("application/json"), response.headers
+    return response.json()
+
+
+def _close(actual: Any, expected: Any, rtol: float = 1e-6, atol: float = 1e-9) -> None:
+    np.testing.assert_allclose(np.asarray(actual, dtype=np.float64), expected, rtol=rtol, atol=atol)
+
+
+def _check_gradient(response: Any) -> None:
+    body = _json(response)
+    _close(body["value"], 4.0)  # (x - 1)**2 at 3
+    _close(body["gradient"]["x"], 4.0)  # 2 (x - 1)
+
+
+def _check_minimize(response: Any) -> None:
+    runs = _json(response)["runs"]
+    for run, rate in zip(runs, (0.1, 0.01), strict=True):
+        _close(run["x"]["x"], (1 - 2 * rate) ** 10, rtol=1e-5)  # SGD on x**2: x_k = x_0 (1 - 2 lr)^k
+
+
+def _check_fit(response: Any) -> None:
+    body = _json(response)
+    m, q = np.polyfit(LINE_X, LINE_Y, 1)
+    _close([body["m"], body["q"]], [m, q], rtol=1e-8)
+
+
+def _check_pyhf_fit(response: Any) -> None:
+    body = _json(response)
+    _close(body["bestfit"], [1.0, 1.0], rtol=1e-3, atol=1e-3)
+    _close(body["covariance"], SEED_MODEL_COVARIANCE, rtol=1e-3, atol=1e-4)
+
+
+def _check_pyhf_scan(response: Any) -> None:
+    body = _json(response)
+    assert np.asarray(body["values"], dtype=np.float64).shape == (5, 4)  # (y points, x points)
+    # The gradient grid passes through the best fit (1, 1), where ln L is stationary.
+    i, j = body["gradient_y"].index(1.0), body["gradient_x"].index(1.0)
+    _close([body["gradient"]["d_dx"][i][j], body["gradient"]["d_dy"][i][j]], [0.0, 0.0], atol=1e-6)
+
+
+def _check_cls(response: Any) -> None:
+    body = _json(response)
+    cls = np.asarray(body["cls"], dtype=np.float64)
+    assert ((cls > 0) & (cls <= 1)).all(), cls
+
+
+def _check_upper_limit(response: Any) -> None:
+    body = _json(response)
+    observed = float(np.asarray(body["observed"], dtype=np.float64))
+    assert 0.5 < observed < 5.0, observed  # 5 signal over 10 ± 3.5 background: a few times mu=1
+
+
+def _png_of_size(width: int, height: int) -> Callable[[Any], None]:
+    def check(response: Any) -> None:
+        from PIL import Image
+
+        assert response.headers["content-type"] == "image/png", response.headers
+        with Image.open(io.BytesIO(response.content)) as image:
+            assert image.size == (width, height), image.size
+
+    return check
+
+
+def _check_fractal_counts(response: Any) -> None:
+    counts = np.load(io.BytesIO(response.content))
+    assert counts.shape == (64, 96), counts.shape
+    # The centre pixel of the seed's view, (-0.5, 0), lies in the main cardioid: it never escapes.
+    assert counts[32, 48] == 50 or counts[31, 47] == 50, counts[30:34, 46:50]
+
+
+def smoke_requests() -> list[Smoke]:
+    pyhf = {"model": SEED_MODEL, "data": "asimov"}
+    return [
+        Smoke("/v1/gradient", "POST", "/v1/gradient", _check_gradient,
+              json={"expression": "(x - 1)**2", "at": {"x": 3.0}}),
+        Smoke("/v1/gradient", "POST", "/v1/gradient", _check_gradient, on_gpu=False,
+              json={"expression": "(x - 1)**2", "at": {"x": 3.0}, "backend": "tensorflow"}),
+        Smoke("/v1/minimize", "POST", "/v1/minimize", _check_minimize,
+              json={"expression": "x**2", "start": {"x": 1.0}, "optimizer": "sgd",
+                    "learning_rate": [0.1, 0.01], "steps": 10}),
+        Smoke("/v1/fit/line", "POST", "/v1/fit/line", _check_fit,
+              json={"x": LINE_X.tolist(), "y": LINE_Y.tolist(), "method": "least_squares"}),
+        Smoke("/v1/pyhf/fit", "POST", "/v1/pyhf/fit", _check_pyhf_fit, json=pyhf),
+        Smoke("/v1/pyhf/scan", "POST", "/v1/pyhf/scan", _check_pyhf_scan,
+              json={**pyhf, "x": {"name": "mu", "low": 0.0, "high": 2.0, "points": 4},
+                    "y": {"name": "uncorr_bkguncrt[0]", "low": 0.5, "high": 1.5, "points": 5},
+                    "gradient_points": [3, 3]}),
+        Smoke("/v1/pyhf/hypotest", "POST", "/v1/pyhf/hypotest", _check_cls,
+              json={**pyhf, "poi_values": [0.5, 1.0, 2.0]}),
+        Smoke("/v1/pyhf/upper-limit", "POST", "/v1/pyhf/upper-limit", _check_upper_limit,
+              json={**pyhf, "scan": {"start": 0.1, "stop": 5.0, "points": 11}}),
+        Smoke("/v1/fractal/{kind}.png", "GET", "/v1/fractal/julia.png", _png_of_size(80, 60),
+              params={"width": 80, "height": 60, "max_iter": 100, "c_re": -0.7269, "c_im": 0.1889}),
+        Smoke("/v1/fractal", "POST", "/v1/fractal", _check_fractal_counts,
+              json={"kind": "mandelbrot", "width": 96, "height": 64, "max_iter": 50, "format": "npy",
+                    **SEED_VIEW}),
+        Smoke("/v1/fractal/tiles/{z}/{x}/{y}.png", "GET", "/v1/fractal/tiles/1/0/1.png",
+              _png_of_size(256, 256), params={"max_iter": 100}),
+    ]
+
+
+def check_devices(allow_cpu: bool) -> tuple[bool, list[str]]:
+    """Whether JAX (and TensorFlow, when installed) see a GPU; the lines to print."""
+    import jax
+
+    from service import backends
+
+    backends.configure()
+    jax_gpus = [d for d in jax.devices() if d.platform == "gpu"]
+    lines = [f"jax {jax.__version__}: {', '.join(f'{d.platform}:{d.id} {d.device_kind}' for d in jax.devices())}"]
+    ok = bool(jax_gpus)
+    if backends.tensorflow_available():
+        tf_gpus = backends.tensorflow().config.list_physical_devices("GPU")
+        lines.append(f"tensorflow: {len(tf_gpus)} GPU(s) {[d.name for d in tf_gpus]}")
+        ok = ok and bool(tf_gpus)
+    else:
+        lines.append("tensorflow: not available")
+    if not ok and not allow_cpu:
+        lines.append("FAIL: no GPU visible (driver, NVIDIA Container Toolkit, `gpus`/`deploy` reservation?)")
+    return ok, lines
+
+
+def fractal_throughput(client: Any, side: int, max_iter: int, repeats: int = 3) -> dict[str, float]:
+    """Best-of-``repeats`` time of one ``side``² Mandelbrot of the seed's view as raw counts.
+
+    Pixel-iterations per second is the nominal side² × max_iter over the time (escaped pixels stop
+    early, so the work done is less: the figure compares machines, not flops).
+    """
+    body = {"kind": "mandelbrot", "width": side, "height": side, "max_iter": max_iter,
+            "format": "npy", **SEED_VIEW}
+    client.post("/v1/fractal", json=body).raise_for_status()  # compile for this shape
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        client.post("/v1/fractal", json=body).raise_for_status()
+        best = min(best, time.perf_counter() - start)
+    return {"side": side, "max_iter": max_iter, "seconds": best,
+            "pixel_iterations_per_s": side * side * max_iter / best}
+
+
+def run_smoke(client: Any, requests: list[Smoke], routes: set[str], require_gpu: bool) -> list[str]:
+    """Send each request; return the failures (and print one line per request)."""
+    failures = []
+    covered = {smoke.route for smoke in requests}
+    for route in sorted(routes - covered):
+        failures.append(f"{route}: no smoke request in bench/gpu_smoke.py")
+    for smoke in requests:
+        label = f"{smoke.method} {smoke.url}"
+        if smoke.route not in routes:
+            print(f"  skip  {label} (route not in this build)")
+            continue
+        start = time.perf_counter()
+        response = client.request(smoke.method, smoke.url, json=smoke.json, params=smoke.params)
+        ms = (time.perf_counter() - start) * 1e3
+        try:
+            assert response.status_code == 200, f"HTTP {response.status_code}: {response.text[:500]}"
+            smoke.check(response)
+            if require_gpu and smoke.on_gpu and "json" in response.headers["content-type"]:
+                device = response.json().get("device", "")
+                assert device.startswith(("cuda", "gpu")), f"computed on {device!r}, not the GPU"
+        except AssertionError as exc:
+            failures.append(f"{label}: {exc}")
+            print(f"  FAIL  {label} ({ms:.0f} ms): {exc}")
+        else:
+            print(f"  ok    {label} ({ms:.0f} ms)")
+    return failures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.gpu_smoke", description=__doc__.splitlines()[0])
+    parser.add_argument("--allow-cpu", action="store_true",
+                        help="run without a GPU (checks the script itself; throughput is the CPU's)")
+    parser.add_argument("--no-warmup", action="store_true", help="skip the start-up warm-up compiles")
+    parser.add_argument("--side", type=int, default=None,
+                        help="fractal throughput image side (default 2000 on GPU, 256 on CPU), 1,000 iterations")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+
+    gpu, lines = check_devices(args.allow_cpu)
+    print("\n".join(lines))
+    if not gpu and not args.allow_cpu:
+        return 2
+
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+    from service.settings import Settings
+
+    app = create_app(Settings(warmup=not args.no_warmup, log_json=False))
+    routes = {path for path in app.openapi()["paths"] if path.startswith("/v1/")} - {"/v1/info"}
+    with TestClient(app) as client:
+        while client.get("/readyz").status_code != 200:
+            time.sleep(0.1)
+        info = client.get("/v1/info").json()
+        print(f"service {info['version']}: jax on {info['backends']['jax']['default_device']}; "
+              f"warm-up {time.perf_counter() - started:.1f} s after start; warm-up errors: "
+              f"{info['warmup_errors'] or 'none'}")
+        failures = run_smoke(client, smoke_requests(), routes, require_gpu=gpu)
+        if "/v1/fractal" in routes:
+            sides = [args.side] if args.side else ([2000, 8192] if gpu else [256])
+            for side in sides:
+                t = fractal_throughput(client, side, 1000)
+                print(f"fractal {side}x{side}, 1000 iterations: {t['seconds'] * 1e3:.0f} ms, "
+                      f"{t['pixel_iterations_per_s']:.3g} pixel-iterations/s")
+    print(f"{len(failures)} failed in {time.perf_counter() - started:.0f} s")
+    for failure in failures:
+        print(f"FAIL {failure}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
