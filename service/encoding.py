@@ -71,8 +71,13 @@ def to_npz(arrays: dict[str, Any]) -> bytes:
     return buf.getvalue()
 
 
-def read_npy(data: bytes, *, max_elements: int, where: str = "body") -> np.ndarray:
-    """Parse ``.npy`` bytes into a numeric array; 422 for anything else, 413 when too large."""
+def read_npy(
+    data: bytes, *, max_elements: int, where: str = "body", limit: str = "max_points"
+) -> np.ndarray:
+    """Parse ``.npy`` bytes into a numeric array; 422 for anything else, 413 when too large.
+
+    ``limit`` names the setting ``max_elements`` comes from, for the 413 answer.
+    """
     try:
         buf = io.BytesIO(data)
         major, _minor = np.lib.format.read_magic(buf)
@@ -88,8 +93,9 @@ def read_npy(data: bytes, *, max_elements: int, where: str = "body") -> np.ndarr
     count = math.prod(shape)
     if count > max_elements:
         raise LimitExceeded(
-            f"The array has {count} elements; at most {max_elements} are accepted.",
-            limit="max_points",
+            f"The array has {count} elements; at most {max_elements} are accepted "
+            f"(limits.{limit}).",
+            limit=limit,
             maximum=max_elements,
             value=count,
         )

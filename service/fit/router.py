@@ -1,5 +1,240 @@
-"""HTTP routes for /v1/fit/line: validate, call the domain function through the runner, encode."""
+"""HTTP routes for /v1/fit/line: validate, call the domain function through the runner, encode.
 
-from fastapi import APIRouter
+One route, two body formats: JSON (points and options in the body), or a ``.npy`` array of
+shape (N, 2) [x, y] or (N, 3) [x, y, sigma] with the options as query parameters — the
+practical way to send 10^6 points and more::
+
+    python -c "import numpy as np; x = np.arange(1e6); np.save('points.npy', np.c_[x, 2.5 * x + 1.2])"
+    curl -X POST 'http://127.0.0.1:8000/v1/fit/line?method=least_squares' \\
+         -H 'Content-Type: application/x-npy' --data-binary @points.npy
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from starlette.exceptions import HTTPException
+
+from service import backends, encoding
+from service.errors import InvalidInput
+from service.fit import DescentOptions, LineFit, fit_line
+from service.http.deps import LimitsDep, RunnerDep
+from service.http.problems import problem_responses
+from service.settings import Limits, Settings
 
 router = APIRouter(prefix="/v1/fit/line", tags=["fit"])
+
+NonFinite = Literal["NaN", "Infinity", "-Infinity"]
+Number = float | NonFinite  # how labcrunch writes non-finite numbers in JSON
+
+
+class LineStart(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    m: float = Field(0.0, allow_inf_nan=False, description="Initial slope.")
+    q: float = Field(0.0, allow_inf_nan=False, description="Initial intercept.")
+
+
+class GradientDescentOptions(BaseModel):
+    """Minibatch gradient descent (``method: gradient_descent``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    optimizer: Literal["sgd", "adam"] = Field("sgd", description="optax / Keras optimizer.")
+    learning_rate: float = Field(0.1, gt=0, allow_inf_nan=False,
+                                 description="Step size (in standardized x when `standardize`).")
+    epochs: int = Field(20, ge=1, description="Passes over the data (limits.max_fit_epochs).")
+    batch_size: int = Field(100, ge=1, description="Points per minibatch (the last may be shorter).")
+    init: LineStart = Field(default_factory=LineStart, description="Start point, in the units of x.")
+    shuffle: bool = Field(True, description="A fresh numpy permutation of the points each epoch.")
+    seed: int = Field(0, ge=0, le=2**63 - 1, description="Seed of the permutations: the same on "
+                      "both backends, so their loss histories agree.")
+    standardize: bool = Field(True, description="Fit in x' = (x - mean)/std and map m, q back, "
+                              "so one learning rate suits any data.")
+
+
+class FitOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    method: Literal["least_squares", "gradient_descent"] = Field(
+        "least_squares", description="Closed-form weighted least squares (numpy, float64), or "
+        "minibatch gradient descent.")
+    backend: Literal["jax", "tensorflow"] = Field(
+        "jax", description="Where gradient descent runs (tensorflow: a Keras model and `fit`).")
+    gd: GradientDescentOptions = Field(default_factory=GradientDescentOptions)
+
+    def descent(self) -> DescentOptions:
+        gd = self.gd
+        return DescentOptions(optimizer=gd.optimizer, learning_rate=gd.learning_rate,
+                              epochs=gd.epochs, batch_size=gd.batch_size, init_m=gd.init.m,
+                              init_q=gd.init.q, shuffle=gd.shuffle, seed=gd.seed,
+                              standardize=gd.standardize)
+
+
+class FitLineRequest(FitOptions):
+    """A JSON fit request. Non-finite numbers may be written "NaN"/"Infinity" (and are refused)."""
+
+    x: list[float] = Field(description="Abscissae (limits.max_fit_points).")
+    y: list[float] = Field(description="Ordinates, as many as x.")
+    sigma: list[float] | None = Field(None, description="Per-point uncertainties σ > 0, as many "
+                                      "as x: a weighted fit with absolute σ.")
+
+
+def _flat_query_fields() -> dict[str, Any]:
+    """FitOptions flattened for query strings: gd fields at top level, init as init_m/init_q."""
+    fields: dict[str, Any] = {
+        name: (f.annotation, f) for name, f in FitOptions.model_fields.items() if name != "gd"}
+    fields |= {name: (f.annotation, f) for name, f in GradientDescentOptions.model_fields.items()
+               if name != "init"}
+    fields |= {f"init_{name}": (f.annotation, f) for name, f in LineStart.model_fields.items()}
+    return fields
+
+
+FitQuery = create_model(
+    "FitQuery", __config__=ConfigDict(extra="forbid"),
+    __doc__="Fit options as query parameters: only with an application/x-npy body.",
+    **_flat_query_fields(),
+)
+
+
+def _options_from_query(query: BaseModel) -> FitOptions:
+    flat = query.model_dump()
+    gd = {k: v for k, v in flat.items() if k in GradientDescentOptions.model_fields}
+    gd["init"] = {"m": flat["init_m"], "q": flat["init_q"]}
+    return FitOptions(method=flat["method"], backend=flat["backend"], gd=gd)
+
+
+class Uncertainty(BaseModel):
+    m: Number
+    q: Number
+
+
+class History(BaseModel):
+    loss: list[Number] = Field(description="Per epoch: the minibatch losses averaged (as Keras).")
+    m: list[Number] = Field(description="Slope at the end of each epoch.")
+    q: list[Number] = Field(description="Intercept at the end of each epoch.")
+
+
+class FitLineResponse(BaseModel):
+    m: Number
+    q: Number
+    uncertainty: Uncertainty = Field(description="Square roots of the covariance diagonal.")
+    covariance: list[list[Number]] = Field(description="Covariance of (m, q).")
+    covariance_scaled: bool = Field(description="True when no sigma was given: (AᵀA)⁻¹ scaled by "
+                                    "chi2/ndf (numpy.polyfit cov=True); false: (AᵀWA)⁻¹, W = 1/σ².")
+    correlation: list[list[Number]]
+    chi2: Number = Field(description="Σ wᵢ rᵢ² at (m, q), wᵢ = 1/σᵢ² (or 1).")
+    ndf: int = Field(description="N - 2.")
+    method: str
+    backend: str = Field(description="numpy (least squares), jax or tensorflow.")
+    device: str
+    elapsed_ms: float
+    diverged: bool = Field(description="Gradient descent ended on non-finite values.")
+    history: History | None = None
+
+
+_REQUEST_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {"schema": FitLineRequest.model_json_schema(
+            ref_template="#/components/schemas/{model}")},
+        encoding.NPY_MEDIA_TYPE: {
+            "schema": {"type": "string", "format": "binary",
+                       "description": "A .npy float array of shape (N, 2) [x, y] or (N, 3) "
+                                      "[x, y, sigma]; options as query parameters."}},
+    },
+}
+
+
+def _inline_refs(schema: Any, defs: dict[str, Any]) -> Any:
+    """Replace ``$ref``s into ``$defs`` by the definitions, so the schema stands alone in OpenAPI."""
+    if isinstance(schema, dict):
+        if "$ref" in schema:
+            return _inline_refs(defs[schema["$ref"].rsplit("/", 1)[-1]], defs)
+        return {k: _inline_refs(v, defs) for k, v in schema.items() if k != "$defs"}
+    if isinstance(schema, list):
+        return [_inline_refs(v, defs) for v in schema]
+    return schema
+
+
+_json_schema = _REQUEST_BODY["content"]["application/json"]
+_json_schema["schema"] = _inline_refs(_json_schema["schema"], _json_schema["schema"].get("$defs", {}))
+
+
+def _fit_payload(fit: LineFit) -> dict[str, Any]:
+    return {"m": fit.m, "q": fit.q, "uncertainty": fit.uncertainty, "covariance": fit.covariance,
+            "covariance_scaled": fit.covariance_scaled, "correlation": fit.correlation,
+            "chi2": fit.chi2, "ndf": fit.ndf, "method": fit.method, "backend": fit.backend,
+            "diverged": fit.diverged, "history": fit.history}
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+
+
+def _points_from_npy(body: bytes, limits: Limits) -> tuple[Any, Any, Any]:
+    table = encoding.read_npy(body, max_elements=3 * limits.max_fit_points, limit="max_fit_points")
+    if table.ndim != 2 or table.shape[1] not in (2, 3):
+        raise InvalidInput(
+            f"The .npy body has shape {table.shape}; expected (N, 2) [x, y] or (N, 3) [x, y, sigma].",
+            errors=[{"loc": ["body"], "msg": f"shape {table.shape}", "type": "shape"}])
+    return table[:, 0], table[:, 1], table[:, 2] if table.shape[1] == 3 else None
+
+
+def _request_from_json(body: bytes) -> FitLineRequest:
+    try:
+        return FitLineRequest.model_validate_json(body or b"null")
+    except ValidationError as exc:
+        errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+        raise RequestValidationError(errors) from None
+
+
+@router.post(
+    "",
+    summary="Fit a straight line y = m·x + q, with uncertainties",
+    description=(
+        "Least squares (closed form, weighted by 1/σ² when `sigma` is given) or minibatch gradient "
+        "descent on JAX (optax) or TensorFlow (Keras). The body is JSON, or a .npy array of shape "
+        "(N, 2)/(N, 3) sent as `Content-Type: application/x-npy` with the options as query "
+        "parameters, e.g. `curl -X POST '.../v1/fit/line?method=least_squares' -H "
+        "'Content-Type: application/x-npy' --data-binary @points.npy`."),
+    response_model=FitLineResponse,
+    responses=problem_responses(401, 413, 415, 422, 429, 500, 503),
+    openapi_extra={"requestBody": _REQUEST_BODY},
+)
+async def fit_line_route(
+    request: Request,
+    query: Annotated[FitQuery, Query()],  # type: ignore[valid-type]
+    runner: RunnerDep,
+    limits: LimitsDep,
+) -> Response:
+    body = await request.body()
+    media_type = _media_type(request)
+    if media_type == encoding.NPY_MEDIA_TYPE:
+        x, y, sigma = _points_from_npy(body, limits)
+        options = _options_from_query(query)
+    elif media_type == "application/json" or media_type.endswith("+json"):
+        if request.query_params:
+            raise InvalidInput(
+                "With a JSON body the options go in the body; query parameters are for .npy bodies.",
+                errors=[{"loc": ["query", name], "msg": "not allowed with a JSON body",
+                         "type": "extra_forbidden"} for name in request.query_params])
+        fit_request = _request_from_json(body)
+        x, y, sigma, options = fit_request.x, fit_request.y, fit_request.sigma, fit_request
+    else:
+        raise HTTPException(415, f"Content-Type {media_type!r} is not accepted; send application/json "
+                                 f"or {encoding.NPY_MEDIA_TYPE}.")
+    timed = await runner.run(fit_line, x, y, sigma, method=options.method, backend=options.backend,
+                             descent=options.descent(), limits=limits)
+    payload = _fit_payload(timed.result)
+    device = "cpu" if timed.result.backend == "numpy" else backends.device_for(timed.result.backend)
+    payload |= {"device": device, "elapsed_ms": timed.elapsed_ms}
+    return Response(encoding.dumps(encoding.jsonable(payload)), media_type="application/json")
+
+
+def warmup(settings: Settings) -> None:
+    """Compile the JAX gradient-descent epoch and Hessian for the default options, on tiny data."""
+    options = FitOptions().descent()
+    fit_line([0.0, 1.0, 2.0], [1.0, 2.0, 2.5], method="gradient_descent", backend="jax",
+             descent=options, limits=settings.limits)

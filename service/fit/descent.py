@@ -1,0 +1,237 @@
+"""Fitting a line by minibatch gradient descent, on JAX (optax) or TensorFlow (Keras ``fit``).
+
+The loss of one minibatch is the mean of wᵢ·(yᵢ - m·xᵢ - q)² over its points (wᵢ = 1/σᵢ², or 1:
+Keras' mean squared error with sample weights). Both backends walk the same batches: the
+per-epoch permutations are drawn here with numpy from ``seed`` and handed to each backend, so
+with the same options their histories agree (Keras keeps its learning rate and its loss
+tracker in float32, so they agree to about 1e-7 relative, not to the last bit).
+
+``history.loss`` follows Keras: the epoch's minibatch losses averaged, weighted by batch size,
+as the parameters move during the epoch. ``history.m``/``q`` are the values at each epoch's end.
+
+With ``standardize`` the fit runs in x' = (x - x̄)/s with weights divided by their mean, and maps
+m, q (the initial values, and the history) back, so one learning rate of order 0.1 suits any data;
+its loss is then the weighted mean squared residual with weights of mean 1.
+
+The covariance comes from the autodiff Hessian H of χ²(m, q) = Σ wᵢ rᵢ² at the end point:
+cov = 2·H⁻¹ (χ² is -2 log L for Gaussian errors), scaled by the residual variance χ²/ndf when
+no σ was given — the conventions of :mod:`service.fit.line`. The Hessian is taken in
+standardized coordinates (well conditioned) and propagated to (m, q).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from service import backends
+from service.compute import check_deadline
+from service.errors import InvalidInput, LimitExceeded
+from service.fit.line import GRADIENT_DESCENT, LineFit, LinePoints, Standardization, line_fit
+
+backends.configure()
+
+OPTIMIZERS = ("sgd", "adam")
+BACKENDS = ("jax", "tensorflow")
+# Adam's ε, the same on both backends (Keras' default is 1e-7, optax's 1e-8).
+ADAM_EPSILON = 1e-8
+
+
+@dataclass(frozen=True)
+class DescentOptions:
+    optimizer: str = "sgd"
+    learning_rate: float = 0.1
+    epochs: int = 20
+    batch_size: int = 100
+    init_m: float = 0.0
+    init_q: float = 0.0
+    shuffle: bool = True
+    seed: int = 0
+    standardize: bool = True
+
+
+def batch_orders(n: int, epochs: int, shuffle: bool, seed: int) -> Iterator[np.ndarray]:
+    """The order in which each epoch visits the points: one numpy permutation per epoch."""
+    rng = np.random.default_rng(seed)
+    identity = np.arange(n)
+    for _ in range(epochs):
+        yield rng.permutation(n) if shuffle else identity
+
+
+@dataclass(frozen=True)
+class _Problem:
+    """What a backend needs: standardized (or raw) x, y, weights, start point, batch orders."""
+
+    x: np.ndarray
+    y: np.ndarray
+    w: np.ndarray
+    start: tuple[float, float]
+    batch_size: int
+    orders: Iterator[np.ndarray]
+    options: DescentOptions
+
+
+# A backend returns per-epoch arrays: loss, a, c (the line a·x + c in the coordinates it was given).
+History = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def _batch_loss(params: jax.Array, x: jax.Array, y: jax.Array, w: jax.Array) -> jax.Array:
+    residual = y - (params[0] * x + params[1])
+    return jnp.mean(w * residual * residual)
+
+
+def _optax(optimizer: str, learning_rate: float) -> optax.GradientTransformation:
+    if optimizer == "adam":
+        return optax.adam(learning_rate, eps=ADAM_EPSILON)
+    return optax.sgd(learning_rate)
+
+
+@functools.lru_cache(maxsize=32)
+def _jax_epoch(optimizer: str, learning_rate: float) -> tuple[optax.GradientTransformation, Callable]:
+    """A compiled epoch for one optimizer setting: scan over full batches, then the remainder."""
+    opt = _optax(optimizer, learning_rate)
+
+    def step(carry, batch):
+        params, state = carry
+        loss, grads = jax.value_and_grad(_batch_loss)(params, *batch)
+        updates, state = opt.update(grads, state, params)
+        return (optax.apply_updates(params, updates), state), loss
+
+    @functools.partial(jax.jit, static_argnames="batch_size")
+    def epoch(params, state, x, y, w, order, batch_size: int):
+        n = order.shape[0]
+        full = (n // batch_size) * batch_size
+        xs, ys, ws = x[order], y[order], w[order]
+        batched = tuple(a[:full].reshape(-1, batch_size) for a in (xs, ys, ws))
+        (params, state), losses = jax.lax.scan(step, (params, state), batched)
+        loss_sum = batch_size * jnp.sum(losses)
+        if full < n:  # the last, shorter batch (a static shape, so a Python branch)
+            (params, state), loss = step((params, state), (xs[full:], ys[full:], ws[full:]))
+            loss_sum = loss_sum + (n - full) * loss
+        return params, state, loss_sum / n
+
+    return opt, epoch
+
+
+def _run_jax(problem: _Problem) -> History:
+    opt, epoch = _jax_epoch(problem.options.optimizer, problem.options.learning_rate)
+    x, y, w = (jnp.asarray(a, dtype=jnp.float64) for a in (problem.x, problem.y, problem.w))
+    params = jnp.asarray(problem.start, dtype=jnp.float64)
+    state = opt.init(params)
+    losses, path = [], []
+    for order in problem.orders:
+        check_deadline()
+        params, state, loss = epoch(params, state, x, y, w, jnp.asarray(order, dtype=jnp.int64),
+                                    batch_size=problem.batch_size)
+        losses.append(loss)
+        path.append(params)
+    path_np = np.asarray(jnp.stack(path), dtype=np.float64)
+    return np.asarray(jnp.stack(losses), dtype=np.float64), path_np[:, 0], path_np[:, 1]
+
+
+@functools.cache
+def _keras_line_model(keras: Any) -> type:
+    """The seed's model, y = m·x + q with two float64 variables (built once TF is loaded)."""
+
+    class KerasLine(keras.Model):
+        def __init__(self, a: float, c: float) -> None:
+            super().__init__(dtype="float64")
+            self.a = self.add_weight(shape=(), initializer=keras.initializers.Constant(a),
+                                     dtype="float64", name="slope")
+            self.c = self.add_weight(shape=(), initializer=keras.initializers.Constant(c),
+                                     dtype="float64", name="intercept")
+
+        def call(self, x):
+            return self.a * x + self.c
+
+    return KerasLine
+
+
+def _run_tensorflow(problem: _Problem) -> History:
+    keras = backends.tensorflow().keras
+    options = problem.options
+    model = _keras_line_model(keras)(*problem.start)
+    optimizer = (keras.optimizers.Adam(options.learning_rate, epsilon=ADAM_EPSILON)
+                 if options.optimizer == "adam" else keras.optimizers.SGD(options.learning_rate))
+    model.compile(optimizer=optimizer, loss=keras.losses.MeanSquaredError(dtype="float64"))
+    x, y, w = problem.x[:, None], problem.y[:, None], problem.w
+    losses, slopes, intercepts = [], [], []
+    for order in problem.orders:
+        check_deadline()
+        # One Keras epoch per call, in our order (shuffle=False), so both backends see the same batches.
+        fitted = model.fit(x[order], y[order], sample_weight=w[order], batch_size=problem.batch_size,
+                           epochs=1, shuffle=False, verbose=0)
+        losses.append(fitted.history["loss"][0])
+        slopes.append(float(model.a.numpy()))
+        intercepts.append(float(model.c.numpy()))
+    return (np.asarray(losses, dtype=np.float64), np.asarray(slopes, dtype=np.float64),
+            np.asarray(intercepts, dtype=np.float64))
+
+
+RUNNERS: dict[str, Callable[[_Problem], History]] = {"jax": _run_jax, "tensorflow": _run_tensorflow}
+
+
+@jax.jit
+def _chi_square_hessian(params: jax.Array, x: jax.Array, y: jax.Array, w: jax.Array) -> jax.Array:
+    def chi_square(p):
+        residual = y - (p[0] * x + p[1])
+        return jnp.sum(w * residual * residual)
+
+    return jax.hessian(chi_square)(params)
+
+
+def covariance_from_hessian(points: LinePoints, m: float, q: float) -> np.ndarray:
+    """Unscaled covariance of (m, q): 2·H⁻¹ of χ² at (m, q), taken in standardized coordinates."""
+    frame = Standardization.of(points)
+    a, c = frame.from_line(m, q)
+    hessian = _chi_square_hessian(jnp.asarray([a, c], dtype=jnp.float64),
+                                  jnp.asarray(frame.apply(points.x), dtype=jnp.float64),
+                                  jnp.asarray(points.y, dtype=jnp.float64),
+                                  jnp.asarray(points.weights, dtype=jnp.float64))
+    return frame.covariance_to_line(2.0 * np.linalg.inv(np.asarray(hessian, dtype=np.float64)))
+
+
+def gradient_descent(points: LinePoints, options: DescentOptions, backend: str, *,
+                     max_epochs: int, max_batches: int) -> LineFit:
+    """Fit by minibatch gradient descent; 413 when epochs or minibatch steps are over the limits."""
+    if options.optimizer not in OPTIMIZERS:
+        raise InvalidInput(f"Unknown optimizer {options.optimizer!r}; one of {list(OPTIMIZERS)}.",
+                           errors=[{"loc": ["body", "gd", "optimizer"], "msg": "unknown", "type": "enum"}])
+    if backend not in RUNNERS:
+        raise InvalidInput(f"Unknown backend {backend!r}; one of {list(RUNNERS)}.",
+                           errors=[{"loc": ["body", "backend"], "msg": "unknown", "type": "enum"}])
+    if options.epochs > max_epochs:
+        raise LimitExceeded(f"{options.epochs} epochs asked; at most {max_epochs} "
+                            "(limits.max_fit_epochs).", limit="max_fit_epochs", maximum=max_epochs,
+                            value=options.epochs)
+    batch_size = min(options.batch_size, points.n)
+    steps = options.epochs * math.ceil(points.n / batch_size)
+    if steps > max_batches:
+        raise LimitExceeded(f"{options.epochs} epochs of {math.ceil(points.n / batch_size)} minibatches "
+                            f"are {steps} steps; at most {max_batches} (limits.max_fit_batches): use "
+                            "larger batches or fewer epochs.", limit="max_fit_batches",
+                            maximum=max_batches, value=steps)
+    frame = Standardization.of(points) if options.standardize else Standardization(0.0, 1.0)
+    # Standardized, the weights are scaled to mean 1 too: the full-data loss then has the Hessian
+    # 2·I in (a, c) whatever the units of x and σ, so a learning rate ~0.1 converges everywhere.
+    weights = points.weights / points.weights.mean() if options.standardize else points.weights
+    problem = _Problem(
+        x=frame.apply(points.x), y=points.y, w=weights,
+        start=frame.from_line(options.init_m, options.init_q), batch_size=batch_size,
+        orders=batch_orders(points.n, options.epochs, options.shuffle, options.seed), options=options,
+    )
+    with np.errstate(all="ignore"):  # a diverging run is reported as such, not as warnings
+        loss, a, c = RUNNERS[backend](problem)
+        m_path, q_path = frame.to_line(a, c)
+        m, q = float(m_path[-1]), float(q_path[-1])
+        covariance = covariance_from_hessian(points, m, q)
+    history = {"loss": loss, "m": m_path, "q": q_path}
+    return line_fit(points, m, q, covariance, method=GRADIENT_DESCENT, backend=backend, history=history)

@@ -1,0 +1,215 @@
+"""/v1/fit/line over HTTP, checked against numpy.polyfit.
+
+numpy.polyfit's covariance conventions (numpy 2.x): with ``w=1/sigma`` and ``cov="unscaled"`` it is
+(AᵀWA)⁻¹, W = diag(1/σ²), σ taken as absolute; with ``cov=True`` the same matrix (W = I when no
+weights) multiplied by χ²/(N - 2). The service uses the first with sigma and the second without.
+"""
+
+from __future__ import annotations
+
+import io
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.settings import Limits, Settings
+from tests.conftest import assert_problem, wait_ready
+
+ROUTE = "/v1/fit/line"
+
+
+def seed_data(seed: int = 7, n: int = 1000):
+    """The seed notebook's data: x = 0..999, y ~ N(2.5x + 1.2, 0.1·(2.5x + 1.2) + 0.1)."""
+    rng = np.random.default_rng(seed)
+    x = np.arange(0, float(n))
+    truth = 2.5 * x + 1.2
+    sigma = 0.1 * truth + 0.1
+    return x, rng.normal(truth, sigma), sigma
+
+
+def offset_data():
+    """x far from 0 compared with its spread: where uncentred normal equations lose digits."""
+    rng = np.random.default_rng(3)
+    x = 1e4 + rng.uniform(0, 10, 200)
+    sigma = rng.uniform(0.5, 2.0, 200)
+    return x, -0.3 * x + 50 + rng.normal(0, sigma), sigma
+
+
+def npy_bytes(table: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, table)
+    return buf.getvalue()
+
+
+def post_npy(api, table: np.ndarray, **params):
+    return api.post(ROUTE, content=npy_bytes(table), params=params,
+                    headers={"Content-Type": "application/x-npy"})
+
+
+def polyfit_oracle(x, y, sigma):
+    if sigma is None:
+        coef, cov = np.polyfit(x, y, 1, cov=True)
+    else:
+        coef, cov = np.polyfit(x, y, 1, w=1 / sigma, cov="unscaled")
+    weights = 1.0 if sigma is None else 1 / sigma**2
+    return coef, cov, np.sum(weights * (y - np.polyval(coef, x)) ** 2)
+
+
+def exact_oracle(x, y, sigma):
+    """The weighted normal equations solved in exact rational arithmetic, rounded at the end."""
+    xs, ys = [Fraction(v) for v in x], [Fraction(v) for v in y]
+    ws = [Fraction(1)] * len(xs) if sigma is None else [1 / Fraction(s) ** 2 for s in sigma]
+    sw = sum(ws)
+    swx = sum(w * a for w, a in zip(ws, xs, strict=True))
+    swy = sum(w * b for w, b in zip(ws, ys, strict=True))
+    swxx = sum(w * a * a for w, a in zip(ws, xs, strict=True))
+    swxy = sum(w * a * b for w, a, b in zip(ws, xs, ys, strict=True))
+    det = sw * swxx - swx * swx
+    m, q = (sw * swxy - swx * swy) / det, (swxx * swy - swx * swxy) / det
+    chi2 = sum(w * (b - m * a - q) ** 2 for w, a, b in zip(ws, xs, ys, strict=True))
+    scale = chi2 / (len(xs) - 2) if sigma is None else 1
+    cov = [[sw / det * scale, -swx / det * scale], [-swx / det * scale, swxx / det * scale]]
+    return np.array([float(m), float(q)]), np.array(cov, dtype=float), float(chi2)
+
+
+def assert_matches(body: dict, oracle, x, y, sigma, rtol: float) -> None:
+    coef, cov, chi2 = oracle(x, y, sigma)
+    np.testing.assert_allclose([body["m"], body["q"]], coef, rtol=rtol)
+    np.testing.assert_allclose(body["covariance"], cov, rtol=rtol)
+    np.testing.assert_allclose([body["uncertainty"]["m"], body["uncertainty"]["q"]],
+                               np.sqrt(np.diag(cov)), rtol=rtol)
+    rho = cov[0, 1] / np.sqrt(cov[0, 0] * cov[1, 1])
+    np.testing.assert_allclose(np.asarray(body["correlation"]), [[1, rho], [rho, 1]], rtol=rtol)
+    np.testing.assert_allclose(body["chi2"], chi2, rtol=1e-8)
+    assert body["ndf"] == len(x) - 2
+    assert body["covariance_scaled"] is (sigma is None)
+
+
+def fit_json(api, x, y, sigma) -> dict:
+    payload = {"x": x.tolist(), "y": y.tolist()} | ({} if sigma is None else {"sigma": sigma.tolist()})
+    r = api.post(ROUTE, json=payload)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_least_squares_equals_polyfit(api, weighted):
+    x, y, sigma = seed_data()
+    sigma = sigma if weighted else None
+    body = fit_json(api, x, y, sigma)
+    assert_matches(body, polyfit_oracle, x, y, sigma, rtol=1e-10)
+    assert body["method"] == "least_squares" and body["history"] is None
+    assert body["device"] and body["elapsed_ms"] >= 0
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_least_squares_is_exact_far_from_the_origin(api, weighted):
+    """x = 10⁴ + [0, 10]: the centred sums keep every digit that exact arithmetic has (polyfit's
+    scaled covariance is off by ~2e-9 relative here)."""
+    x, y, sigma = offset_data()
+    sigma = sigma if weighted else None
+    assert_matches(fit_json(api, x, y, sigma), exact_oracle, x, y, sigma, rtol=1e-12)
+
+
+def test_two_points_without_sigma_have_undetermined_covariance(api):
+    r = api.post(ROUTE, json={"x": [0, 2], "y": [1, 5]})
+    body = r.json()
+    assert (body["m"], body["q"], body["ndf"]) == (2.0, 1.0, 0)
+    assert body["covariance"] == [["NaN", "NaN"], ["NaN", "NaN"]]  # no residual variance at ndf 0
+
+
+def test_npy_body_equals_json(api):
+    x, y, sigma = seed_data()
+    r = post_npy(api, np.column_stack([x, y, sigma]))
+    assert r.status_code == 200, r.text
+    assert_matches(r.json(), polyfit_oracle, x, y, sigma, rtol=1e-10)
+    r = post_npy(api, np.column_stack([x, y]).astype(np.float32))
+    assert r.status_code == 200, r.text
+    x32, y32 = x.astype(np.float32).astype(float), y.astype(np.float32).astype(float)
+    assert_matches(r.json(), polyfit_oracle, x32, y32, None, rtol=1e-10)
+
+
+def test_npy_options_come_from_the_query(api):
+    x, y, _ = seed_data()
+    r = post_npy(api, np.column_stack([x, y]), method="gradient_descent", epochs=3,
+                 learning_rate=0.1, init_m=1.0, init_q=-2.0)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["method"] == "gradient_descent" and len(body["history"]["loss"]) == 3
+
+
+@pytest.mark.parametrize(
+    ("payload", "loc"),
+    [
+        ({"x": [0, 1, 2], "y": [1, 2]}, ["body", "y"]),
+        ({"x": [1], "y": [2]}, ["body", "x"]),
+        ({"x": [], "y": []}, ["body", "x"]),
+        ({"x": [0, 1, 2], "y": [1, "NaN", 3]}, ["body", "y", 1]),
+        ({"x": [0, "Infinity", 2], "y": [1, 2, 3]}, ["body", "x", 1]),
+        ({"x": [0, 1, 2], "y": [1, 2, 3], "sigma": [1, 0, 1]}, ["body", "sigma", 1]),
+        ({"x": [0, 1, 2], "y": [1, 2, 3], "sigma": [1, 1, -2]}, ["body", "sigma", 2]),
+        ({"x": [0, 1, 2], "y": [1, 2, 3], "sigma": [1, 1]}, ["body", "sigma"]),
+        ({"x": [4, 4, 4], "y": [1, 2, 3]}, ["body", "x"]),
+        ({"x": [0, 1, 2], "y": [1, 2, 3], "method": "magic"}, ["body", "method"]),
+        ({"x": [0, 1, 2], "y": [1, 2, 3], "gd": {"learning_rate": -1}}, ["body", "gd", "learning_rate"]),
+    ],
+    ids=["lengths-differ", "one-point", "no-points", "nan", "inf", "sigma-zero", "sigma-negative",
+         "sigma-length", "all-x-equal", "unknown-method", "negative-learning-rate"],
+)
+def test_bad_input_is_422_naming_the_place(api, payload, loc):
+    body = assert_problem(api.post(ROUTE, json=payload), 422)
+    assert body["errors"][0]["loc"] == loc, body
+
+
+@pytest.mark.parametrize("method", ["least_squares", "gradient_descent"])
+def test_bad_points_are_refused_for_both_methods(api, method):
+    body = assert_problem(api.post(ROUTE, json={"x": [1, 1], "y": [0, 1], "method": method}), 422)
+    assert "All x are equal" in body["detail"]
+
+
+def test_bad_npy_bodies_are_422(api):
+    assert_problem(post_npy(api, np.zeros((5, 4))), 422)
+    assert_problem(post_npy(api, np.zeros(5)), 422)
+    assert_problem(api.post(ROUTE, content=b"not an array",
+                            headers={"Content-Type": "application/x-npy"}), 422)
+    table = np.column_stack([np.arange(4.0), np.ones(4)])
+    table[2, 1] = np.nan
+    body = assert_problem(post_npy(api, table), 422)
+    assert body["errors"][0]["loc"] == ["body", "y", 2]
+
+
+def test_query_options_with_json_and_other_media_types_are_refused(api):
+    assert_problem(api.post(ROUTE, params={"epochs": 3}, json={"x": [0, 1], "y": [0, 1]}), 422)
+    assert_problem(api.post(ROUTE, content=b"x,y\n0,1", headers={"Content-Type": "text/csv"}), 415)
+
+
+@pytest.fixture(scope="module")
+def small_api():
+    """An app with tiny fit limits, to see the 413 answers without big requests."""
+    limits = Limits(max_fit_points=50, max_fit_epochs=4, max_fit_batches=10)
+    app = create_app(Settings(warmup=False, load_tensorflow=False, log_json=False, limits=limits))
+    with TestClient(app) as client:
+        wait_ready(client)
+        yield client
+
+
+def test_over_limit_work_is_413_naming_the_limit(small_api):
+    x = np.arange(60.0)
+    body = assert_problem(small_api.post(ROUTE, json={"x": x.tolist(), "y": x.tolist()}), 413)
+    assert (body["limit"], body["maximum"], body["value"]) == ("max_fit_points", 50, 60)
+    body = assert_problem(post_npy(small_api, np.column_stack([x, x, x + 1])), 413)
+    assert body["limit"] == "max_fit_points"
+    points = {"x": x[:40].tolist(), "y": x[:40].tolist(), "method": "gradient_descent"}
+    body = assert_problem(small_api.post(ROUTE, json=points | {"gd": {"epochs": 5}}), 413)
+    assert (body["limit"], body["value"]) == ("max_fit_epochs", 5)
+    body = assert_problem(small_api.post(ROUTE, json=points | {"gd": {"epochs": 3, "batch_size": 10}}), 413)
+    assert (body["limit"], body["value"]) == ("max_fit_batches", 12)
+    assert small_api.post(ROUTE, json=points | {"gd": {"epochs": 2, "batch_size": 10}}).status_code == 200
+
+
+def test_limits_are_listed_in_info(api):
+    limits = api.get("/v1/info").json()["limits"]
+    assert {"max_fit_points", "max_fit_epochs", "max_fit_batches"} <= limits.keys()
