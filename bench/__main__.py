@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import traceback
 
-from bench.harness import format_table, machine, write
+from bench.harness import format_table, machine, stop_servers, write
 
 # Each name is a module bench/<name>.py with run(quick: bool) -> dict.
 ALL = ["fractal", "gradient", "minimize", "fit", "pyhf", "load"]
@@ -20,17 +21,27 @@ def main(argv: list[str] | None = None) -> int:
     names = args.names or ALL
     print(f"machine: {machine()}")
     failed = []
-    for name in names:
-        try:
-            module = importlib.import_module(f"bench.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"bench.{name}":
-                print(f"(no benchmark {name} yet)")
+    try:
+        for name in names:
+            try:
+                module = importlib.import_module(f"bench.{name}")
+            except ModuleNotFoundError as exc:
+                if exc.name == f"bench.{name}":
+                    print(f"(no benchmark {name} yet)")
+                    continue
+                raise
+            try:
+                result = module.run(quick=args.quick)
+            except Exception:  # one broken benchmark must not hide the others' numbers
+                traceback.print_exc()
+                failed.append(name)
                 continue
-            raise
-        result = module.run(quick=args.quick)
-        print(format_table(result))
-        print(f"-> {write(name, result, args.quick)}\n")
+            print(format_table(result))
+            print(f"-> {write(name, result, args.quick)}\n", flush=True)
+    finally:
+        stop_servers()
+    if failed:
+        print(f"FAILED: {', '.join(failed)}")
     return 1 if failed else 0
 
 

@@ -3,20 +3,34 @@
 Each benchmark module ``bench/<name>.py`` exposes ``run(quick: bool) -> dict`` returning
 ``{"title": str, "rows": [ {...}, ... ], "notes": [...]}``; ``python -m bench`` prints each as a
 table and writes ``bench/results/<name>.json`` with the machine description.
+
+Benchmarks of the service over HTTP share one real ``labcrunch serve`` on a free loopback port
+(:func:`server`), started on first use and stopped when the run ends (:func:`stop_servers`).
 """
 
 from __future__ import annotations
 
+import atexit
 import json
+import math
 import os
 import platform
+import shutil
+import socket
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 RESULTS = Path(__file__).parent / "results"
+LOOPBACK = "127.0.0.1"  # benchmarks serve on loopback only, never another address
 
 
 def machine() -> dict[str, Any]:
@@ -61,6 +75,13 @@ def summarize(ts: list[float]) -> dict[str, float]:
             "spread": (max(ts) - min(ts)) / med if med else 0.0, "n": len(ts)}
 
 
+def percentile_ms(ts: list[float], q: float) -> float:
+    """The ``q``-th percentile (0-100, nearest rank) of ``ts`` seconds, in milliseconds."""
+    ordered = sorted(ts)
+    rank = min(len(ordered), max(1, math.ceil(q / 100 * len(ordered))))
+    return ordered[rank - 1] * 1e3
+
+
 def ratio_rows(stats: dict[str, dict[str, float]], baseline: str, **extra: Any) -> list[dict[str, Any]]:
     """One row per timed entry with its ratio to ``baseline`` (candidate / baseline: < 1 is faster)."""
     base = stats[baseline]["median_s"]
@@ -92,3 +113,94 @@ def write(name: str, result: dict[str, Any], quick: bool) -> Path:
     path = RESULTS / f"{name}{'-quick' if quick else ''}.json"
     path.write_text(json.dumps({"machine": machine(), "quick": quick, **result}, indent=2, default=str))
     return path
+
+
+# --- a real server on loopback ----------------------------------------------------------------
+@dataclass
+class Server:
+    """A ``labcrunch serve`` subprocess on ``127.0.0.1:<port>``."""
+
+    url: str
+    process: subprocess.Popen
+    log_path: Path
+    startup_s: float
+
+    def rss_mb(self) -> float:
+        """Resident memory of the server process (Linux /proc), in MiB."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def log_tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log_path.unlink(missing_ok=True)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        return sock.getsockname()[1]
+
+
+def start_server(env: dict[str, str] | None = None, ready_timeout_s: float = 300.0) -> Server:
+    """Start ``labcrunch serve`` on a free loopback port and wait until /readyz answers 200.
+
+    ``env`` adds ``LABCRUNCH_*`` settings (e.g. ``{"LABCRUNCH_WARMUP": "false"}``).
+    """
+    port = free_port()
+    script = shutil.which("labcrunch", path=str(Path(sys.executable).parent))
+    command = [script] if script else [sys.executable, "-m", "service.cli"]
+    command += ["serve", "--host", LOOPBACK, "--port", str(port)]
+    log = tempfile.NamedTemporaryFile(prefix="labcrunch-bench-", suffix=".log", delete=False)
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        env={**os.environ, "LABCRUNCH_LOG_LEVEL": "WARNING", "LABCRUNCH_LOG_JSON": "false", **(env or {})},
+    )
+    server = Server(f"http://{LOOPBACK}:{port}", process, Path(log.name), 0.0)
+    deadline = time.monotonic() + ready_timeout_s
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"labcrunch serve exited with {process.returncode}:\n{server.log_tail()}")
+        try:
+            if httpx.get(f"{server.url}/readyz", timeout=2.0).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            server.stop()
+            raise RuntimeError(f"labcrunch serve not ready in {ready_timeout_s:g} s:\n{server.log_tail()}")
+        time.sleep(0.2)
+    server.startup_s = time.perf_counter() - started
+    _servers.append(server)
+    return server
+
+
+_servers: list[Server] = []
+_shared: dict[bool, Server] = {}
+
+
+def server(quick: bool) -> Server:
+    """The run's shared server (quick: no start-up warm-up, TensorFlow loaded on first use)."""
+    if quick not in _shared or _shared[quick].process.poll() is not None:
+        env = {"LABCRUNCH_WARMUP": "false", "LABCRUNCH_LOAD_TENSORFLOW": "false"} if quick else {}
+        _shared[quick] = start_server(env)
+    return _shared[quick]
+
+
+@atexit.register
+def stop_servers() -> None:
+    """Stop every server this process started (also run at exit, so none is left behind)."""
+    while _servers:
+        _servers.pop().stop()
+    _shared.clear()
