@@ -1,0 +1,207 @@
+"""Minimising a function of named variables: the plan, its checks, and the runs it produces.
+
+A *sweep* is one optimiser started from one point with one or several learning rates; each
+rate gives one *run*. Every run records its history from the start point (step 0) onwards, so
+``steps`` steps give ``steps + 1`` entries when ``history_every`` is 1. A run stops early when
+the gradient norm falls to ``tolerance`` (``converged``) or at the first non-finite position,
+value or gradient (``diverged``; that entry is the last one in its history). Both backends
+implement exactly these semantics (:mod:`.on_jax`, :mod:`.on_tensorflow`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from service.errors import InvalidInput, LimitExceeded
+from service.gradient.language import compile_expression
+from service.minimize import optimizers
+from service.settings import Limits
+
+DTYPES = ("float32", "float64")
+
+
+@dataclass(frozen=True)
+class Objective:
+    """The function to minimise, for any backend.
+
+    ``make(backend, dtype)`` returns a callable taking one scalar per variable (in
+    ``variables`` order) and returning a scalar; ``key`` identifies the function, for caching
+    compiled code.
+    """
+
+    key: str
+    variables: tuple[str, ...]
+    make: Callable[[str, str], Callable[..., Any]]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A checked request: everything a backend needs to run the sweep."""
+
+    optimizer: str
+    hyper_parameters: dict[str, Any]
+    learning_rates: tuple[float | None, ...]  # (None,) for optimisers without a learning rate
+    start: np.ndarray  # shape (n_variables,), in `dtype`
+    lower: np.ndarray  # per-variable bounds, ±inf where open
+    upper: np.ndarray
+    steps: int
+    history_every: int
+    tolerance: float | None
+    dtype: str
+
+    def history_length(self) -> int:
+        """Most history entries one run can have: 0, every, 2·every, … and the last step."""
+        return self.steps // self.history_every + 1 + (1 if self.steps % self.history_every else 0)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One learning rate's run; history arrays have one row per recorded step."""
+
+    learning_rate: float | None
+    x: np.ndarray  # final position, (n_variables,)
+    value: float
+    grad_norm: float
+    steps_taken: int
+    converged: bool
+    diverged: bool
+    history_step: np.ndarray  # (entries,) int
+    history_x: np.ndarray  # (entries, n_variables)
+    history_value: np.ndarray  # (entries,)
+    history_grad_norm: np.ndarray  # (entries,)
+
+
+def _invalid(detail: str, loc: list[Any], msg: str, kind: str) -> InvalidInput:
+    return InvalidInput(detail, errors=[{"loc": ["body", *loc], "msg": msg, "type": kind}])
+
+
+def plan_sweep(
+    variables: tuple[str, ...],
+    *,
+    start: Mapping[str, float],
+    optimizer: str,
+    learning_rate: float | list[float] | None,
+    options: Mapping[str, Any],
+    steps: int,
+    tolerance: float | None,
+    history_every: int,
+    bounds: Mapping[str, tuple[float | None, float | None]] | None,
+    dtype: str,
+    backend: str,
+    limits: Limits,
+) -> Plan:
+    """Check a request against the function's variables and the limits; InvalidInput/LimitExceeded."""
+    spec, hyper_parameters = optimizers.resolve(optimizer, dict(options), backend)
+    if not variables:
+        raise _invalid("The expression has no variables: there is nothing to minimise.",
+                       ["expression"], "no variables", "value")
+
+    missing = [v for v in variables if v not in start]
+    extra = [k for k in start if k not in variables]
+    if missing or extra:
+        errors = [{"loc": ["body", "start", v], "msg": "missing: a variable of the expression",
+                   "type": "missing"} for v in missing]
+        errors += [{"loc": ["body", "start", k], "msg": "not a variable of the expression",
+                    "type": "extra"} for k in extra]
+        parts = ([f"missing {', '.join(missing)}"] if missing else []) + (
+            [f"unknown {', '.join(extra)}"] if extra else [])
+        raise InvalidInput(
+            f"start must give exactly the variables ({', '.join(variables) or 'none'}): "
+            + "; ".join(parts) + ".",
+            errors=errors,
+        )
+
+    if spec.default_learning_rate is None:
+        if learning_rate is not None:
+            raise _invalid(f"{optimizer} chooses its own step length by line search; "
+                           "omit learning_rate.", ["learning_rate"], "not used by this optimizer",
+                           "unsupported")
+        rates: tuple[float | None, ...] = (None,)
+    elif learning_rate is None:
+        rates = (spec.default_learning_rate,)
+    else:
+        rates = tuple(learning_rate) if isinstance(learning_rate, list) else (learning_rate,)
+    if len(rates) > limits.max_learning_rates:
+        raise LimitExceeded(f"{len(rates)} learning rates asked for; at most "
+                            f"{limits.max_learning_rates} per sweep (limits.max_learning_rates).",
+                            limit="max_learning_rates", maximum=limits.max_learning_rates,
+                            value=len(rates))
+    if steps > limits.max_steps:
+        raise LimitExceeded(f"{steps} steps asked for; at most {limits.max_steps} per run "
+                            "(limits.max_steps).", limit="max_steps", maximum=limits.max_steps,
+                            value=steps)
+
+    lower = np.full(len(variables), -np.inf)
+    upper = np.full(len(variables), np.inf)
+    for name, (low, high) in (bounds or {}).items():
+        if name not in variables:
+            raise _invalid(f"bounds names {name!r}, which is not a variable of the expression "
+                           f"({', '.join(variables) or 'none'}).", ["bounds", name],
+                           "not a variable of the expression", "extra")
+        i = variables.index(name)
+        lower[i] = -np.inf if low is None else low
+        upper[i] = np.inf if high is None else high
+        if not lower[i] < upper[i]:
+            raise _invalid(f"bounds for {name}: the lower bound {low} must be below the upper "
+                           f"bound {high}.", ["bounds", name], "lower bound not below upper",
+                           "value")
+        if not lower[i] <= start[name] <= upper[i]:
+            raise _invalid(f"start {name}={start[name]} lies outside its bounds [{low}, {high}].",
+                           ["start", name], "outside bounds", "value")
+
+    plan = Plan(
+        optimizer=optimizer,
+        hyper_parameters=hyper_parameters,
+        learning_rates=rates,
+        start=np.array([start[v] for v in variables], dtype=dtype),
+        lower=lower.astype(dtype),
+        upper=upper.astype(dtype),
+        steps=steps,
+        history_every=history_every,
+        tolerance=tolerance,
+        dtype=dtype,
+    )
+    entries = len(rates) * plan.history_length()
+    if entries > limits.max_history_entries:
+        raise LimitExceeded(
+            f"{len(rates)} runs × {plan.history_length()} history entries = {entries}; at most "
+            f"{limits.max_history_entries} are returned (limits.max_history_entries): raise "
+            "history_every or ask for fewer steps or rates.",
+            limit="max_history_entries", maximum=limits.max_history_entries, value=entries,
+        )
+    return plan
+
+
+def run_sweep(objective: Objective, plan: Plan, backend: str) -> list[Run]:
+    """Run every learning rate of ``plan`` on ``backend``."""
+    if backend == "tensorflow":
+        from service.minimize import on_tensorflow
+
+        return on_tensorflow.run_sweep(objective, plan)
+    from service.minimize import on_jax
+
+    return on_jax.run_sweep(objective, plan)
+
+
+@dataclass(frozen=True)
+class Sweep:
+    variables: tuple[str, ...]
+    optimizer: str
+    hyper_parameters: dict[str, Any]  # the options with every default filled in
+    runs: list[Run]
+
+
+def minimize_expression(expression: str, *, backend: str, limits: Limits, **request: Any) -> Sweep:
+    """Compile ``expression`` in the service's language, check the request, run the sweep.
+
+    ``request`` holds the keyword arguments of :func:`plan_sweep`.
+    """
+    formula = compile_expression(expression, limits)
+    objective = Objective(formula.key, formula.variables, formula.to_callable)
+    plan = plan_sweep(objective.variables, backend=backend, limits=limits, **request)
+    return Sweep(objective.variables, plan.optimizer, plan.hyper_parameters,
+                 run_sweep(objective, plan, backend))

@@ -1,0 +1,274 @@
+"""/v1/minimize: optimiser paths against closed forms and an independent numpy re-derivation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from client._arrays import array, number
+from service.app import create_app
+from service.minimize import on_jax
+from service.settings import Limits, Settings
+from tests.conftest import assert_problem, wait_ready
+
+ROUTE = "/v1/minimize"
+SEED_RATES = [0.1, 0.99, 0.001]  # the seed notebook's three SGD learning rates
+BACKENDS = ["jax", "tensorflow"]
+
+
+def post_ok(api, **body) -> dict:
+    response = api.post(ROUTE, json=body)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def path(run: dict, name: str = "x") -> np.ndarray:
+    return array(run["history"]["x"][name])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sgd_on_square_follows_the_closed_form(api, backend):
+    """x_{k+1} = x_k − lr·2x_k, so x_k = x0·(1 − 2·lr)^k, for the seed's three rates."""
+    x0, steps = 1.0, 50
+    body = post_ok(api, expression="x**2", start={"x": x0}, optimizer="sgd",
+                   learning_rate=SEED_RATES, steps=steps, backend=backend)
+    assert body["variables"] == ["x"] and body["backend"] == backend
+    assert body["device"] and body["elapsed_ms"] > 0
+    k = np.arange(steps + 1)
+    for run, lr in zip(body["runs"], SEED_RATES, strict=True):
+        expected = x0 * (1 - 2 * lr) ** k
+        assert run["learning_rate"] == lr
+        assert run["history"]["step"] == k.tolist()  # starts at the start point: steps + 1 entries
+        np.testing.assert_allclose(path(run), expected, rtol=1e-13, atol=1e-300)
+        np.testing.assert_allclose(array(run["history"]["value"]), expected**2, rtol=1e-13)
+        np.testing.assert_allclose(array(run["history"]["grad_norm"]), np.abs(2 * expected), rtol=1e-13)
+        assert run["x"]["x"] == pytest.approx(expected[-1], rel=1e-13)
+        assert (run["steps_taken"], run["converged"], run["diverged"]) == (steps, False, False)
+
+
+def test_sgd_in_float32_stays_float32_close(api):
+    body = post_ok(api, expression="x**2", start={"x": 1.0}, learning_rate=0.1, steps=20,
+                   dtype="float32")
+    expected = (1 - 2 * np.float32(0.1)) ** np.arange(21, dtype=np.float32)
+    np.testing.assert_allclose(path(body["runs"][0]), expected, rtol=1e-5)
+    assert body["dtype"] == "float32"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_divergence_stops_at_the_first_non_finite_value_with_200(api, backend):
+    """lr = 1.5 on x**2: x_k = (−2)^k exactly; x_k² = 4^k overflows first at k = 512."""
+    body = post_ok(api, expression="x**2", start={"x": 1.0}, learning_rate=1.5, steps=1000,
+                   history_every=100, backend=backend)
+    run = body["runs"][0]
+    assert run["diverged"] and not run["converged"]
+    assert run["steps_taken"] == 512
+    assert run["history"]["step"] == [0, 100, 200, 300, 400, 500, 512]
+    assert run["value"] == "Infinity" and run["history"]["value"][-1] == "Infinity"
+    assert run["x"]["x"] == 2.0**512  # (−2)^512, exact in float64
+    np.testing.assert_array_equal(path(run)[:-1], [(-2.0) ** k for k in range(0, 600, 100)])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_tolerance_stops_at_the_first_small_gradient(api, backend):
+    """SGD lr=0.1 on x**2: |g_k| = 2·0.8^k; the first k with |g_k| ≤ 1e-3 is the stop."""
+    expected = math.ceil(math.log(1e-3 / 2) / math.log(0.8))
+    body = post_ok(api, expression="x**2", start={"x": 1.0}, learning_rate=0.1, steps=200,
+                   tolerance=1e-3, history_every=10, backend=backend)
+    run = body["runs"][0]
+    assert run["converged"] and not run["diverged"]
+    assert run["steps_taken"] == expected == 35
+    assert run["history"]["step"] == [0, 10, 20, 30, 35]
+    assert run["grad_norm"] == pytest.approx(2 * 0.8**35, rel=1e-12)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bounds_project_each_step(api, backend):
+    """(x − 3)² from 0 with x ≤ 1: x_{k+1} = min(1, x_k + 0.2·(3 − x_k))."""
+    body = post_ok(api, expression="(x - 3)**2", start={"x": 0.0}, learning_rate=0.1, steps=6,
+                   bounds={"x": [None, 1.0]}, backend=backend)
+    expected = [0.0]
+    for _ in range(6):
+        expected.append(min(1.0, expected[-1] + 0.2 * (3 - expected[-1])))
+    np.testing.assert_allclose(path(body["runs"][0]), expected, rtol=1e-14)
+    assert body["runs"][0]["x"]["x"] == 1.0
+
+
+ROSENBROCK = "(1 - x)**2 + 100 * (y - x**2)**2"  # minimum 0 at (1, 1)
+
+
+def test_adam_reaches_the_rosenbrock_minimum(api):
+    body = post_ok(api, expression=ROSENBROCK, start={"x": -1.2, "y": 1.0}, optimizer="adam",
+                   learning_rate=[0.02, 0.05], steps=5000, tolerance=1e-6, history_every=500)
+    for run in body["runs"]:
+        assert run["converged"], run["steps_taken"]
+        assert run["steps_taken"] < 5000
+        assert run["x"]["x"] == pytest.approx(1.0, abs=1e-5)
+        assert run["x"]["y"] == pytest.approx(1.0, abs=1e-5)
+        assert number(run["value"]) < 1e-10
+
+
+def test_lbfgs_reaches_the_rosenbrock_minimum_without_a_learning_rate(api):
+    body = post_ok(api, expression=ROSENBROCK, start={"x": -1.2, "y": 1.0}, optimizer="lbfgs",
+                   steps=100, tolerance=1e-9)
+    run = body["runs"][0]
+    assert body["options"] == {"memory_size": 10} and run["learning_rate"] is None
+    assert run["converged"] and run["steps_taken"] <= 60
+    assert run["x"]["x"] == pytest.approx(1.0, abs=1e-8)
+    assert run["x"]["y"] == pytest.approx(1.0, abs=1e-8)
+    values = array(run["history"]["value"])
+    assert np.all(np.diff(values) <= 0)  # a line search never goes uphill
+
+
+# --- both backends take the same steps ------------------------------------------------------
+
+QUADRATIC = "(x - 1)**2 + 2*(y + 0.5)**2 + 0.1*x*y"
+
+
+def quadratic_grad(p: np.ndarray) -> np.ndarray:
+    x, y = p
+    return np.array([2 * (x - 1) + 0.1 * y, 4 * (y + 0.5) + 0.1 * x])
+
+
+def reference_path(optimizer: str, lr: float, steps: int, *, momentum=0.9, beta_1=0.9,
+                   beta_2=0.999, epsilon=1e-7) -> np.ndarray:
+    """The documented update rules, written out in numpy (the oracle for both backends)."""
+    p = np.array([-1.0, 1.0])
+    v, m, s = np.zeros(2), np.zeros(2), np.zeros(2)
+    out = [p.copy()]
+    for t in range(1, steps + 1):
+        g = quadratic_grad(p)
+        if optimizer == "momentum":
+            v = momentum * v - lr * g
+            p = p + v
+        elif optimizer == "nesterov":
+            v = momentum * v - lr * g
+            p = p + momentum * v - lr * g
+        elif optimizer == "adam":  # ε added to √v before the bias correction (Keras's ε̂)
+            m = beta_1 * m + (1 - beta_1) * g
+            s = beta_2 * s + (1 - beta_2) * g * g
+            p = p - lr * math.sqrt(1 - beta_2**t) / (1 - beta_1**t) * m / (np.sqrt(s) + epsilon)
+        out.append(p.copy())
+    return np.array(out)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(("optimizer", "options"), [
+    ("momentum", {"momentum": 0.8}), ("nesterov", {}), ("adam", {"beta_1": 0.8, "epsilon": 1e-3})])
+def test_backends_follow_the_documented_update_rules(api, backend, optimizer, options):
+    body = post_ok(api, expression=QUADRATIC, start={"x": -1.0, "y": 1.0}, optimizer=optimizer,
+                   learning_rate=0.05, options=options, steps=40, backend=backend)
+    run = body["runs"][0]
+    expected = reference_path(optimizer, 0.05, 40, **options)
+    got = np.column_stack([path(run, "x"), path(run, "y")])
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize(("optimizer", "options"), [
+    ("sgd", {}), ("momentum", {}), ("adam", {}), ("adamw", {"weight_decay": 0.1}),
+    ("rmsprop", {"momentum": 0.5, "centered": True}), ("adagrad", {"initial_accumulator_value": 0.5})])
+def test_jax_and_tensorflow_histories_agree(api, optimizer, options):
+    request = {"expression": "(1 - x)**2 + 10*(y - x**2)**2 + sin(x)", "start": {"x": -1.0, "y": 1.0},
+               "optimizer": optimizer, "learning_rate": [0.01, 0.002], "options": options,
+               "steps": 30}
+    by_backend = {b: post_ok(api, **request, backend=b) for b in BACKENDS}
+    for jax_run, tf_run in zip(by_backend["jax"]["runs"], by_backend["tensorflow"]["runs"], strict=True):
+        for name in ("x", "y"):
+            np.testing.assert_allclose(path(jax_run, name), path(tf_run, name), rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(array(jax_run["history"]["value"]),
+                                   array(tf_run["history"]["value"]), rtol=1e-12)
+
+
+# --- one compiled program per sweep, cached ---------------------------------------------------
+
+def test_a_sweep_compiles_once_and_a_repeat_compiles_nothing(api):
+    request = {"expression": "(x - 2)**2 + y**4", "start": {"x": 0.0, "y": 1.0},
+               "optimizer": "momentum", "learning_rate": [0.01, 0.02, 0.03, 0.04], "steps": 17}
+    before = on_jax.compilations
+    first = post_ok(api, **request)
+    assert on_jax.compilations == before + 1  # four rates, one program
+    again = post_ok(api, **request | {"start": {"x": 5.0, "y": -1.0}, "learning_rate": [0.5, 0.1, 0.2, 0.3]})
+    assert on_jax.compilations == before + 1
+    assert len(first["runs"]) == len(again["runs"]) == 4
+
+
+def test_optimizers_are_listed_with_defaults(api):
+    listed = {o["name"]: o for o in api.get(f"{ROUTE}/optimizers").json()}
+    assert set(listed) == {"sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "adagrad", "lbfgs"}
+    assert listed["adam"]["options"]["beta_2"]["default"] == 0.999
+    assert listed["lbfgs"]["default_learning_rate"] is None and listed["lbfgs"]["backends"] == ["jax"]
+
+
+def test_defaults_are_reported(api):
+    body = post_ok(api, expression="x**2", start={"x": 1.0}, optimizer="adam", steps=2,
+                   options={"beta_1": 0.5})
+    assert body["options"] == {"beta_1": 0.5, "beta_2": 0.999, "epsilon": 1e-7}
+    assert body["runs"][0]["learning_rate"] == 0.001
+
+
+# --- bad input --------------------------------------------------------------------------------
+
+BASE = {"expression": "x**2 + y", "start": {"x": 1.0, "y": 2.0}}
+
+
+@pytest.mark.parametrize(("change", "loc"), [
+    ({"optimizer": "newton"}, ["body", "optimizer"]),
+    ({"learning_rate": -0.1}, None),
+    ({"learning_rate": [0.1, 0.0]}, None),
+    ({"learning_rate": []}, None),
+    ({"start": {"x": 1.0}}, ["body", "start", "y"]),
+    ({"start": {"x": 1.0, "y": 2.0, "z": 3.0}}, ["body", "start", "z"]),
+    ({"start": {"x": "NaN", "y": 2.0}}, None),
+    ({"steps": -1}, ["body", "steps"]),
+    ({"history_every": 0}, ["body", "history_every"]),
+    ({"options": {"momentum": 0.9}}, ["body", "options", "momentum"]),
+    ({"optimizer": "adam", "options": {"beta_1": 1.0}}, ["body", "options", "beta_1"]),
+    ({"optimizer": "rmsprop", "options": {"centered": 1.0}}, ["body", "options", "centered"]),
+    ({"optimizer": "lbfgs", "learning_rate": 0.1}, ["body", "learning_rate"]),
+    ({"optimizer": "lbfgs", "backend": "tensorflow"}, ["body", "optimizer"]),
+    ({"bounds": {"x": [2.0, 1.0]}}, ["body", "bounds", "x"]),
+    ({"bounds": {"x": [2.0, None]}}, ["body", "start", "x"]),
+    ({"bounds": {"w": [0.0, 1.0]}}, ["body", "bounds", "w"]),
+    ({"expression": "__import__('os')"}, ["body", "expression"]),
+    ({"expression": "3 + 4", "start": {}}, ["body", "expression"]),
+    ({"tolerance": -1.0}, ["body", "tolerance"]),
+    ({"dtype": "float16"}, ["body", "dtype"]),
+    ({"surprise": 1}, ["body", "surprise"]),
+])
+def test_bad_input_is_422_naming_the_field(api, change, loc):
+    body = assert_problem(api.post(ROUTE, json=BASE | change), 422)
+    if loc is not None:
+        assert loc in [e["loc"] for e in body["errors"]], body
+
+
+def test_over_limit_work_is_413_naming_the_limit(api):
+    limits = Limits()
+    body = assert_problem(api.post(ROUTE, json=BASE | {"steps": limits.max_steps + 1}), 413)
+    assert (body["limit"], body["value"]) == ("max_steps", limits.max_steps + 1)
+    rates = [0.01] * (limits.max_learning_rates + 1)
+    body = assert_problem(api.post(ROUTE, json=BASE | {"learning_rate": rates}), 413)
+    assert body["limit"] == "max_learning_rates"
+    body = assert_problem(api.post(ROUTE, json=BASE | {"learning_rate": [0.1, 0.2, 0.3],
+                                                      "steps": limits.max_steps}), 413)
+    assert (body["limit"], body["value"]) == ("max_history_entries", 3 * (limits.max_steps + 1))
+
+
+@pytest.fixture(scope="module")
+def small_api():
+    """Tiny minimize limits, to check the history limit at its edge."""
+    limits = Limits(max_steps=100, max_learning_rates=2, max_history_entries=22)
+    app = create_app(Settings(warmup=False, load_tensorflow=False, log_json=False, limits=limits))
+    with TestClient(app) as client:
+        wait_ready(client)
+        yield client
+
+
+def test_history_limit_counts_thinned_entries(small_api):
+    request = {"expression": "x**2", "start": {"x": 1.0}, "learning_rate": [0.1, 0.2],
+               "history_every": 2}
+    body = post_ok(small_api, **request, steps=20)  # 2 runs × (0, 2, …, 20) = 22 entries
+    assert body["runs"][0]["history"]["step"] == list(range(0, 21, 2))
+    body = assert_problem(small_api.post(ROUTE, json=request | {"steps": 21}), 413)  # … and 21
+    assert (body["limit"], body["maximum"], body["value"]) == ("max_history_entries", 22, 24)
