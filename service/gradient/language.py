@@ -83,6 +83,7 @@ _EXPRESSION_NODES = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Com
                      *_BINARY_OPS, *_COMPARE_OPS, ast.USub, ast.UAdd, ast.Not, ast.And, ast.Or)
 _PROGRAM_NODES = (ast.Module, ast.FunctionDef, ast.arguments, ast.arg, ast.Assign, ast.AugAssign,
                   ast.If, ast.For, ast.Return, ast.Pass, ast.Store, ast.Expr)
+_SQRT_HALF = math.sqrt(0.5)
 _SMALL_INT = 2**31  # int literals up to this stay ints (JAX's exact integer powers); larger → float
 
 _DESCRIBE = {
@@ -94,7 +95,8 @@ _DESCRIBE = {
     ast.Yield: "yield", ast.Await: "await", ast.List: "a list", ast.Tuple: "a tuple",
     ast.Dict: "a dict", ast.Set: "a set", ast.JoinedStr: "an f-string", ast.Starred: "*args",
     ast.NamedExpr: "the walrus operator", ast.Break: "break", ast.Continue: "continue",
-    ast.AsyncFunctionDef: "async def", ast.MatMult: "the @ operator",
+    ast.AsyncFunctionDef: "async def", ast.MatMult: "the @ operator", ast.Store: "assignment",
+    ast.keyword: "a keyword argument",
 }
 
 
@@ -166,7 +168,12 @@ def _parse(text: str, mode: str, limits: Limits, loc: tuple[str, ...]) -> ast.AS
     try:
         return ast.parse(text, mode=mode)
     except SyntaxError as exc:
-        where = _At(exc.lineno or 1, max((exc.offset or 1) - 1, 0))
+        line = exc.lineno or 1
+        if exc.offset:
+            where = _At(line, exc.offset - 1)
+        else:  # the text ended too early: point just past its last character
+            lines = text.splitlines() or [""]
+            where = _At(line, len(lines[min(line, len(lines)) - 1]))
         raise _invalid(loc, where, f"syntax error: {exc.msg}", "syntax") from None
     except (RecursionError, MemoryError):
         raise _over_limit(loc, _At(1, 0), "the text is too deeply nested to parse",
@@ -429,6 +436,10 @@ class _Checker:
             if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
                 assigned.add(node.id)
         self.block(_without_docstring(fn.body), frozenset(assigned))
+        cost = _static_cost(fn.body)
+        if cost > self.limits.max_operations:  # nested constant loops: refuse before running
+            self.limit(fn, f"{fn.name}() needs at least {cost:.0f} operations per call",
+                       "max_operations", self.limits.max_operations, cost)
 
     def local_name(self, node: ast.AST, name: str) -> None:
         if name.startswith("_") or name in CONSTANTS or _function_name(name) or name in MODULE_NAMES \
@@ -494,6 +505,31 @@ class _Checker:
                     self.limit(it, f"the loop runs {trips} times", "max_loop_trips",
                                self.limits.max_loop_trips, trips)
         self.block(node.body, names)
+
+
+def _node_count(node: ast.AST) -> int:
+    """Expression nodes the interpreter evaluates (each counts as one operation)."""
+    return sum(1 for n in ast.walk(node) if isinstance(n, ast.expr)
+               and not isinstance(getattr(n, "ctx", None), ast.Store))
+
+
+def _static_cost(body: list[ast.stmt]) -> float:
+    """A lower bound on the operations one run of ``body`` takes: loops with constant bounds
+    multiply their bodies (unknown bounds count once and are checked when they run)."""
+    total = 0.0
+    for stmt in body:
+        if isinstance(stmt, ast.For):
+            bounds = [_constant_value(a) for a in getattr(stmt.iter, "args", [])]
+            trips = 1
+            if bounds and all(b is not None and math.isfinite(b) and b.is_integer() for b in bounds) \
+                    and not (len(bounds) == 3 and bounds[2] == 0):
+                trips = len(range(*(int(b) for b in bounds)))
+            total += _node_count(stmt.iter) + trips * _static_cost(stmt.body)
+        elif isinstance(stmt, ast.If):
+            total += _node_count(stmt.test) + min(_static_cost(stmt.body), _static_cost(stmt.orelse))
+        else:
+            total += _node_count(stmt)
+    return total
 
 
 def _without_docstring(body: list[ast.stmt]) -> list[ast.stmt]:
@@ -627,6 +663,8 @@ class BackendOps:
             "silu": lambda x: x * p["sigmoid"](x),
             "clip": lambda x, lo, hi: p["minimum"](p["maximum"](x, lo), hi),
             "square": lambda x: x * x,
+            # the exact (erf) GELU; TensorFlow's own loses ~1e-9 in float64
+            "gelu": lambda x: 0.5 * x * (1.0 + p["erf"](x * _SQRT_HALF)),
             "where": lambda c, a, b: p["where"](c != 0, a, b),
         }
         self.functions = {**p, **composites}
@@ -661,7 +699,7 @@ def _jax_ops(dtype: str) -> BackendOps:
     primitives = {n: getattr(jnp, n) for n in names.split()}
     primitives.update(
         sigmoid=jax.nn.sigmoid, relu=jax.nn.relu, elu=jax.nn.elu, selu=jax.nn.selu,
-        gelu=lambda x: jax.nn.gelu(x, approximate=False), softplus=jax.nn.softplus,
+        softplus=jax.nn.softplus,
         erf=special.erf, erfc=special.erfc,
     )
     return BackendOps("jax", dtype, primitives,
@@ -685,7 +723,7 @@ def _tensorflow_ops(dtype: str) -> BackendOps:
         "abs": tf.abs, "sign": tf.sign, "floor": tf.floor, "ceil": tf.math.ceil,
         "minimum": tf.minimum, "maximum": tf.maximum, "power": tf.pow, "where": tf.where,
         "sigmoid": tf.sigmoid, "relu": tf.nn.relu, "elu": tf.nn.elu, "selu": tf.nn.selu,
-        "gelu": lambda x: tf.nn.gelu(x, approximate=False), "softplus": tf.math.softplus,
+        "softplus": tf.math.softplus,
         "erf": tf.math.erf, "erfc": tf.math.erfc,
     }
 
