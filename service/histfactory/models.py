@@ -203,6 +203,25 @@ def _spec_error(exc: Exception, base: list[str | int]) -> InvalidInput:
     )
 
 
+def _check_bin_counts(workspace: dict[str, Any], base: list[str | int]) -> None:
+    """Every sample of a channel needs as many bins as the channel's first sample.
+
+    pyhf finds this too, but its message names no channel or sample; ours points at the data.
+    """
+    for c, channel in enumerate(workspace["channels"]):
+        samples = channel["samples"]
+        nbins = len(samples[0]["data"])
+        for s, sample in enumerate(samples[1:], start=1):
+            if len(sample["data"]) != nbins:
+                raise InvalidInput(
+                    f"Channel {channel['name']!r}: sample {sample['name']!r} has {len(sample['data'])} "
+                    f"bins but sample {samples[0]['name']!r} has {nbins}; every sample of a channel "
+                    "needs the same bins.",
+                    errors=[{"loc": base + ["channels", c, "samples", s, "data"],
+                             "msg": f"expected {nbins} bins", "type": "bin_count"}],
+                )
+
+
 def _build_workspace(workspace: dict[str, Any], measurement: str | None,
                      patches: list[dict[str, Any]] | None) -> tuple[Any, list[float]]:
     base = _loc("model", "workspace")
@@ -210,6 +229,7 @@ def _build_workspace(workspace: dict[str, Any], measurement: str | None,
         ws = pyhf.Workspace(workspace)
     except pyhf.exceptions.InvalidSpecification as exc:
         raise _spec_error(exc, base) from None
+    _check_bin_counts(workspace, base)
     try:
         model = ws.model(measurement_name=measurement, patches=patches or None)
     except pyhf.exceptions.InvalidMeasurement as exc:

@@ -1,0 +1,171 @@
+"""Bad input to /v1/pyhf answers a 4xx problem that says what and where, never a 500."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import assert_problem
+
+SIMPLE = {"simple": {"kind": "uncorrelated_background", "signal": [5.0], "bkg": [10.0], "bkg_uncertainty": [3.5]}}
+WORKSPACE = json.loads((Path(__file__).parents[1] / "examples" / "workspace.json").read_text())["model"]["workspace"]
+
+
+def workspace(edit=None):
+    ws = copy.deepcopy(WORKSPACE)
+    if edit:
+        edit(ws)
+    return ws
+
+
+def test_unknown_modifier_type_quotes_pyhf_and_path(api):
+    def bogus(ws):
+        ws["channels"][0]["samples"][1]["modifiers"][0]["type"] = "bogus"
+
+    body = assert_problem(api.post("/v1/pyhf/fit", json={"model": {"workspace": workspace(bogus)}}), 422)
+    assert "channels[0].samples[1].modifiers[0]" in body["detail"]
+    assert "is not valid under any of the given schemas" in body["detail"]  # pyhf's (jsonschema's) words
+    assert body["errors"][0]["loc"] == ["body", "model", "workspace", "channels", 0, "samples", 1, "modifiers", 0]
+
+
+def test_missing_version_is_a_schema_error_at_top_level(api):
+    body = assert_problem(api.post("/v1/pyhf/fit", json={"model": {"workspace": workspace(lambda ws: ws.pop("version"))}}), 422)
+    assert "'version' is a required property" in body["detail"]
+
+
+def test_mismatched_bin_counts(api):
+    def short_sample(ws):
+        ws["channels"][0]["samples"][0]["data"] = [3.0]  # the channel's other sample has 2 bins
+
+    body = assert_problem(api.post("/v1/pyhf/fit", json={"model": {"workspace": workspace(short_sample)}}), 422)
+    assert "Channel 'SR': sample 'bkg' has 2 bins but sample 'signal' has 1" in body["detail"]
+    assert body["errors"][0]["loc"] == ["body", "model", "workspace", "channels", 0, "samples", 1, "data"]
+
+
+def test_mismatched_modifier_bins(api):
+    def short_histosys(ws):
+        ws["channels"][1]["samples"][0]["modifiers"][1]["data"]["hi_data"] = [53.0]
+
+    body = assert_problem(api.post("/v1/pyhf/fit", json={"model": {"workspace": workspace(short_histosys)}}), 422)
+    assert "pyhf could not build the model" in body["detail"]
+
+
+def test_mismatched_bins_in_simple_model(api):
+    model = {"simple": {**SIMPLE["simple"], "bkg": [10.0, 12.0]}}
+    body = assert_problem(api.post("/v1/pyhf/fit", json={"model": model}), 422)
+    assert body["errors"][0]["loc"] == ["body", "model", "simple", "bkg"]
+    assert "'bkg' has 2 bins but 'signal' has 1" in body["detail"]
+
+
+def test_observations_with_wrong_bin_count(api):
+    def short_obs(ws):
+        ws["observations"][1]["data"] = [51.0]
+
+    body = assert_problem(api.post("/v1/pyhf/fit", json={"model": {"workspace": workspace(short_obs)}, "data": "observed"}), 422)
+    assert "observations" in body["detail"]
+
+
+def test_unknown_measurement_lists_the_known_ones(api):
+    body = assert_problem(api.post("/v1/pyhf/fit", json={"model": {"workspace": workspace(), "measurement": "Nope"}}), 422)
+    assert "Nope" in body["detail"] and "NormalMeasurement" in body["detail"]
+    assert body["errors"][0]["loc"] == ["body", "model", "measurement"]
+
+
+@pytest.mark.parametrize("data", [[1.0, 2.0, 3.0], [], [1.0, 2.0, 3.0, 4.0, 5.0]])
+def test_data_of_wrong_length_names_the_expected_length(api, data):
+    body = assert_problem(api.post("/v1/pyhf/fit", json={"model": SIMPLE, "data": data}), 422)
+    assert "expects 1 main-bin counts" in body["detail"] and "full vector of 2" in body["detail"]
+    assert body["expected_length"] == [1, 2]
+
+
+def test_negative_counts(api):
+    body = assert_problem(api.post("/v1/pyhf/fit", json={"model": SIMPLE, "data": [-3.0]}), 422)
+    assert "non-negative" in body["detail"]
+
+
+def test_observed_data_of_a_simple_model(api):
+    body = assert_problem(api.post("/v1/pyhf/fit", json={"model": SIMPLE, "data": "observed"}), 422)
+    assert "no observations" in body["detail"]
+
+
+def test_fixing_every_parameter(api):
+    body = assert_problem(api.post("/v1/pyhf/fit", json={"model": SIMPLE, "fixed_params": ["mu", "uncorr_bkguncrt[0]"]}), 422)
+    assert "nothing to fit" in body["detail"]
+
+
+def test_unknown_parameter_name(api):
+    body = assert_problem(api.post("/v1/pyhf/fit", json={"model": SIMPLE, "init_pars": {"nope": 1.0}}), 422)
+    assert "'nope'" in body["detail"] and "mu" in body["detail"]
+    assert body["errors"][0]["loc"] == ["body", "init_pars", "nope"]
+
+
+def test_init_outside_bounds(api):
+    body = assert_problem(api.post("/v1/pyhf/fit", json={"model": SIMPLE, "init_pars": {"mu": 20.0}}), 422)
+    assert "outside their bounds" in body["detail"]
+
+
+def test_empty_bounds(api):
+    body = assert_problem(api.post("/v1/pyhf/fit", json={"model": SIMPLE, "par_bounds": {"mu": [2.0, 1.0]}}), 422)
+    assert "empty" in body["detail"]
+
+
+def test_model_needs_exactly_one_kind(api):
+    assert_problem(api.post("/v1/pyhf/fit", json={"model": {}}), 422)
+    assert_problem(api.post("/v1/pyhf/fit", json={"model": {**SIMPLE, "workspace": workspace()}}), 422)
+
+
+def test_bad_patch(api):
+    patch = [{"op": "remove", "path": "/channels/7"}]
+    body = assert_problem(api.post("/v1/pyhf/fit", json={"model": {"workspace": workspace(), "patches": [patch]}}), 422)
+    assert body["errors"][0]["loc"] == ["body", "model", "patches"]
+
+
+def test_ellipse_pair_with_fixed_parameter(api):
+    body = assert_problem(api.post("/v1/pyhf/fit", json={
+        "model": {"workspace": workspace()}, "data": "observed", "fixed_params": ["lumi"],
+        "ellipse_pairs": [["mu", "lumi"]]}), 422)
+    assert "fixed" in body["detail"]
+
+
+def test_scan_grid_over_the_limit_is_refused_before_work(api, settings):
+    limit = settings.limits.max_scan_points
+    body = assert_problem(api.post("/v1/pyhf/scan", json={
+        "model": SIMPLE, "x": {"name": "mu", "low": 0, "high": 2, "points": 1000},
+        "y": {"name": "uncorr_bkguncrt[0]", "low": 0.5, "high": 1.5, "points": 1000}}), 413)
+    assert body["limit"] == "max_scan_points" and body["maximum"] == limit
+
+
+def test_too_many_hypotest_points(api, settings):
+    n = settings.limits.max_hypotest_points + 1
+    body = assert_problem(api.post("/v1/pyhf/hypotest", json={"model": SIMPLE, "poi_values": [1.0] * n}), 413)
+    assert body["limit"] == "max_hypotest_points"
+    body = assert_problem(api.post("/v1/pyhf/upper-limit", json={
+        "model": SIMPLE, "scan": {"start": 0, "stop": 5, "points": n}}), 413)
+    assert body["limit"] == "max_hypotest_points"
+
+
+def test_hypotest_poi_outside_bounds_and_fixed_poi(api):
+    body = assert_problem(api.post("/v1/pyhf/hypotest", json={"model": SIMPLE, "poi_values": [-1.0]}), 422)
+    assert "bounds" in body["detail"]
+    body = assert_problem(api.post("/v1/pyhf/hypotest", json={"model": SIMPLE, "poi_values": [1.0],
+                                                               "fixed_params": ["mu"]}), 422)
+    assert "POI" in body["detail"]
+
+
+def test_upper_limit_scan_must_increase(api):
+    body = assert_problem(api.post("/v1/pyhf/upper-limit", json={"model": SIMPLE, "scan": [2.0, 1.0]}), 422)
+    assert "increasing" in body["detail"]
+
+
+def test_scan_same_parameter_twice(api):
+    body = assert_problem(api.post("/v1/pyhf/scan", json={
+        "model": SIMPLE, "x": {"name": "mu", "low": 0, "high": 2}, "y": {"name": "mu", "low": 0, "high": 2}}), 422)
+    assert "two different parameters" in body["detail"]
+
+
+def test_server_keeps_serving(api):
+    assert api.post("/v1/pyhf/fit", json={"model": SIMPLE, "data": [1.0, 2.0, 3.0]}).status_code == 422
+    assert api.post("/v1/pyhf/fit", json={"model": SIMPLE}).status_code == 200
