@@ -196,7 +196,11 @@ def covariance_from_hessian(points: LinePoints, m: float, q: float) -> np.ndarra
                                   jnp.asarray(frame.apply(points.x), dtype=jnp.float64),
                                   jnp.asarray(points.y, dtype=jnp.float64),
                                   jnp.asarray(points.weights, dtype=jnp.float64))
-    return frame.covariance_to_line(2.0 * np.linalg.inv(np.asarray(hessian, dtype=np.float64)))
+    try:
+        cov_ac = 2.0 * np.linalg.inv(np.asarray(hessian, dtype=np.float64))
+    except np.linalg.LinAlgError:  # only at a non-finite end point: the run diverged
+        cov_ac = np.full((2, 2), np.nan)
+    return frame.covariance_to_line(cov_ac)
 
 
 def gradient_descent(points: LinePoints, options: DescentOptions, backend: str, *,

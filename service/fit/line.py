@@ -91,7 +91,7 @@ def line_points(
             i = int(bad[0])
             raise _invalid(f"sigma[{i}] is {s[i]}; uncertainties must be > 0.", [*where, "sigma", i],
                            "greater_than")
-        with np.errstate(over="ignore"):
+        with np.errstate(over="ignore", divide="ignore"):
             bad = np.flatnonzero(~np.isfinite(1.0 / s**2))
         if bad.size:
             i = int(bad[0])
@@ -100,7 +100,23 @@ def line_points(
     xs = checked["x"]
     if xs.min() == xs.max():
         raise _invalid(f"All x are equal ({xs[0]}): the slope is undetermined.", [*where, "x"], "degenerate")
-    return LinePoints(checked["x"], checked["y"], checked.get("sigma"))
+    points = LinePoints(checked["x"], checked["y"], checked.get("sigma"))
+    _check_range(points, where)
+    return points
+
+
+def _check_range(points: LinePoints, where: tuple[str | int, ...]) -> None:
+    """Refuse data whose weighted sums of squares leave float64 (e.g. x spanning ±1e300)."""
+    with np.errstate(all="ignore"):
+        w = points.weights
+        sum_w = w.sum()
+        spreads = []
+        for values in (points.x, points.y):
+            centred = values - w @ values / sum_w
+            spreads.append(w @ (centred * centred))
+    if not (np.isfinite(sum_w) and np.isfinite(spreads).all() and spreads[0] > 0):
+        raise _invalid("The weighted sums of squares of these values over- or underflow float64; "
+                       "rescale x, y or sigma to a moderate range.", [*where], "range")
 
 
 @dataclass(frozen=True)
@@ -194,18 +210,16 @@ def least_squares(points: LinePoints) -> LineFit:
     q = c - m·x̄ follows by :meth:`Standardization.covariance_to_line` (scale 1).
     """
     w = points.weights
-    with np.errstate(all="ignore"):  # extreme magnitudes are caught by the finiteness check below
+    with np.errstate(all="ignore"):  # line_points checked the sums; 1/Σwu² may still overflow
         sum_w = w.sum()
         centre = Standardization(float(w @ points.x / sum_w), 1.0)
         u = points.x - centre.centre
         y_mean = float(w @ points.y / sum_w)
         sum_wuu = float(w @ (u * u))
-        m, q = centre.to_line(float(w @ (u * (points.y - y_mean))) / sum_wuu if sum_wuu else np.nan,
-                              y_mean)
-        covariance = centre.covariance_to_line(np.diag([1.0 / sum_wuu if sum_wuu else np.nan,
-                                                        1.0 / sum_w]))
-    if not (np.isfinite([m, q]).all() and np.isfinite(covariance).all()):
-        raise InvalidInput("The sums of this fit over- or underflow float64; rescale x, y or sigma "
-                           "to a moderate range.",
-                           errors=[{"loc": ["body"], "msg": "float64 range exceeded", "type": "range"}])
-    return line_fit(points, m, q, covariance, method=LEAST_SQUARES, backend="numpy")
+        m, q = centre.to_line(float(w @ (u * (points.y - y_mean))) / sum_wuu, y_mean)
+        covariance = centre.covariance_to_line(np.diag([1.0 / sum_wuu, 1.0 / sum_w]))
+        fit = line_fit(points, m, q, covariance, method=LEAST_SQUARES, backend="numpy")
+    if not np.isfinite([fit.m, fit.q, fit.chi2, *covariance.ravel()]).all():
+        raise _invalid("The sums of this fit over- or underflow float64; rescale x, y or sigma "
+                       "to a moderate range.", ["body"], "range")
+    return fit
