@@ -168,8 +168,8 @@ def test_bad_input_is_422_naming_the_place(api, payload, loc):
 @pytest.mark.parametrize(
     ("points", "says"),
     [({"x": [1, 1], "y": [0, 1]}, "All x are equal"),
-     ({"x": [0, 1e300, 2e300], "y": [1, 2, 3]}, "overflow"),  # Σ(x - x̄)² is not a float64
-     ({"x": [0, 1, 2], "y": [1e308, -1e308, 1e308]}, "overflow"),
+     ({"x": [0, 1e300, 2e300], "y": [1, 2, 3]}, "float64"),  # Σ(x - x̄)² is not a float64
+     ({"x": [0, 1, 2], "y": [1e308, -1e308, 1e308]}, "float64"),
      ({"x": [0, 1, 2], "y": [1, 2, 3], "sigma": [1e-200, 1, 1]}, "overflows")],
 )
 def test_bad_points_are_refused_for_both_methods(api, method, points, says):
