@@ -272,3 +272,71 @@ def test_history_limit_counts_thinned_entries(small_api):
     assert body["runs"][0]["history"]["step"] == list(range(0, 21, 2))
     body = assert_problem(small_api.post(ROUTE, json=request | {"steps": 21}), 413)  # … and 21
     assert (body["limit"], body["maximum"], body["value"]) == ("max_history_entries", 22, 24)
+
+
+# --- landscape and client ---------------------------------------------------------------------
+
+def test_landscape_is_the_function_on_a_grid_over_the_paths(api):
+    body = post_ok(api, expression=ROSENBROCK, start={"x": -1.2, "y": 1.0}, optimizer="lbfgs",
+                   steps=50, landscape=5)
+    grid = body["landscape"]
+    xs, ys = array(grid["x"]["x"]), array(grid["x"]["y"])
+    visited_x = path(body["runs"][0], "x")
+    assert xs[0] < visited_x.min() and xs[-1] > visited_x.max() and len(xs) == len(ys) == 5
+    gx, gy = np.meshgrid(xs, ys)
+    np.testing.assert_allclose(array(grid["value"]), (1 - gx) ** 2 + 100 * (gy - gx**2) ** 2, rtol=1e-12)
+
+
+def test_landscape_refusals(api):
+    three = {"expression": "x*y*z", "start": {"x": 1.0, "y": 1.0, "z": 1.0}}
+    body = assert_problem(api.post(ROUTE, json=three | {"landscape": 10}), 422)
+    assert body["errors"][0]["loc"] == ["body", "landscape"]
+    body = assert_problem(api.post(ROUTE, json=BASE | {"landscape": 10_000}), 413)
+    assert (body["limit"], body["value"]) == ("max_points", 10_000**2)
+
+
+@pytest.fixture
+def lc(api):
+    """The real client, its requests answered by the in-process app."""
+    import httpx
+
+    from client import Client
+
+    def forward(request: httpx.Request) -> httpx.Response:
+        return api.request(request.method, request.url.path, content=request.content,
+                           headers=dict(request.headers))
+
+    with Client("http://testserver", transport=httpx.MockTransport(forward), max_retries=0) as client:
+        yield client
+
+
+def test_client_minimize_returns_numpy_histories_and_plots(lc):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    result = lc.minimize("x**2", {"x": 1.0}, "sgd", SEED_RATES, steps=50)
+    assert [r.learning_rate for r in result.runs] == SEED_RATES
+    run = result.runs[0]
+    assert isinstance(run.history.x["x"], np.ndarray) and run.history.step[-1] == 50
+    np.testing.assert_allclose(run.history.x["x"], 0.8 ** np.arange(51), rtol=1e-13)
+    fig = result.plot()
+    ax = fig.axes[0]
+    assert len(ax.lines) == 1 + len(SEED_RATES)  # the function, then one path per rate
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), ax.lines[0].get_xdata() ** 2, rtol=1e-12)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["0.1", "0.99", "0.001"]
+
+    result = lc.minimize(ROSENBROCK, {"x": -1.2, "y": 1.0}, "lbfgs", steps=40)
+    assert result.landscape["value"].shape == (81, 81)
+    assert result.runs[0].history.points(result.variables).shape[1] == 2
+    fig = result.plot()
+    assert len(fig.axes[0].lines) == 1
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+
+
+def test_client_maps_errors(lc):
+    from client import ValidationError
+
+    with pytest.raises(ValidationError):
+        lc.minimize("x**2", {"y": 1.0})

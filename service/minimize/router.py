@@ -64,6 +64,9 @@ class MinimizeRequest(BaseModel):
     bounds: dict[str, tuple[FiniteFloat | None, FiniteFloat | None]] | None = Field(
         None, description="Per variable `[lower, upper]` (null: open); steps are projected "
         "onto the box.")
+    landscape: int | None = Field(None, ge=2, description="Also evaluate the expression on a "
+                                  "grid of this many points per axis spanning the runs' paths, "
+                                  "for pictures (one or two variables; limits.max_points).")
     dtype: Literal["float32", "float64"] = "float64"
     backend: Literal["jax", "tensorflow"] = Field("jax", description="jax (optax; all rates in "
                                                   "one compiled program) or tensorflow "
@@ -89,12 +92,20 @@ class RunResult(BaseModel):
     history: History
 
 
+class LandscapeResult(BaseModel):
+    x: dict[str, list[float]] = Field(description="Each variable's grid axis.")
+    value: list[Number] | list[list[Number]] = Field(
+        description="The function on the grid: one list for one variable; for two, one row "
+        "per value of the second variable (as matplotlib's contour expects).")
+
+
 class MinimizeResponse(BaseModel):
     variables: list[str]
     optimizer: str
     options: dict[str, float | bool] = Field(description="The hyper-parameters used, defaults "
                                              "included.")
     runs: list[RunResult]
+    landscape: LandscapeResult | None = None
     backend: str
     dtype: str
     device: str
@@ -112,8 +123,11 @@ def _payload(sweep: Sweep) -> dict[str, Any]:
         "history": {"step": run.history_step, "x": columns(run.history_x),
                     "value": run.history_value, "grad_norm": run.history_grad_norm},
     } for run in sweep.runs]
+    landscape = None if sweep.landscape is None else {
+        "x": dict(zip(sweep.variables, sweep.landscape.axes, strict=True)),
+        "value": sweep.landscape.value}
     return {"variables": list(sweep.variables), "optimizer": sweep.optimizer,
-            "options": sweep.hyper_parameters, "runs": runs}
+            "options": sweep.hyper_parameters, "runs": runs, "landscape": landscape}
 
 
 @router.post(

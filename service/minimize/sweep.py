@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from service.errors import InvalidInput, LimitExceeded
-from service.gradient.language import compile_expression
+from service.gradient.derivatives import differentiate
+from service.gradient.language import Formula, compile_expression
 from service.minimize import optimizers
 from service.settings import Limits
 
@@ -188,20 +189,78 @@ def run_sweep(objective: Objective, plan: Plan, backend: str) -> list[Run]:
 
 
 @dataclass(frozen=True)
+class Landscape:
+    """The function on a grid over the region the runs visited (for pictures).
+
+    ``axes`` has one 1-D array per variable; ``value`` is (n,) for one variable and
+    (n_y, n_x) for two (rows follow the second variable, as matplotlib's contour expects).
+    """
+
+    axes: tuple[np.ndarray, ...]
+    value: np.ndarray
+
+
+@dataclass(frozen=True)
 class Sweep:
     variables: tuple[str, ...]
     optimizer: str
     hyper_parameters: dict[str, Any]  # the options with every default filled in
     runs: list[Run]
+    landscape: Landscape | None = None
 
 
-def minimize_expression(expression: str, *, backend: str, limits: Limits, **request: Any) -> Sweep:
+def check_landscape(variables: tuple[str, ...], points: int, limits: Limits) -> None:
+    """A landscape needs one or two variables and ``points**n`` within limits.max_points."""
+    if len(variables) > 2:
+        raise _invalid(f"A landscape can be drawn for one or two variables; this expression has "
+                       f"{len(variables)} ({', '.join(variables)}).", ["landscape"],
+                       "one or two variables only", "value")
+    total = points ** len(variables)
+    if total > limits.max_points:
+        raise LimitExceeded(f"The landscape grid has {total} points; at most {limits.max_points} "
+                            "(limits.max_points).", limit="max_points", maximum=limits.max_points,
+                            value=total)
+
+
+def landscape_axes(runs: list[Run], n_variables: int, points: int) -> list[np.ndarray]:
+    """Per variable, ``points`` values spanning the runs' finite positions, with a margin.
+
+    Diverged runs are left out (when any other run is left) so that a blow-up does not
+    shrink the others' paths to a dot.
+    """
+    shown = [run for run in runs if not run.diverged] or runs
+    visited = np.concatenate([run.history_x for run in shown])
+    axes = []
+    for i in range(n_variables):
+        column = visited[:, i][np.isfinite(visited[:, i])]
+        low, high = (column.min(), column.max()) if column.size else (-1.0, 1.0)
+        margin = 0.1 * (high - low) if high > low else max(1.0, abs(low))
+        axes.append(np.linspace(low - margin, high + margin, points))
+    return axes
+
+
+def evaluate_landscape(formula: Formula, runs: list[Run], points: int, *, backend: str,
+                       dtype: str, limits: Limits) -> Landscape:
+    axes = landscape_axes(runs, len(formula.variables), points)
+    grid = np.meshgrid(*axes)  # "xy" indexing: (n_y, n_x) for two variables
+    at = {name: g.ravel() for name, g in zip(formula.variables, grid, strict=True)}
+    value = differentiate(formula, at, backend=backend, dtype=dtype, limits=limits).value
+    return Landscape(tuple(axes), value.reshape(grid[0].shape))
+
+
+def minimize_expression(expression: str, *, backend: str, limits: Limits,
+                        landscape: int | None = None, **request: Any) -> Sweep:
     """Compile ``expression`` in the service's language, check the request, run the sweep.
 
-    ``request`` holds the keyword arguments of :func:`plan_sweep`.
+    ``request`` holds the keyword arguments of :func:`plan_sweep`; ``landscape`` asks for the
+    function on a grid of that many points per axis as well (see :class:`Landscape`).
     """
     formula = compile_expression(expression, limits)
     objective = Objective(formula.key, formula.variables, formula.to_callable)
     plan = plan_sweep(objective.variables, backend=backend, limits=limits, **request)
-    return Sweep(objective.variables, plan.optimizer, plan.hyper_parameters,
-                 run_sweep(objective, plan, backend))
+    if landscape is not None:
+        check_landscape(formula.variables, landscape, limits)
+    runs = run_sweep(objective, plan, backend)
+    grid = None if landscape is None else evaluate_landscape(
+        formula, runs, landscape, backend=backend, dtype=plan.dtype, limits=limits)
+    return Sweep(objective.variables, plan.optimizer, plan.hyper_parameters, runs, grid)
