@@ -51,7 +51,7 @@ class Runner:
         self.max_queued = max_queued
         self.retry_after = retry_after
         self.wall_seconds = wall_seconds
-        self._executor = ThreadPoolExecutor(max_workers=max_concurrent, thread_name_prefix="compute")
+        self._executor: ThreadPoolExecutor | None = None  # made on first use, again after shutdown
         self._admitted = 0
         self._lock = threading.Lock()
 
@@ -85,7 +85,7 @@ class Runner:
             return Timed(result, (time.perf_counter() - start) * 1e3)
 
         try:
-            future = self._executor.submit(ctx.run, job)
+            future = self._pool().submit(ctx.run, job)
         except BaseException:
             self._release()
             raise
@@ -99,5 +99,17 @@ class Runner:
                 "(limits.max_wall_seconds)."
             ) from None
 
+    def _pool(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(
+                    max_workers=self.max_concurrent, thread_name_prefix="compute"
+                )
+            return self._executor
+
     def shutdown(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        """Stop taking jobs (at the end of the app's lifespan); a later job starts a new pool."""
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
