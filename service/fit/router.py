@@ -30,29 +30,32 @@ router = APIRouter(prefix="/v1/fit/line", tags=["fit"])
 
 NonFinite = Literal["NaN", "Infinity", "-Infinity"]
 Number = float | NonFinite  # how labcrunch writes non-finite numbers in JSON
+_DEFAULT = DescentOptions()  # the domain's defaults are the API's
 
 
 class LineStart(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    m: float = Field(0.0, allow_inf_nan=False, description="Initial slope.")
-    q: float = Field(0.0, allow_inf_nan=False, description="Initial intercept.")
+    m: float = Field(_DEFAULT.init_m, allow_inf_nan=False, description="Initial slope.")
+    q: float = Field(_DEFAULT.init_q, allow_inf_nan=False, description="Initial intercept.")
 
 
 class GradientDescentOptions(BaseModel):
     """Minibatch gradient descent (``method: gradient_descent``)."""
 
     model_config = ConfigDict(extra="forbid")
-    optimizer: Literal["sgd", "adam"] = Field("sgd", description="optax / Keras optimizer.")
-    learning_rate: float = Field(0.1, gt=0, allow_inf_nan=False,
+    optimizer: Literal["sgd", "adam"] = Field(_DEFAULT.optimizer, description="optax / Keras optimizer.")
+    learning_rate: float = Field(_DEFAULT.learning_rate, gt=0, allow_inf_nan=False,
                                  description="Step size (in standardized x when `standardize`).")
-    epochs: int = Field(20, ge=1, description="Passes over the data (limits.max_fit_epochs).")
-    batch_size: int = Field(100, ge=1, description="Points per minibatch (the last may be shorter).")
+    epochs: int = Field(_DEFAULT.epochs, ge=1, description="Passes over the data (limits.max_fit_epochs).")
+    batch_size: int = Field(_DEFAULT.batch_size, ge=1,
+                            description="Points per minibatch (the last may be shorter).")
     init: LineStart = Field(default_factory=LineStart, description="Start point, in the units of x.")
-    shuffle: bool = Field(True, description="A fresh numpy permutation of the points each epoch.")
-    seed: int = Field(0, ge=0, le=2**63 - 1, description="Seed of the permutations: the same on "
-                      "both backends, so their loss histories agree.")
-    standardize: bool = Field(True, description="Fit in x' = (x - mean)/std and map m, q back, "
-                              "so one learning rate suits any data.")
+    shuffle: bool = Field(_DEFAULT.shuffle, description="A fresh numpy permutation of the points "
+                          "each epoch (numpy default_rng(seed)).")
+    seed: int = Field(_DEFAULT.seed, ge=0, le=2**63 - 1, description="Seed of the permutations: the "
+                      "same on both backends, so their loss histories agree.")
+    standardize: bool = Field(_DEFAULT.standardize, description="Fit in x' = (x - mean)/std with "
+                              "weights of mean 1 and map m, q back, so one learning rate suits any data.")
 
 
 class FitOptions(BaseModel):
@@ -134,19 +137,6 @@ class FitLineResponse(BaseModel):
     history: History | None = None
 
 
-_REQUEST_BODY = {
-    "required": True,
-    "content": {
-        "application/json": {"schema": FitLineRequest.model_json_schema(
-            ref_template="#/components/schemas/{model}")},
-        encoding.NPY_MEDIA_TYPE: {
-            "schema": {"type": "string", "format": "binary",
-                       "description": "A .npy float array of shape (N, 2) [x, y] or (N, 3) "
-                                      "[x, y, sigma]; options as query parameters."}},
-    },
-}
-
-
 def _inline_refs(schema: Any, defs: dict[str, Any]) -> Any:
     """Replace ``$ref``s into ``$defs`` by the definitions, so the schema stands alone in OpenAPI."""
     if isinstance(schema, dict):
@@ -158,8 +148,18 @@ def _inline_refs(schema: Any, defs: dict[str, Any]) -> Any:
     return schema
 
 
-_json_schema = _REQUEST_BODY["content"]["application/json"]
-_json_schema["schema"] = _inline_refs(_json_schema["schema"], _json_schema["schema"].get("$defs", {}))
+# The body is read by hand (JSON or .npy), so the OpenAPI request body is declared here.
+_JSON_SCHEMA = FitLineRequest.model_json_schema()
+_REQUEST_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {"schema": _inline_refs(_JSON_SCHEMA, _JSON_SCHEMA.get("$defs", {}))},
+        encoding.NPY_MEDIA_TYPE: {
+            "schema": {"type": "string", "format": "binary",
+                       "description": "A .npy float array of shape (N, 2) [x, y] or (N, 3) "
+                                      "[x, y, sigma]; options as query parameters."}},
+    },
+}
 
 
 def _fit_payload(fit: LineFit) -> dict[str, Any]:
