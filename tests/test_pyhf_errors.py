@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import copy
-import json
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import assert_problem
-
-SIMPLE = {"simple": {"kind": "uncorrelated_background", "signal": [5.0], "bkg": [10.0], "bkg_uncertainty": [3.5]}}
-WORKSPACE = json.loads((Path(__file__).parents[1] / "examples" / "workspace.json").read_text())["model"]["workspace"]
+from tests.pyhf_oracle import SEED_MODEL as SIMPLE
+from tests.pyhf_oracle import WORKSPACE
 
 
 def workspace(edit=None):
@@ -125,8 +122,8 @@ def test_bad_patch(api):
 
 def test_ellipse_pair_with_fixed_parameter(api):
     body = assert_problem(api.post("/v1/pyhf/fit", json={
-        "model": {"workspace": workspace()}, "data": "observed", "fixed_params": ["lumi"],
-        "ellipse_pairs": [["mu", "lumi"]]}), 422)
+        "model": SIMPLE, "fixed_params": ["uncorr_bkguncrt[0]"],
+        "ellipse_pairs": [["mu", "uncorr_bkguncrt[0]"]]}), 422)
     assert "fixed" in body["detail"]
 
 

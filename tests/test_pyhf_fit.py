@@ -6,24 +6,14 @@ here on pyhf's own twice_nll), and a direct pyhf fit + jax.hessian computed in t
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import iminuit
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pyhf
 import pytest
 
-SEED_MODEL = {"simple": {"kind": "uncorrelated_background", "signal": [5.0], "bkg": [10.0],
-                         "bkg_uncertainty": [3.5]}}
-EXAMPLE = json.loads((Path(__file__).parents[1] / "examples" / "workspace.json").read_text())
-WORKSPACE = EXAMPLE["model"]["workspace"]
-
-
-def seed_model():
-    return pyhf.simplemodels.uncorrelated_background(signal=[5.0], bkg=[10.0], bkg_uncertainty=[3.5])
+from tests import pyhf_oracle as oracle
+from tests.pyhf_oracle import SEED_MODEL, WORKSPACE_MODEL
 
 
 def fit(api, **body):
@@ -79,8 +69,7 @@ def test_seed_model_matches_minuit_hesse(seed_fit):
     bounded μ differ by ~2 % from sqrt(cov), because MINUIT maps errors of bounded parameters
     through its internal sine transform; the covariance is the comparable quantity.)
     """
-    model = seed_model()
-    data = jnp.asarray(model.expected_data(model.config.suggested_init()), dtype=jnp.float64)
+    model, data = oracle.seed()
 
     def twice_nll(p):
         return float(pyhf.infer.mle.twice_nll(jnp.asarray(p, dtype=jnp.float64), data, model)[0])
@@ -102,29 +91,18 @@ def test_minuit_optimizer_gives_the_same_fit(api, seed_fit):
     np.testing.assert_allclose(out["covariance"], seed_fit["covariance"], rtol=1e-2)
 
 
-@pytest.fixture(scope="module")
-def workspace_oracle():
-    """Plain pyhf model of the example workspace, its data and a jitted Hessian of NLL."""
-    ws = pyhf.Workspace(WORKSPACE)
-    model = ws.model(measurement_name="NormalMeasurement")
-    data = jnp.asarray(ws.data(model), dtype=jnp.float64)
-    # jit: op-by-op dispatch of an eager Hessian takes ~15 s for this model, compiled ~1 s
-    hessian_nll = jax.jit(jax.hessian(lambda p: -model.logpdf(p, data)[0]))
-    return model, data, hessian_nll
-
-
 @pytest.mark.parametrize("fixed", [[], ["lumi", "sig_theory"]])
-def test_two_channel_workspace_matches_direct_pyhf(api, workspace_oracle, fixed):
+def test_two_channel_workspace_matches_direct_pyhf(api, fixed):
     """normsys, histosys, shapesys, staterror and lumi: the oracle is a plain pyhf fit and the
     inverse of jax.hessian(NLL) over the free parameters."""
-    model, data, hessian_nll = workspace_oracle
+    model, data, hessian_nll = oracle.workspace()
     names = model.config.par_names
     is_fixed = np.isin(names, fixed)
     bestfit = np.asarray(pyhf.infer.mle.fit(data, model, fixed_params=is_fixed.tolist()))
     free = ~is_fixed
     cov = np.linalg.inv(np.asarray(hessian_nll(bestfit))[np.ix_(free, free)])
 
-    out = fit(api, model={"workspace": WORKSPACE, "measurement": "NormalMeasurement"}, data="observed",
+    out = fit(api, model=WORKSPACE_MODEL, data="observed",
               fixed_params=fixed)
     assert out["parameters"] == names
     np.testing.assert_allclose(out["bestfit"], bestfit, rtol=1e-4, atol=1e-5)

@@ -144,6 +144,9 @@ def fit(
     ellipse_region: Region = "joint",
 ) -> dict[str, Any]:
     """Best fit, Hessian of twice_nll, covariance, correlation and ellipses (free parameters)."""
+    names = cm.par_names
+    free_names = [n for n, f in zip(names, fixed_mask(cm, settings.fixed_params), strict=True) if not f]
+    pairs = _ellipse_pairs(cm, free_names, ellipse_pairs)  # refuse a bad pair before fitting
     found = best_fit(cm, data, settings)
     hessian_full = np.asarray(
         cm.hessian(jnp.asarray(found.pars, dtype=jnp.float64), jnp.asarray(data, dtype=jnp.float64)),
@@ -151,8 +154,6 @@ def fit(
     )
     free = np.flatnonzero(~found.fixed)
     hessian = hessian_full[np.ix_(free, free)]
-    names = cm.par_names
-    free_names = [names[i] for i in free]
     warnings: list[str] = []
     try:
         np.linalg.cholesky(hessian)  # positive definite ⇔ a proper minimum with finite errors
@@ -171,7 +172,7 @@ def fit(
     ellipses = []
     if np.isfinite(covariance).all():
         position = {name: k for k, name in enumerate(free_names)}
-        for a, b in _ellipse_pairs(cm, free_names, ellipse_pairs):
+        for a, b in pairs:
             sub = np.ix_([position[a], position[b]], [position[a], position[b]])
             centre = (found.pars[names.index(a)], found.pars[names.index(b)])
             for level in confidence_levels:

@@ -1,0 +1,111 @@
+"""/v1/pyhf/hypotest, /upper-limit and /scan against plain pyhf, root finding and finite differences."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+import pyhf
+import pytest
+from scipy.optimize import brentq
+
+from tests import pyhf_oracle as oracle
+from tests.pyhf_oracle import SEED_MODEL as SIMPLE
+from tests.pyhf_oracle import WORKSPACE_MODEL
+
+
+def post(api, path, **body):
+    response = api.post(f"/v1/pyhf/{path}", json=body)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+@pytest.fixture(scope="module")
+def seed():
+    return oracle.seed()
+
+
+def test_workspace_cls_equals_pyhf_hypotest(api):
+    model, data, _ = oracle.workspace()
+    mus = [2.0, 3.0]
+    out = post(api, "hypotest", model=WORKSPACE_MODEL, data="observed", poi_values=mus, expected=True)
+    assert out["poi"] == "mu" and out["expected_sigmas"] == [-2, -1, 0, 1, 2]
+    for k, mu in enumerate(mus):
+        cls, (clsb, clb), band = pyhf.infer.hypotest(mu, data, model, test_stat="qtilde",
+                                                     return_tail_probs=True, return_expected_set=True)
+        assert out["cls"][k] == pytest.approx(float(cls), rel=1e-5)
+        assert out["clsb"][k] == pytest.approx(float(clsb), rel=1e-5)
+        assert out["clb"][k] == pytest.approx(float(clb), rel=1e-5)
+        np.testing.assert_allclose(out["cls_expected"][k], [float(v) for v in band], rtol=1e-5)
+        assert out["cls"][k] == pytest.approx(out["clsb"][k] / out["clb"][k], rel=1e-12)
+
+
+def test_single_poi_value_and_no_band_by_default(api, seed):
+    model, data = seed
+    out = post(api, "hypotest", model=SIMPLE, poi_values=1.0)
+    assert out["poi_values"] == [1.0] and len(out["cls"]) == 1
+    assert "cls_expected" not in out
+    assert out["cls"][0] == pytest.approx(float(pyhf.infer.hypotest(1.0, data, model)), rel=1e-5)
+
+
+def test_upper_limit_matches_root_of_pyhf_cls(api, seed):
+    """Oracle: brentq on pyhf.infer.hypotest's CLs(μ) − 0.05 (no grid at all). The service
+    interpolates linearly on a 0.1-wide grid; CLs is smooth there, so they agree to ~1e-2."""
+    model, data = seed
+    out = post(api, "upper-limit", model=SIMPLE, scan={"start": 0.0, "stop": 5.0, "points": 51})
+
+    def cls(mu, which=None):
+        result = pyhf.infer.hypotest(mu, data, model, return_expected_set=which is not None)
+        return float(result if which is None else result[1][which]) - 0.05
+
+    assert out["observed"] == pytest.approx(brentq(cls, 1.0, 5.0, xtol=1e-6), abs=1e-2)
+    assert out["expected"][2] == pytest.approx(brentq(cls, 1.0, 5.0, args=(2,), xtol=1e-6), abs=1e-2)
+    assert out["expected"] == sorted(out["expected"])  # −2σ … +2σ
+    assert out["warnings"] == []
+    assert len(out["cls"]) == 51 and len(out["cls_expected"]) == 51
+
+
+def test_upper_limit_beyond_the_scan_warns(api):
+    out = post(api, "upper-limit", model=SIMPLE, scan=[0.0, 0.5, 1.0])
+    assert any("beyond the scan" in w for w in out["warnings"])
+
+
+def test_scan_values_and_gradients(api, seed):
+    """Values against pyhf's logpdf evaluated point by point; gradients against central finite
+    differences of the same (numpy arithmetic, step 1e-5)."""
+    model, data = seed
+    out = post(api, "scan", model=SIMPLE, x={"name": "mu", "low": 0.5, "high": 1.5, "points": 21},
+               y={"name": "uncorr_bkguncrt[0]", "low": 0.5, "high": 1.5, "points": 11},
+               gradient_points=[5, 4])
+    x, y, values = np.asarray(out["x"]), np.asarray(out["y"]), np.asarray(out["values"])
+    assert values.shape == (11, 21) and out["centre"] == "bestfit"
+    np.testing.assert_allclose(x, np.linspace(0.5, 1.5, 21))
+
+    def logpdf(mu, gamma):
+        return float(model.logpdf(jnp.asarray([mu, gamma], dtype=jnp.float64), data)[0])
+
+    for j, i in [(0, 0), (3, 7), (10, 20), (5, 10)]:
+        assert values[j, i] == pytest.approx(logpdf(x[i], y[j]), rel=1e-12)
+    gx, gy = np.asarray(out["gradient_x"]), np.asarray(out["gradient_y"])
+    assert np.asarray(out["gradient"]["d_dx"]).shape == (4, 5)
+    h = 1e-5
+    for j, i in [(0, 0), (2, 3), (3, 4)]:
+        d_dx = (logpdf(gx[i] + h, gy[j]) - logpdf(gx[i] - h, gy[j])) / (2 * h)
+        d_dy = (logpdf(gx[i], gy[j] + h) - logpdf(gx[i], gy[j] - h)) / (2 * h)
+        assert out["gradient"]["d_dx"][j][i] == pytest.approx(d_dx, rel=1e-6, abs=1e-8)
+        assert out["gradient"]["d_dy"][j][i] == pytest.approx(d_dy, rel=1e-6, abs=1e-8)
+
+
+def test_scan_twice_nll_on_a_plane_at_given_values(api):
+    """Three parameters: μ and γ₁ scanned, γ₀ held at a given value."""
+    spec = {"kind": "uncorrelated_background", "signal": [2.0, 3.0], "bkg": [7.0, 9.0], "bkg_uncertainty": [1.5, 2.5]}
+    model = pyhf.simplemodels.uncorrelated_background(signal=spec["signal"], bkg=spec["bkg"],
+                                                      bkg_uncertainty=spec["bkg_uncertainty"])
+    data = jnp.asarray([8.0, 13.0] + model.config.auxdata, dtype=jnp.float64)
+    out = post(api, "scan", model={"simple": spec}, data=[8.0, 13.0], quantity="twice_nll",
+               at={"uncorr_bkguncrt[0]": 1.2}, x={"name": "mu", "low": 0.0, "high": 3.0, "points": 7},
+               y={"name": "uncorr_bkguncrt[1]", "low": 0.8, "high": 1.2, "points": 5}, gradient_points=[2, 2])
+    assert out["centre"] == "given"
+    np.testing.assert_allclose(out["base"], [1.0, 1.2, 1.0])
+    point = jnp.asarray([out["x"][4], 1.2, out["y"][1]], dtype=jnp.float64)
+    expected = -2 * float(model.logpdf(point, data)[0])
+    assert out["values"][1][4] == pytest.approx(expected, rel=1e-12)
