@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import time
 import traceback
 
 from bench.harness import format_table, machine, stop_servers, write
@@ -30,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"(no benchmark {name} yet)")
                     continue
                 raise
+            started = time.perf_counter()
             try:
                 result = module.run(quick=args.quick)
             except Exception:  # one broken benchmark must not hide the others' numbers
@@ -37,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
                 failed.append(name)
                 continue
             print(format_table(result))
-            print(f"-> {write(name, result, args.quick)}\n", flush=True)
+            print(f"-> {write(name, result, args.quick)} ({time.perf_counter() - started:.1f} s)\n",
+                  flush=True)
     finally:
         stop_servers()
     if failed:

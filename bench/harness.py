@@ -55,7 +55,7 @@ def machine() -> dict[str, Any]:
 def alternate(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int = 1) -> dict[str, dict[str, float]]:
     """Time each callable ``repeats`` times, interleaved (a, b, c, a, b, c, ...), after warm-up.
 
-    Returns per name: median, min, max seconds and the spread (max-min)/median.
+    Returns per name: median, min, max and p99 seconds and the spread (max-min)/median.
     """
     for _ in range(warmup):
         for fn in fns.values():
@@ -71,7 +71,7 @@ def alternate(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int = 1) 
 
 def summarize(ts: list[float]) -> dict[str, float]:
     med = statistics.median(ts)
-    return {"median_s": med, "min_s": min(ts), "max_s": max(ts),
+    return {"median_s": med, "min_s": min(ts), "max_s": max(ts), "p99_s": percentile_ms(ts, 99) / 1e3,
             "spread": (max(ts) - min(ts)) / med if med else 0.0, "n": len(ts)}
 
 

@@ -1,0 +1,117 @@
+"""Gradient: the cost of the HTTP layer and of compiling, and a 10^6-point batch vs local JAX.
+
+1. Round trip of a cached scalar gradient vs ``GET /livez`` on the same server, same keep-alive
+   connection, alternating (target: gradient p50 at most 2x livez p50).
+2. First request of a never-seen expression (parse + trace + compile) vs the same request again.
+3. A batch of points through the service in binary (.npz both ways) vs a local
+   ``jit(vmap(value_and_grad))`` call in this process on the same points, transfers to numpy
+   included (target: service time at most 2x local, i.e. at least half the throughput).
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+from typing import Any
+
+import httpx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bench.harness import alternate, server
+from service import backends
+
+backends.configure()  # float64, as the service computes by default
+
+SCALAR = {"expression": "(x - 1)**2", "at": {"x": 3.0}}
+BATCH_EXPRESSION = "sin(x) * y**2 + exp(-x / 3)"
+NPZ = "application/x-npz"
+
+
+def batch_function(x: jax.Array, y: jax.Array) -> jax.Array:
+    """BATCH_EXPRESSION written directly in JAX: the local baseline."""
+    return jnp.sin(x) * y**2 + jnp.exp(-x / 3)
+
+
+def _npz(**arrays: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def run(quick: bool) -> dict[str, Any]:
+    srv = server(quick)
+    rows: list[dict[str, Any]] = []
+    notes = [f"server: `labcrunch serve` on {srv.url} (this machine, loopback, keep-alive)"]
+    with httpx.Client(base_url=srv.url, timeout=300) as client:
+
+        def livez() -> None:
+            client.get("/livez").raise_for_status()
+
+        def cached_gradient() -> None:
+            client.post("/v1/gradient", json=SCALAR).raise_for_status()
+
+        # 1. HTTP round trip: cached scalar gradient vs /livez.
+        stats = alternate({"GET /livez": livez, "POST /v1/gradient (cached scalar)": cached_gradient},
+                          repeats=20 if quick else 400, warmup=3)
+        base = stats["GET /livez"]["median_s"]
+        for name, s in stats.items():
+            rows.append({"case": name, "median_ms": s["median_s"] * 1e3, "p99_ms": s["p99_s"] * 1e3,
+                         "spread": s["spread"], "n": s["n"], "ratio": s["median_s"] / base})
+        notes.append("round trip: ratio = p50 / p50 of GET /livez (target <= 2)")
+
+        # 2. First request of a new expression (compile) vs the same request, cached.
+        fresh = itertools.count(1)
+
+        def new_expression() -> dict[str, Any]:
+            return {"expression": f"(x - {next(fresh) / 7:.6f})**2 * cos(x)", "at": {"x": 0.5}}
+
+        first, again = [], []
+        for _ in range(2 if quick else 8):
+            body = new_expression()
+            first.append(client.post("/v1/gradient", json=body))
+            again.append(client.post("/v1/gradient", json=body))
+        cold = np.median([r.elapsed.total_seconds() for r in first])
+        warm = np.median([r.elapsed.total_seconds() for r in again])
+        rows.append({"case": "first request, new expression (compile)", "median_ms": cold * 1e3,
+                     "n": len(first), "ratio": cold / warm})
+        rows.append({"case": "same request again (cached)", "median_ms": warm * 1e3, "n": len(again),
+                     "ratio": 1.0})
+        notes.append("compile: ratio = first / cached request of the same new expression")
+
+        # 3. A batch: service with .npz both ways vs local jit(vmap(value_and_grad)).
+        n = 10_000 if quick else 1_000_000
+        rng = np.random.default_rng(0)
+        x, y = rng.uniform(-3, 3, n), rng.uniform(-3, 3, n)
+        body = _npz(x=x, y=y)
+        local = jax.jit(jax.vmap(jax.value_and_grad(batch_function, argnums=(0, 1))))
+
+        def run_local() -> tuple[np.ndarray, np.ndarray]:
+            value, (dx, dy) = local(jnp.asarray(x, dtype=jnp.float64), jnp.asarray(y, dtype=jnp.float64))
+            return np.asarray(value), np.stack([np.asarray(dx), np.asarray(dy)], axis=-1)
+
+        def run_service() -> tuple[np.ndarray, np.ndarray]:
+            response = client.post("/v1/gradient", content=body, params={"expression": BATCH_EXPRESSION},
+                                   headers={"Content-Type": NPZ, "Accept": NPZ})
+            response.raise_for_status()
+            arrays = np.load(io.BytesIO(response.content))
+            return arrays["value"], arrays["gradient"]
+
+        value, grad = run_service()
+        local_value, local_grad = run_local()
+        np.testing.assert_allclose(value, local_value, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(grad, local_grad, rtol=1e-12, atol=1e-12)
+
+        stats = alternate({"local jit(vmap(value_and_grad))": run_local,
+                           f"service, .npz both ways, {n:,} points": run_service},
+                          repeats=2 if quick else 7)
+        base = stats["local jit(vmap(value_and_grad))"]["median_s"]
+        for name, s in stats.items():
+            rows.append({"case": name, "median_ms": s["median_s"] * 1e3, "spread": s["spread"],
+                         "n": s["n"], "ratio": s["median_s"] / base,
+                         "points_per_s": n / s["median_s"]})
+        notes.append(f"batch: `{BATCH_EXPRESSION}` at {n:,} float64 points; ratio = time / local "
+                     "time (target <= 2); answers checked equal to the local ones first")
+    return {"title": "Gradient: HTTP overhead, compile latency, batch throughput", "rows": rows,
+            "notes": notes}

@@ -1,0 +1,64 @@
+"""The benchmarks run (`python -m bench --quick`), so they cannot rot; timings are never asserted."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench import harness
+from bench.__main__ import ALL
+
+ROOT = Path(__file__).resolve().parent.parent
+# The modules this suite owns; bench/fractal.py is checked the same way once it exists.
+OWNED = ["gradient", "minimize", "fit", "pyhf", "load"]
+
+
+@pytest.mark.timeout(240)
+def test_every_benchmark_runs_in_quick_mode():
+    for name in ALL:
+        (harness.RESULTS / f"{name}-quick.json").unlink(missing_ok=True)
+    result = subprocess.run([sys.executable, "-m", "bench", "--quick"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=230)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    for name in ALL:
+        path = harness.RESULTS / f"{name}-quick.json"
+        if name not in OWNED and not path.exists():
+            continue  # another engineer's benchmark, not written yet
+        written = json.loads(path.read_text())
+        assert written["quick"] is True
+        assert written["machine"]["nproc"] >= 1 and written["machine"]["cpu"] is not None
+        assert written["rows"], f"{name} produced no rows"
+        assert f"## {written['title']}" in result.stdout
+
+
+def test_percentiles_are_nearest_rank():
+    rng = np.random.default_rng(0)
+    for n in (1, 2, 7, 100, 1001):
+        ts = list(rng.exponential(size=n))
+        for q in (1, 50, 90, 99, 100):
+            expected = np.percentile(ts, q, method="inverted_cdf") * 1e3
+            assert harness.percentile_ms(ts, q) == pytest.approx(expected, rel=1e-12)
+
+
+def test_alternate_interleaves_and_summarizes():
+    calls = []
+    stats = harness.alternate({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
+                              repeats=3, warmup=1)
+    assert calls == ["a", "b"] * 4
+    assert stats["a"]["n"] == 3 and stats["a"]["min_s"] <= stats["a"]["median_s"] <= stats["a"]["max_s"]
+
+
+def test_server_serves_on_loopback_and_stops():
+    srv = harness.start_server({"LABCRUNCH_WARMUP": "false", "LABCRUNCH_LOAD_TENSORFLOW": "false"})
+    try:
+        assert srv.url.startswith("http://127.0.0.1:")
+        assert srv.rss_mb() > 10
+    finally:
+        harness.stop_servers()
+    assert srv.process.poll() is not None
+    assert not srv.log_path.exists()
