@@ -49,6 +49,8 @@ class Limits(BaseModel):
     max_pixels: int = Field(16_777_216, description="width x height of one fractal image.")
     max_iter: int = Field(100_000, description="Iterations per pixel.")
     max_pixel_iterations: int = Field(20_000_000_000, description="width x height x max_iter.")
+    max_json_pixels: int = Field(1_048_576, description="Pixels of one fractal answered as JSON.")
+    max_tile_zoom: int = Field(40, description="Deepest zoom level of /v1/fractal/tiles.")
 
 
 class Settings(BaseSettings):
