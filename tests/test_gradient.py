@@ -391,3 +391,23 @@ def test_client_expression_program_and_binary(api):
         np.testing.assert_allclose(result.hessian[:, 0, 1], 1.0 / x, rtol=1e-14)
         small = lc.gradient(expression="log(x)", at={"x": [0.0, 1.0]}, binary=False)
         assert small.value[0] == -np.inf and small.gradient["x"][1] == 1.0
+
+
+def test_program_points_are_grouped_by_path_and_compiled_once_per_path(api):
+    program = SEED_PROGRAM.replace("x / 10.", "x / 10.25")  # a text no other test compiles
+    xs = [3.4, 0.7, 2.0, -1.0, -0.4, -2.5]  # two paths: x > 0, and the recursive branch
+
+    def reference(x):
+        if x > 0:
+            for _ in range(2):
+                x += jnp.sqrt(x)
+            return x / 10.25
+        return reference(reference(x**2)) + 1
+
+    before = derivatives.TRACES["jax"]
+    out = post(api, program=program, function="f", at={"x": xs})
+    assert derivatives.TRACES["jax"] == before + 2
+    np.testing.assert_allclose(out["gradient"]["x"], [float(jax.grad(reference)(x)) for x in xs],
+                               rtol=1e-12)
+    post(api, program=program, function="f", at={"x": [x + 0.01 for x in xs]})
+    assert derivatives.TRACES["jax"] == before + 2

@@ -4,8 +4,13 @@ Expressions run as one compiled, batched function per (normalised text, backend,
 batch-size bucket), kept in a small LRU cache: JAX as ``jit(vmap(...))``, TensorFlow as a
 ``tf.function`` over whole columns (every function of the language is elementwise, so the
 gradient of the column sum is each point's gradient). A batch is padded up to its bucket so that
-nearby sizes share one compiled function. Programs run point by point, eagerly, because their
-Python ``if``/``for`` need concrete values.
+nearby sizes share one compiled function.
+
+Programs take Python ``if``/``for`` decisions on concrete values, so they are first run point by
+point on plain numbers to find each point's *path* (branches taken, loop bounds); the points that
+share a path are then differentiated together by a function compiled for that path (JAX), cached
+like an expression with the path in its key, or eagerly (TensorFlow: small batches run faster
+eagerly than through a tf.function traced per path).
 
 :data:`TRACES` counts how often a compiled function was traced, so tests can prove that a
 repeated request compiles nothing (a counter, not a clock).
@@ -174,36 +179,41 @@ def _tf_derivatives(f: Callable[..., Any], n: int, order: int, tf: Any) -> Calla
     return derivatives
 
 
-def _compiled_expression(formula: Formula, backend: str, order: int, dtype: str,
-                         bucket: int | None) -> Callable[..., Any]:
-    """The cached batched function; ``bucket`` None means one unbatched point."""
+def _derivative_function(formula: Formula, backend: str, order: int, dtype: str,
+                         path: tuple[Any, ...] | None, batched: bool) -> Callable[..., Any]:
+    """columns → (value, gradient, hessian), neither traced nor compiled yet."""
     n = len(formula.variables)
-    key = (formula.key, backend, order, dtype, bucket)
-
-    def build_jax() -> Callable[..., Any]:
+    f = formula.to_callable(backend, dtype, path=path)
+    if backend == "jax":
         import jax
 
-        one_point = _jax_derivatives(formula.to_callable("jax", dtype), n, order)
+        one_point = _jax_derivatives(f, n, order)
+        return jax.vmap(one_point) if batched else one_point
+    return _tf_derivatives(f, n, order, backends.tensorflow())  # columns are batches already
+
+
+def _compiled(formula: Formula, backend: str, order: int, dtype: str, bucket: int | None,
+              path: tuple[Any, ...] | None = None) -> Callable[..., Any]:
+    """The cached compiled function; ``bucket`` None means one unbatched point; ``path`` the
+    decisions a program replays (None for an expression)."""
+    key = (formula.key, backend, order, dtype, bucket, path)
+
+    def build() -> Callable[..., Any]:
+        derivatives = _derivative_function(formula, backend, order, dtype, path, bucket is not None)
 
         def traced(*cols: Any) -> Any:
-            TRACES["jax"] += 1  # runs only while jax traces, never on a cached call
-            return (jax.vmap(one_point) if bucket is not None else one_point)(*cols)
+            TRACES[backend] += 1  # runs only while jax or tf.function traces, never when cached
+            return derivatives(*cols)
 
-        return jax.jit(traced)
+        if backend == "jax":
+            import jax
 
-    def build_tf() -> Callable[..., Any]:
+            return jax.jit(traced)
         tf = backends.tensorflow()
-        columns = _tf_derivatives(formula.to_callable("tensorflow", dtype), n, order, tf)
-        shape = [bucket] if bucket is not None else []
+        spec = [tf.TensorSpec([bucket] if bucket is not None else [], tf.as_dtype(dtype))]
+        return tf.function(traced, input_signature=spec * len(formula.variables))
 
-        def traced(*cols: Any) -> Any:
-            TRACES["tensorflow"] += 1  # runs only while tf.function traces
-            return columns(*cols)
-
-        spec = [tf.TensorSpec(shape, tf.as_dtype(dtype))] * n
-        return tf.function(traced, input_signature=spec, reduce_retracing=True)
-
-    return _cached(key, build_jax if backend == "jax" else build_tf)
+    return _cached(key, build)
 
 
 def _no_variables(formula: Formula, backend: str, dtype: str, order: int) -> tuple[Any, Any, Any]:
@@ -212,51 +222,68 @@ def _no_variables(formula: Formula, backend: str, dtype: str, order: int) -> tup
     return value, np.zeros(0, dtype), np.zeros((0, 0), dtype) if order == 2 else None
 
 
-def _expression_derivatives(formula: Formula, columns: list[np.ndarray], batch: bool, order: int,
-                            backend: str, dtype: str) -> tuple[Any, Any, Any]:
-    if not formula.variables:
-        return _no_variables(formula, backend, dtype, order)  # no variables: never a batch
+def _run_compiled(formula: Formula, columns: list[np.ndarray], batch: bool, order: int,
+                  backend: str, dtype: str, path: tuple[Any, ...] | None = None,
+                  ) -> tuple[Any, Any, Any]:
+    """Evaluate at the points through the cached compiled function of their bucket."""
     count = len(columns[0]) if batch else None
     bucket = bucket_size(count) if batch else None
     if batch and bucket != count:  # pad with the last point: harmless values, dropped below
         columns = [np.pad(c, (0, bucket - count), mode="edge") for c in columns]
-    fn = _compiled_expression(formula, backend, order, dtype, bucket)
-    value, gradient, hessian = fn(*columns)
+    value, gradient, hessian = _compiled(formula, backend, order, dtype, bucket, path)(*columns)
     cut = slice(0, count) if batch else ...
     return (np.asarray(value)[cut], np.asarray(gradient)[cut],
             None if hessian is None else np.asarray(hessian)[cut])
 
 
-# --- programs, point by point ---------------------------------------------------------------
+def _run_eager(formula: Formula, columns: list[np.ndarray], batch: bool, order: int,
+               backend: str, dtype: str, path: tuple[Any, ...] | None = None,
+               ) -> tuple[Any, Any, Any]:
+    """Evaluate without compiling: for TensorFlow programs, whose small point-by-point batches
+    run faster eagerly than a tf.function traced per path."""
+    tf = backends.tensorflow()
+    columns = [tf.constant(c, dtype=tf.as_dtype(dtype)) for c in columns]
+    value, gradient, hessian = _derivative_function(formula, backend, order, dtype, path, batch)(*columns)
+    return np.asarray(value), np.asarray(gradient), None if hessian is None else np.asarray(hessian)
+
+
+def _expression_derivatives(formula: Formula, columns: list[np.ndarray], batch: bool, order: int,
+                            backend: str, dtype: str) -> tuple[Any, Any, Any]:
+    if not formula.variables:
+        return _no_variables(formula, backend, dtype, order)  # no variables: never a batch
+    return _run_compiled(formula, columns, batch, order, backend, dtype)
+
+
+# --- programs: grouped by the path each point takes -----------------------------------------
 
 def _program_derivatives(formula: Formula, columns: list[np.ndarray], batch: bool, order: int,
                          backend: str, dtype: str) -> tuple[Any, Any, Any]:
-    n = len(formula.variables)
-    f = formula.to_callable(backend, dtype)
-    if backend == "jax":
-        import jax.numpy as jnp
-
-        one_point = _jax_derivatives(f, n, order)
-        as_tensor = lambda v: jnp.asarray(v, dtype=dtype)  # noqa: E731
-    else:
-        tf = backends.tensorflow()
-        one_point = _tf_derivatives(f, n, order, tf)
-        as_tensor = lambda v: tf.constant(v, dtype=tf.as_dtype(dtype))  # noqa: E731
-    points = np.stack(columns, axis=-1).reshape(-1, n) if n else np.zeros((1, 0), dtype)
-    values, gradients, hessians = [], [], []
-    for point in points:
+    """Each point's path (its branches and loop bounds) is found on plain numbers first; the
+    points that share a path are then differentiated together by one compiled function that
+    replays it -- the same numbers as ``jax.grad`` of the Python function point by point,
+    without paying JAX's eager dispatch for every operation."""
+    if not formula.variables:
+        return _no_variables(formula, backend, dtype, order)
+    points = np.stack(columns, axis=-1).reshape(-1, len(columns))
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for i, point in enumerate(points):
         check_deadline()
-        if n:
-            value, gradient, hessian = one_point(*(as_tensor(v) for v in point))
-        else:
-            value, gradient, hessian = _no_variables(formula, backend, dtype, order)
-        values.append(np.asarray(value))
-        gradients.append(np.asarray(gradient))
-        hessians.append(None if hessian is None else np.asarray(hessian))
+        groups.setdefault(formula.path(tuple(point), dtype), []).append(i)
+    run = _run_compiled if backend == "jax" else _run_eager
     if not batch:
-        return values[0], gradients[0], hessians[0]
-    return (np.stack(values), np.stack(gradients),
-            None if order == 1 else np.stack(hessians))
+        (path,) = groups
+        return run(formula, columns, False, order, backend, dtype, path)
+    value = np.empty(len(points), dtype)
+    gradient = np.empty((len(points), len(columns)), dtype)
+    hessian = np.empty((len(points), len(columns), len(columns)), dtype) if order == 2 else None
+    for path, rows in groups.items():
+        check_deadline()
+        index = np.asarray(rows)
+        v, g, h = run(formula, [c[index] for c in columns], True, order, backend, dtype, path)
+        value[index], gradient[index] = v, g
+        if hessian is not None:
+            hessian[index] = h
+    return value, gradient, hessian
 
 
 # --- the domain entry point -----------------------------------------------------------------

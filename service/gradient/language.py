@@ -580,32 +580,43 @@ class Formula:
     limits: Limits = field(default_factory=Limits, repr=False, compare=False)
     loc: tuple[str, ...] = field(default=("body", "expression"), repr=False, compare=False)
 
-    def to_callable(self, backend: str, dtype: str = "float64") -> Callable[..., Any]:
+    def to_callable(self, backend: str, dtype: str = "float64",
+                    path: tuple[Any, ...] | None = None) -> Callable[..., Any]:
         """``fn(*values)`` (in ``variables`` order) → a scalar tensor of ``backend``.
 
-        For JAX expressions the function is traceable under ``jit``/``vmap``/``grad``; programs
-        need concrete values (``grad``/``jvp`` of concrete inputs, TF eager mode).
+        For JAX expressions the function is traceable under ``jit``/``vmap``/``grad``. A program
+        needs concrete values for its ``if``/``range`` (``grad``/``jvp`` of concrete inputs, TF
+        eager mode) -- unless it is given the ``path`` of one point (see :meth:`path`): then it
+        replays those decisions instead of taking them, and is traceable like an expression,
+        valid for every point that takes the same path.
         """
         ops = backend_ops(backend, dtype)
-        variables, formula = self.variables, self
 
         def run(*values: Any) -> Any:
-            if len(values) != len(variables):
-                raise TypeError(f"expected {len(variables)} values ({', '.join(variables)}), "
-                                f"got {len(values)}")
-            interpreter = _Interpreter(formula, ops)
-            try:
-                if formula.is_program:
-                    result = interpreter.call_function(formula.function, list(values), formula.tree)
-                else:
-                    result = interpreter.expr(formula.tree.body, dict(zip(variables, values, strict=True)))
-            except RecursionError:
-                raise _over_limit(formula.loc, _At(1, 0), "the program nests calls too deeply",
-                                  "max_recursion_depth", formula.limits.max_recursion_depth) from None
-            return ops.tensor(result)
+            return ops.tensor(self._evaluate(_Interpreter(self, ops, replay=path), values))
 
         run.__name__ = f"formula_{backend}"
         return run
+
+    def path(self, values: tuple[float, ...], dtype: str = "float64") -> tuple[Any, ...]:
+        """The decisions (branches taken, loop bounds) a program makes at one point, found by
+        running it on plain numpy numbers: fast, and every limit is enforced on the way."""
+        interpreter = _Interpreter(self, backend_ops("numpy", dtype), record=True)
+        with np.errstate(all="ignore"):
+            self._evaluate(interpreter, values)
+        return tuple(interpreter.decisions)
+
+    def _evaluate(self, interpreter: _Interpreter, values: tuple[Any, ...]) -> Any:
+        if len(values) != len(self.variables):
+            raise TypeError(f"expected {len(self.variables)} values ({', '.join(self.variables)}), "
+                            f"got {len(values)}")
+        try:
+            if self.is_program:
+                return interpreter.call_function(self.function, list(values), self.tree)
+            return interpreter.expr(self.tree.body, dict(zip(self.variables, values, strict=True)))
+        except RecursionError:
+            raise _over_limit(self.loc, _At(1, 0), "the program nests calls too deeply",
+                              "max_recursion_depth", self.limits.max_recursion_depth) from None
 
 
 def compile_expression(text: str, limits: Limits, *, loc: tuple[str, ...] = ("body", "expression")) -> Formula:
@@ -681,6 +692,8 @@ def backend_ops(backend: str, dtype: str) -> BackendOps:
         return _jax_ops(dtype)
     if backend == "tensorflow":
         return _tensorflow_ops(dtype)
+    if backend == "numpy":  # internal: finding a program's path, see Formula.path
+        return _numpy_ops(dtype)
     raise InvalidInput(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}.",
                        errors=[{"loc": ["body", "backend"], "msg": "unknown backend", "type": "enum"}])
 
@@ -705,6 +718,24 @@ def _jax_ops(dtype: str) -> BackendOps:
     return BackendOps("jax", dtype, primitives,
                       tensor=lambda v: jnp.asarray(v, dtype=dt),
                       cast=lambda b: jnp.asarray(b, dtype=dt))
+
+
+def _numpy_ops(dtype: str) -> BackendOps:
+    from scipy import special
+
+    dt = np.dtype(dtype)
+    names = ("sin cos tan arcsin arccos arctan arctan2 sinh cosh tanh arcsinh arccosh arctanh exp "
+             "expm1 log log1p log2 log10 sqrt cbrt abs sign floor ceil minimum maximum power where")
+    primitives = {n: getattr(np, n) for n in names.split()}
+    selu_alpha, selu_scale = 1.6732632423543772, 1.0507009873554805  # as jax.nn.selu, tf.nn.selu
+    primitives.update(
+        sigmoid=special.expit, relu=lambda x: np.maximum(x, 0), softplus=lambda x: np.logaddexp(0, x),
+        elu=lambda x: np.where(x > 0, x, np.expm1(x)),
+        selu=lambda x: selu_scale * np.where(x > 0, x, selu_alpha * np.expm1(x)),
+        erf=special.erf, erfc=special.erfc,
+    )
+    return BackendOps("numpy", dtype, primitives, tensor=lambda v: np.asarray(v, dtype=dt),
+                      cast=lambda b: np.asarray(b, dtype=dt))
 
 
 def _tensorflow_ops(dtype: str) -> BackendOps:
@@ -753,8 +784,11 @@ class _Interpreter:
     they adopt the tensor's dtype; function arguments become tensors of the formula's dtype.
     """
 
-    def __init__(self, formula: Formula, ops: BackendOps) -> None:
+    def __init__(self, formula: Formula, ops: BackendOps, *, record: bool = False,
+                 replay: tuple[Any, ...] | None = None) -> None:
         self.formula, self.ops, self.limits, self.loc = formula, ops, formula.limits, formula.loc
+        self.decisions: list[Any] = []  # branch outcomes and range bounds, in order
+        self.replay = iter(replay) if replay is not None else None
         self.operations = 0
         self.depth = 0
         self.functions: dict[str, ast.FunctionDef] = (
@@ -871,22 +905,36 @@ class _Interpreter:
         return self.ops.functions[name](*(self.ops.tensor(a) for a in args))
 
     def as_bool(self, node: ast.AST, value: Any) -> bool:
-        """A Python bool for a program's ``if``: needs a concrete value (point by point)."""
+        """A Python bool for a program's ``if``: taken from a concrete value, or replayed."""
+        if self.replay is not None:
+            return self.replayed(node)
         try:
-            return bool(value != 0)
+            outcome = bool(value != 0)
         except Exception:  # a tracer under jit/vmap has no concrete value
             raise _invalid(self.loc, node, "this condition depends on a variable and programs run "
                                            "point by point; it cannot be traced symbolically",
                            "control-flow") from None
+        self.decisions.append(outcome)
+        return outcome
 
     def concrete_number(self, node: ast.AST, value: Any) -> float:
-        if _is_number(value):
-            return float(value)
+        """A range() bound: a plain or concrete number, or replayed."""
+        if self.replay is not None:
+            return self.replayed(node)
         try:
-            return float(np.asarray(value))
+            number = float(value) if _is_number(value) else float(np.asarray(value))
         except Exception:
             raise _invalid(self.loc, node, "range() bounds must be known numbers, not values "
                                            "that are being differentiated", "range") from None
+        self.decisions.append(number)
+        return number
+
+    def replayed(self, node: ast.AST) -> Any:
+        try:
+            return next(self.replay)
+        except StopIteration:  # only if a path from another program is replayed
+            raise _invalid(self.loc, node, "the recorded path does not fit this program",
+                           "control-flow") from None
 
     # programs
     def call_function(self, name: str, args: list[Any], node: ast.AST) -> Any:
