@@ -64,6 +64,19 @@ def test_seed_experiment_follows_the_reference_sgd(seed_experiment):
     assert (fits["jax"]["m"], fits["jax"]["q"]) == (history["m"][-1], history["q"][-1])
 
 
+@pytest.mark.parametrize(("n", "batch_size"), [(1037, 100), (50, 7)])
+def test_uneven_batches_follow_the_reference_sgd(api, n, batch_size):
+    """A shorter last batch, and sizes that are not the compiled (padded) shapes."""
+    x, y, _ = seed_data(n=n)
+    gd = SEED_GD | {"epochs": 3, "batch_size": batch_size, "seed": n}
+    history = fit_gd(api, x, y, **gd)["history"]
+    loss, m, q = numpy_sgd(x, y, **{k: gd[k] for k in
+                                    ("learning_rate", "epochs", "batch_size", "init", "seed")})
+    np.testing.assert_allclose(history["loss"], loss, rtol=1e-10)
+    np.testing.assert_allclose(history["m"], m, rtol=1e-10)
+    np.testing.assert_allclose(history["q"], q, rtol=1e-10)
+
+
 def test_seed_experiment_loss_falls_to_the_least_squares_floor(seed_experiment):
     """With lr 1e-6 the slope settles in the first epoch; afterwards the epoch loss sits within a
     few per cent of the least-squares minimum and jitters with the minibatches (it does not keep

@@ -17,6 +17,10 @@ The covariance comes from the autodiff Hessian H of χ²(m, q) = Σ wᵢ rᵢ² 
 cov = 2·H⁻¹ (χ² is -2 log L for Gaussian errors), scaled by the residual variance χ²/ndf when
 no σ was given — the conventions of :mod:`service.fit.line`. The Hessian is taken in
 standardized coordinates (well conditioned) and propagated to (m, q).
+
+On JAX an epoch is one compiled ``lax.scan`` over a table of minibatch indices. Data and table
+are zero-padded to a few bucketed shapes (:func:`bucket`) and the learning rate is optimizer
+state, so requests of similar size and any learning rate reuse one compiled program.
 """
 
 from __future__ import annotations
@@ -83,54 +87,87 @@ class _Problem:
 History = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
-def _batch_loss(params: jax.Array, x: jax.Array, y: jax.Array, w: jax.Array) -> jax.Array:
-    residual = y - (params[0] * x + params[1])
-    return jnp.mean(w * residual * residual)
+def bucket(n: int) -> int:
+    """n rounded up to 4, 5, 6, 7 or 8 × 2^k: compiled shapes repeat across requests of similar
+    size, at most 25 % padding (a new shape costs a compile of ~1 s; a cached one ~ms)."""
+    step = 1 << max(n.bit_length() - 3, 0)
+    return -(-n // step) * step
 
 
-def _optax(optimizer: str, learning_rate: float) -> optax.GradientTransformation:
+def _padded(values: np.ndarray, size: int) -> jax.Array:
+    """Zero-padded to ``size``: padded points carry weight 0 (or are never indexed)."""
+    return jnp.asarray(np.pad(values, (0, size - values.shape[0])), dtype=jnp.float64)
+
+
+def batch_layout(order: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """One epoch's minibatches as a padded index table and the number of real points in each.
+
+    Row b holds the indices of batch b in ``order`` (the last batch may be shorter); the table is
+    padded to bucketed shapes with index 0, and padded rows have count 0 (they change nothing).
+    """
+    n = order.shape[0]
+    n_full, rest = divmod(n, batch_size)
+    n_batches = n_full + (rest > 0)
+    table = np.zeros((bucket(n_batches), bucket(batch_size)), dtype=np.int32)
+    counts = np.zeros(table.shape[0], dtype=np.int32)
+    table[:n_full, :batch_size] = order[:n_full * batch_size].reshape(n_full, batch_size)
+    counts[:n_full] = batch_size
+    if rest:
+        table[n_full, :rest] = order[n_full * batch_size:]
+        counts[n_full] = rest
+    return table, counts
+
+
+def _optax(optimizer: str) -> optax.GradientTransformation:
+    """The optimizer with its learning rate as state, so one compile serves every rate."""
     if optimizer == "adam":
-        return optax.adam(learning_rate, eps=ADAM_EPSILON)
-    return optax.sgd(learning_rate)
+        return optax.inject_hyperparams(optax.adam)(learning_rate=0.0, eps=ADAM_EPSILON)
+    return optax.inject_hyperparams(optax.sgd)(learning_rate=0.0)
 
 
-@functools.lru_cache(maxsize=32)
-def _jax_epoch(optimizer: str, learning_rate: float) -> tuple[optax.GradientTransformation, Callable]:
-    """A compiled epoch for one optimizer setting: scan over full batches, then the remainder."""
-    opt = _optax(optimizer, learning_rate)
+@functools.cache
+def _jax_epoch(optimizer: str) -> tuple[optax.GradientTransformation, Callable]:
+    """A compiled epoch: scan over the batch table; rows with count 0 leave everything unchanged."""
+    opt = _optax(optimizer)
 
     def step(carry, batch):
         params, state = carry
-        loss, grads = jax.value_and_grad(_batch_loss)(params, *batch)
-        updates, state = opt.update(grads, state, params)
-        return (optax.apply_updates(params, updates), state), loss
+        x, y, w, count = batch
 
-    @functools.partial(jax.jit, static_argnames="batch_size")
-    def epoch(params, state, x, y, w, order, batch_size: int):
-        n = order.shape[0]
-        full = (n // batch_size) * batch_size
-        xs, ys, ws = x[order], y[order], w[order]
-        batched = tuple(a[:full].reshape(-1, batch_size) for a in (xs, ys, ws))
-        (params, state), losses = jax.lax.scan(step, (params, state), batched)
-        loss_sum = batch_size * jnp.sum(losses)
-        if full < n:  # the last, shorter batch (a static shape, so a Python branch)
-            (params, state), loss = step((params, state), (xs[full:], ys[full:], ws[full:]))
-            loss_sum = loss_sum + (n - full) * loss
-        return params, state, loss_sum / n
+        def batch_loss(p):  # Keras' weighted MSE: mean over the batch's real points
+            residual = y - (p[0] * x + p[1])
+            return jnp.sum(w * residual * residual) / jnp.maximum(count, 1)
+
+        loss, grads = jax.value_and_grad(batch_loss)(params)
+        updates, new_state = opt.update(grads, state, params)
+        real = count > 0
+        params = jnp.where(real, optax.apply_updates(params, updates), params)
+        state = jax.tree.map(lambda new, old: jnp.where(real, new, old), new_state, state)
+        return (params, state), loss * count
+
+    @jax.jit
+    def epoch(params, state, x, y, w, table, counts):
+        mask = jnp.arange(table.shape[1])[None, :] < counts[:, None]
+        batches = (x[table], y[table], jnp.where(mask, w[table], 0.0), counts)
+        (params, state), weighted_losses = jax.lax.scan(step, (params, state), batches)
+        return params, state, jnp.sum(weighted_losses) / jnp.sum(counts)
 
     return opt, epoch
 
 
 def _run_jax(problem: _Problem) -> History:
-    opt, epoch = _jax_epoch(problem.options.optimizer, problem.options.learning_rate)
-    x, y, w = (jnp.asarray(a, dtype=jnp.float64) for a in (problem.x, problem.y, problem.w))
+    opt, epoch = _jax_epoch(problem.options.optimizer)
+    size = bucket(problem.x.shape[0])
+    x, y, w = (_padded(a, size) for a in (problem.x, problem.y, problem.w))
     params = jnp.asarray(problem.start, dtype=jnp.float64)
     state = opt.init(params)
+    learning_rate = jnp.asarray(problem.options.learning_rate, dtype=jnp.float64)
+    state = state._replace(hyperparams={**state.hyperparams, "learning_rate": learning_rate})
     losses, path = [], []
     for order in problem.orders:
         check_deadline()
-        params, state, loss = epoch(params, state, x, y, w, jnp.asarray(order, dtype=jnp.int64),
-                                    batch_size=problem.batch_size)
+        table, counts = batch_layout(order, problem.batch_size)
+        params, state, loss = epoch(params, state, x, y, w, table, counts)
         losses.append(loss)
         path.append(params)
     path_np = np.asarray(jnp.stack(path), dtype=np.float64)
@@ -192,10 +229,10 @@ def covariance_from_hessian(points: LinePoints, m: float, q: float) -> np.ndarra
     """Unscaled covariance of (m, q): 2·H⁻¹ of χ² at (m, q), taken in standardized coordinates."""
     frame = Standardization.of(points)
     a, c = frame.from_line(m, q)
+    size = bucket(points.n)  # padded points have weight 0
     hessian = _chi_square_hessian(jnp.asarray([a, c], dtype=jnp.float64),
-                                  jnp.asarray(frame.apply(points.x), dtype=jnp.float64),
-                                  jnp.asarray(points.y, dtype=jnp.float64),
-                                  jnp.asarray(points.weights, dtype=jnp.float64))
+                                  _padded(frame.apply(points.x), size), _padded(points.y, size),
+                                  _padded(points.weights, size))
     try:
         cov_ac = 2.0 * np.linalg.inv(np.asarray(hessian, dtype=np.float64))
     except np.linalg.LinAlgError:  # only at a non-finite end point: the run diverged
