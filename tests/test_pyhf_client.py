@@ -1,0 +1,115 @@
+"""client.pyhf_* against the in-process app: numpy results, errors, and the plot() helpers under Agg."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import jax.numpy as jnp  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pyhf  # noqa: E402
+import pytest  # noqa: E402
+from matplotlib.collections import QuadMesh  # noqa: E402
+from matplotlib.quiver import Quiver  # noqa: E402
+
+from client import Client, ValidationError  # noqa: E402
+from client.histfactory import (  # noqa: E402
+    HypotestResult,
+    PyhfFitResult,
+    PyhfScanResult,
+    UpperLimitResult,
+    simple_model,
+)
+from tests import pyhf_oracle as oracle  # noqa: E402
+
+SEED = simple_model(signal=[5.0], bkg=[10.0], bkg_uncertainty=[3.5])
+
+
+@pytest.fixture(scope="module")
+def lc(api):
+    with Client("http://testserver", transport=api._transport, max_retries=0) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def seed_fit(lc):
+    return lc.pyhf_fit(SEED)
+
+
+def test_simple_model_builder_matches_the_api_form():
+    assert SEED == oracle.SEED_MODEL
+
+
+def test_fit_returns_numpy(seed_fit):
+    assert isinstance(seed_fit, PyhfFitResult)
+    assert isinstance(seed_fit.covariance, np.ndarray) and seed_fit.covariance.shape == (2, 2)
+    np.testing.assert_allclose(seed_fit.covariance, [[1.09, -0.245], [-0.245, 0.1225]], atol=1e-6)
+    mu, sigma = seed_fit.value("mu")
+    assert mu == pytest.approx(1.0, abs=1e-6) and sigma == pytest.approx(np.sqrt(1.09), rel=1e-6)
+    assert seed_fit.ellipses[0].parameters == ("mu", "uncorr_bkguncrt[0]")
+
+
+def test_seed_figure(lc, seed_fit):
+    """Colour map, gradient arrows, best fit and ellipses; the drawn ellipse's vertices lie on the
+    Δχ² contour of the covariance (checked in data coordinates, independent of our geometry)."""
+    scan = lc.pyhf_scan(SEED, ("mu", 0.5, 1.5, 41), ("uncorr_bkguncrt[0]", 0.5, 1.5, 41), gradient_points=(11, 11))
+    assert isinstance(scan, PyhfScanResult)
+    assert scan.values.shape == (41, 41) and scan.d_dx.shape == (11, 11)
+    # The log-likelihood peaks at the best fit (1, 1), the grid's centre.
+    assert np.unravel_index(np.argmax(scan.values), scan.values.shape) == (20, 20)
+    fig = scan.plot(fit=seed_fit)
+    ax = fig.axes[0]
+    assert any(isinstance(c, QuadMesh) for c in ax.collections)
+    assert any(isinstance(c, Quiver) for c in ax.collections)
+    patches = [p for p in ax.patches if isinstance(p, matplotlib.patches.Ellipse)]
+    assert len(patches) == 2
+    inverse = np.linalg.inv(seed_fit.covariance)
+    for patch, ellipse in zip(patches, seed_fit.ellipses, strict=True):
+        # The drawn path is cubic Bézier segments; their end points lie exactly on the ellipse.
+        ends = [segment.control_points[-1] for segment, _ in patch.get_path().iter_bezier()]
+        vertices = patch.get_patch_transform().transform(np.asarray(ends))
+        assert len(vertices) >= 8
+        d = vertices - np.array([1.0, 1.0])
+        q = np.einsum("ni,ij,nj->n", d, inverse, d)
+        np.testing.assert_allclose(q, ellipse.delta_chi2, rtol=1e-6)
+    plt.close(fig)
+
+
+def test_correlation_plot(seed_fit):
+    fig = seed_fit.plot_correlation()
+    image = fig.axes[0].images[0]
+    np.testing.assert_allclose(image.get_array(), seed_fit.correlation)
+    plt.close(fig)
+
+
+def test_hypotest_and_upper_limit(lc):
+    model, data = oracle.seed()
+    result = lc.pyhf_hypotest(SEED, [1.0, 2.0], expected=True)
+    assert isinstance(result, HypotestResult) and result.cls_expected.shape == (2, 5)
+    expected = [float(pyhf.infer.hypotest(mu, data, model)) for mu in (1.0, 2.0)]
+    np.testing.assert_allclose(result.cls, expected, rtol=1e-5)
+
+    limit = lc.pyhf_upper_limit(SEED, (0.0, 5.0, 21))
+    assert isinstance(limit, UpperLimitResult)
+    assert limit.scan.shape == (21,) and limit.cls_expected.shape == (21, 5)
+    assert 0.0 < limit.observed < 5.0 and np.all(np.diff(limit.expected) > 0)
+    fig = limit.plot()
+    plt.close(fig)
+
+
+def test_correlated_background_with_main_bin_counts(lc):
+    model = simple_model(signal=[3.0, 4.0], bkg=[10.0, 12.0], bkg_up=[11.0, 13.5], bkg_down=[9.0, 10.8])
+    result = lc.pyhf_fit(model, [14.0, 15.0])
+    oracle_model = pyhf.simplemodels.correlated_background([3.0, 4.0], [10.0, 12.0], [11.0, 13.5], [9.0, 10.8])
+    data = jnp.asarray([14.0, 15.0] + oracle_model.config.auxdata, dtype=jnp.float64)
+    bestfit = pyhf.infer.mle.fit(data, oracle_model)
+    assert result.parameters == oracle_model.config.par_names
+    np.testing.assert_allclose(result.bestfit, bestfit, rtol=1e-4, atol=1e-5)
+
+
+def test_errors_raise_client_exceptions(lc):
+    with pytest.raises(ValidationError) as info:
+        lc.pyhf_fit(SEED, data=[1.0, 2.0, 3.0])
+    assert "expects 1 main-bin counts" in str(info.value)
