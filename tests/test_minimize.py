@@ -85,6 +85,16 @@ def test_tolerance_stops_at_the_first_small_gradient(api, backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_long_thinned_history_keeps_the_last_step(api, backend):
+    """2500 steps recorded every 2000 (tensorflow runs them in chunks of at most 1000)."""
+    body = post_ok(api, expression="x**2", start={"x": 1.0}, learning_rate=1e-4, steps=2500,
+                   history_every=2000, backend=backend)
+    run = body["runs"][0]
+    assert run["history"]["step"] == [0, 2000, 2500]
+    np.testing.assert_allclose(path(run), (1 - 2e-4) ** np.array([0, 2000, 2500]), rtol=1e-12)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_bounds_project_each_step(api, backend):
     """(x − 3)² from 0 with x ≤ 1: x_{k+1} = min(1, x_k + 0.2·(3 − x_k))."""
     body = post_ok(api, expression="(x - 3)**2", start={"x": 0.0}, learning_rate=0.1, steps=6,

@@ -1,9 +1,10 @@
 """A sweep on TensorFlow: ``tf.keras.optimizers`` stepping a ``tf.Variable``, one rate at a time.
 
-Keras optimisers hold one learning rate each, so the rates run one after another. Each step is
-a ``tf.function`` (apply the gradient, project onto the bounds, evaluate value and gradient at
-the new point); the loop around it stays in Python so that it can stop a run at once and check
-the wall-time deadline. The semantics (what is recorded, when a run stops) match :mod:`.on_jax`.
+Keras optimisers hold one learning rate each, so the rates run one after another. Steps run in
+chunks inside one ``tf.function`` (a ``tf.while_loop`` that applies the gradient, projects onto
+the bounds and evaluates the new point, and stops at once when the run converges or diverges);
+between chunks Python records the history and checks the wall-time deadline. What is recorded
+and when a run stops match :mod:`.on_jax`.
 """
 
 from __future__ import annotations
@@ -18,54 +19,68 @@ from service.compute import check_deadline
 from service.minimize.optimizers import build_keras
 from service.minimize.sweep import Objective, Plan, Run
 
+# Most steps one tf.function call takes: bounds the time between two deadline checks.
+MAX_CHUNK = 1_000
+
 
 def _one_run(tf: Any, fn: Callable[..., Any], plan: Plan, learning_rate: float) -> Run:
     dtype = getattr(tf, plan.dtype)
     x = tf.Variable(plan.start, dtype=dtype)
     lower = tf.constant(plan.lower, dtype=dtype)
     upper = tf.constant(plan.upper, dtype=dtype)
+    tolerance = tf.constant(-1.0 if plan.tolerance is None else plan.tolerance, dtype=dtype)
     # Keras would keep a float learning rate in a float32 variable (1e-3 → 1.0000000475e-3);
     # a callable rate (documented Keras API) keeps it exact in float64.
     rate = tf.constant(learning_rate, dtype=dtype)
     optimizer = build_keras(tf, plan.optimizer, lambda: rate, plan.hyper_parameters)
 
     def evaluate():
+        """Value, gradient and its norm at x, and whether the run diverged or converged there."""
         with tf.GradientTape() as tape:
             value = tf.cast(fn(*tf.unstack(x)), dtype)
         grad = tape.gradient(value, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        finite = (tf.math.is_finite(value) & tf.reduce_all(tf.math.is_finite(grad))
+                  & tf.reduce_all(tf.math.is_finite(x)))
         # ‖g‖ = s·‖g/s‖ with s = max|g|: no overflow while every component is finite
         scale = tf.reduce_max(tf.abs(grad))
         safe = tf.where(scale > 0, scale, tf.ones_like(scale))
-        return value, grad, scale * tf.sqrt(tf.reduce_sum(tf.square(grad / safe)))
+        grad_norm = scale * tf.sqrt(tf.reduce_sum(tf.square(grad / safe)))
+        return value, grad, grad_norm, ~finite, finite & (grad_norm <= tolerance)
 
     @tf.function
-    def step(grad):
-        optimizer.apply_gradients([(grad, x)])
-        x.assign(tf.clip_by_value(x, lower, upper))  # projected step
-        return evaluate()
+    def advance(steps, state):
+        """Up to ``steps`` steps from ``state`` (as evaluate() returns it); stops on a stop."""
+        def going(done, state):
+            return (done < steps) & ~state[3] & ~state[4]
 
-    tolerance = -1.0 if plan.tolerance is None else plan.tolerance
+        def step(done, state):
+            optimizer.apply_gradients([(state[1], x)])
+            x.assign(tf.clip_by_value(x, lower, upper))  # projected step
+            return done + 1, evaluate()
+
+        return tf.while_loop(going, step, (tf.constant(0), state))
+
     steps, xs, values, norms = [], [], [], []
-    value, grad, grad_norm = tf.function(evaluate)()
+    state = tf.function(evaluate)()
     taken = 0
     while True:
-        position, value_, grad_, norm_ = x.numpy(), float(value), grad.numpy(), float(grad_norm)
-        diverged = not (np.isfinite(value_) and np.isfinite(grad_).all() and np.isfinite(position).all())
-        converged = not diverged and norm_ <= tolerance
-        last = diverged or converged or taken == plan.steps
-        if taken % plan.history_every == 0 or last:
+        value, _, grad_norm, diverged, converged = (t.numpy() for t in state)
+        stopped = bool(diverged or converged)
+        if taken % plan.history_every == 0 or stopped or taken == plan.steps:
             steps.append(taken)
-            xs.append(position)
-            values.append(value_)
-            norms.append(norm_)
-        if last:
+            xs.append(x.numpy())
+            values.append(value)
+            norms.append(grad_norm)
+        if stopped or taken == plan.steps:
             break
         check_deadline()
-        value, grad, grad_norm = step(grad)
-        taken += 1
+        chunk = min(MAX_CHUNK, plan.steps - taken, plan.history_every - taken % plan.history_every)
+        done, state = advance(tf.constant(chunk), state)
+        taken += int(done)
     return Run(
-        learning_rate=learning_rate, x=position, value=value_, grad_norm=norm_, steps_taken=taken,
-        converged=converged, diverged=diverged, history_step=np.array(steps),
+        learning_rate=learning_rate, x=xs[-1], value=float(values[-1]),
+        grad_norm=float(norms[-1]), steps_taken=taken, converged=bool(converged),
+        diverged=bool(diverged), history_step=np.array(steps),
         history_x=np.array(xs, dtype=plan.dtype).reshape(len(xs), -1),
         history_value=np.array(values, dtype=plan.dtype),
         history_grad_norm=np.array(norms, dtype=plan.dtype),
