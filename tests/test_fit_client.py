@@ -6,10 +6,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import asyncio  # noqa: E402
+
+import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from client import Client, ValidationError  # noqa: E402
+from client import AsyncClient, Client, ValidationError  # noqa: E402
 from client.fit import LineFitResult  # noqa: E402
 from tests.test_fit import seed_data  # noqa: E402
 
@@ -59,6 +62,18 @@ def test_large_data_travel_as_npy(lc, monkeypatch):
     assert result.method == "gradient_descent" and len(result.history["loss"]) == 2
     coef = np.polyfit(x, y, 1)
     assert abs(result.m - coef[0]) < 3 * result.uncertainty["m"] + 1e-3
+
+
+def test_async_client_fits_the_same_line(api, app):
+    x, y, sigma = seed_data(n=200)
+
+    async def fit() -> LineFitResult:
+        async with AsyncClient("http://app", transport=httpx.ASGITransport(app=app)) as alc:
+            return await alc.fit_line(x, y, sigma, binary=True)
+
+    result = asyncio.run(fit())
+    coef = np.polyfit(x, y, 1, w=1 / sigma)
+    np.testing.assert_allclose([result.m, result.q], coef, rtol=1e-10)
 
 
 def test_fit_line_errors_raise_validation_error(lc):
