@@ -69,7 +69,8 @@ class LineFitResult:
         import matplotlib.pyplot as plt  # lazy: plotting is optional for the client
 
         with_loss = self.history is not None
-        if axes is None:
+        made_figure = axes is None
+        if made_figure:
             fig, axes = plt.subplots(1, 2 if with_loss else 1, figsize=(11 if with_loss else 6, 4),
                                      squeeze=False)
             axes = list(axes[0])
@@ -98,7 +99,10 @@ class LineFitResult:
             loss_ax.plot(epochs, self.history["loss"], "o-")
             loss_ax.set_yscale("log")
             loss_ax.set_xlabel("epoch")
-            loss_ax.set_ylabel("loss (mean of minibatch losses)")
+            loss_ax.set_ylabel("loss")
+            loss_ax.set_title("mean minibatch loss per epoch")
+        if made_figure:
+            ax.figure.tight_layout()
         return ax.figure
 
 
