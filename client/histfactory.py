@@ -107,7 +107,7 @@ class PyhfFitResult:
 
         if ax is None:
             n = len(self.free_parameters)
-            _, ax = plt.subplots(figsize=(2 + 0.6 * n, 1.5 + 0.6 * n))
+            _, ax = plt.subplots(figsize=(2.5 + 0.6 * n, 2 + 0.6 * n), layout="constrained")
         image = ax.imshow(self.correlation, vmin=-1, vmax=1, cmap="RdBu_r")
         ticks = range(len(self.free_parameters))
         ax.set_xticks(ticks, self.free_parameters, rotation=60, ha="right")

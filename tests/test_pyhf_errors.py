@@ -135,6 +135,12 @@ def test_scan_grid_over_the_limit_is_refused_before_work(api, settings):
     assert body["limit"] == "max_scan_points" and body["maximum"] == limit
 
 
+def test_too_many_ellipse_pairs(api, settings):
+    n = settings.limits.max_ellipse_pairs + 1
+    body = assert_problem(api.post("/v1/pyhf/fit", json={"model": SIMPLE, "ellipse_pairs": [["mu", "x"]] * n}), 413)
+    assert body["limit"] == "max_ellipse_pairs"
+
+
 def test_too_many_hypotest_points(api, settings):
     n = settings.limits.max_hypotest_points + 1
     body = assert_problem(api.post("/v1/pyhf/hypotest", json={"model": SIMPLE, "poi_values": [1.0] * n}), 413)

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import pyhf
 
-from service.errors import InvalidInput
+from service.errors import InvalidInput, LimitExceeded
 from service.histfactory.ellipses import Region, ellipse_from_covariance
 from service.histfactory.models import (
     CompiledModel,
@@ -105,6 +105,14 @@ def covariance_from_hessian(hessian_twice_nll: np.ndarray) -> np.ndarray:
 def correlation_from_covariance(cov: np.ndarray) -> np.ndarray:
     sigma = np.sqrt(np.diag(cov))
     return cov / np.outer(sigma, sigma)
+
+
+def check_ellipse_pair_count(count: int, maximum: int) -> None:
+    if count > maximum:
+        raise LimitExceeded(
+            f"ellipse_pairs lists {count} pairs; at most {maximum} are accepted.",
+            limit="max_ellipse_pairs", maximum=maximum, value=count,
+        )
 
 
 def _ellipse_pairs(cm: CompiledModel, free_names: list[str],

@@ -163,6 +163,8 @@ def _answer(timed: Timed[dict[str, Any]]) -> Response:
 async def fit(body: FitRequest, runner: RunnerDep, limits: LimitsDep, cache: ModelCacheDep) -> Response:
     """Best fit with the autodiff Hessian of −2 ln L, covariance = 2·inv(Hessian) over the free
     parameters, correlation, uncertainties and confidence ellipses."""
+    if body.ellipse_pairs is not None:
+        fitting.check_ellipse_pair_count(len(body.ellipse_pairs), limits.max_ellipse_pairs)
 
     def job() -> dict[str, Any]:
         cm, data = _load(body, cache, limits)
