@@ -1,0 +1,55 @@
+"""client.fractal / fractal_tile against the in-process app: npy arrays, PNG results, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from client import Client, RequestTooLargeError, ValidationError
+from client.fractal import FractalCounts, FractalImage
+from tests.test_fractal import LATTICE, reference_count
+
+
+@pytest.fixture(scope="module")
+def lc(api):
+    with Client("http://testserver", transport=api._transport, max_retries=0) as client:
+        yield client
+
+
+def test_npy_counts_are_a_numpy_array(lc):
+    counts = lc.fractal("mandelbrot", max_iter=30, format="npy", **LATTICE)
+    assert isinstance(counts, np.ndarray) and counts.dtype == np.int32 and counts.shape == (5, 5)
+    expected = [[reference_count("mandelbrot", a, b, 0, 30, 2.0, "float32")[0]
+                 for a in range(-2, 3)] for b in range(2, -3, -1)]
+    np.testing.assert_array_equal(counts, expected)
+
+
+def test_json_counts(lc):
+    result = lc.fractal("julia", width=8, height=6, max_iter=20, format="json", smooth=True)
+    assert isinstance(result, FractalCounts)
+    assert result.counts.shape == (6, 8) and result.smooth.shape == (6, 8)
+    assert result.box == {"x_min": -1.5, "x_max": 1.5, "y_min": -1.5, "y_max": 1.5}
+    assert result.device and result.elapsed_ms >= 0
+
+
+def test_png_result_saves_and_opens(lc, tmp_path):
+    result = lc.fractal("julia", width=40, height=30, max_iter=50, colormap="inferno")
+    assert isinstance(result, FractalImage)
+    assert result.data.startswith(b"\x89PNG") and result.device and result.elapsed_ms >= 0
+    path = result.save(tmp_path / "julia.png")
+    assert path.read_bytes() == result.data
+    assert result.image().size == (40, 30)
+
+
+def test_tile(lc):
+    tile = lc.fractal_tile(2, 1, 1, colormap="gray", max_iter=40)
+    assert tile.image().size == (256, 256)
+
+
+def test_errors_map_to_client_exceptions(lc):
+    with pytest.raises(ValidationError) as err:
+        lc.fractal(x_min=1.0, x_max=0.0, y_min=0.0, y_max=1.0)
+    assert err.value.status == 422
+    with pytest.raises(RequestTooLargeError) as err:
+        lc.fractal(width=5000, height=5000)
+    assert err.value.problem["limit"] == "max_pixels"
