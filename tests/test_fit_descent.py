@@ -94,11 +94,11 @@ def test_jax_and_tensorflow_agree_on_the_history(seed_experiment):
     _, _, fits = seed_experiment
     jax_fit, tf_fit = fits["jax"], fits["tensorflow"]
     assert (jax_fit["backend"], tf_fit["backend"]) == ("jax", "tensorflow")
-    # Keras keeps its learning rate and loss tracker in float32: agreement to ~1e-7, not 1e-15.
+    # Keras keeps its loss tracker (and learning rate) in float32: losses agree to ~1e-7.
     np.testing.assert_allclose(tf_fit["history"]["loss"], jax_fit["history"]["loss"], rtol=1e-6)
-    np.testing.assert_allclose(tf_fit["history"]["m"], jax_fit["history"]["m"], rtol=1e-6)
-    np.testing.assert_allclose(tf_fit["history"]["q"], jax_fit["history"]["q"], rtol=1e-6)
-    np.testing.assert_allclose(tf_fit["covariance"], jax_fit["covariance"], rtol=1e-5)
+    np.testing.assert_allclose(tf_fit["history"]["m"], jax_fit["history"]["m"], rtol=1e-9)
+    np.testing.assert_allclose(tf_fit["history"]["q"], jax_fit["history"]["q"], rtol=1e-9)
+    np.testing.assert_allclose(tf_fit["covariance"], jax_fit["covariance"], rtol=1e-8)
 
 
 def test_adam_agrees_across_backends(api):
