@@ -108,6 +108,7 @@ def bucket_size(count: int) -> int:
 
 _cache: collections.OrderedDict[tuple, Callable[..., Any]] = collections.OrderedDict()
 _cache_lock = threading.Lock()
+_formulas: collections.OrderedDict[tuple, tuple[Limits, Formula]] = collections.OrderedDict()
 
 
 def _cached(key: tuple, build: Callable[[], Callable[..., Any]]) -> Callable[..., Any]:
@@ -127,6 +128,7 @@ def _cached(key: tuple, build: Callable[[], Callable[..., Any]]) -> Callable[...
 def cache_clear() -> None:
     with _cache_lock:
         _cache.clear()
+        _formulas.clear()
 
 
 def _jax_derivatives(f: Callable[..., Any], n: int, order: int) -> Callable[..., Any]:
@@ -300,12 +302,24 @@ def compile_formula(*, expression: str | None, program: str | None, function: st
             raise InvalidInput("'function' goes with 'program', not with 'expression'.",
                                errors=[{"loc": ["body", "function"], "msg": "only with program",
                                         "type": "extra"}])
-        return compile_expression(expression, limits)
-    if not function:
+    elif not function:
         raise InvalidInput("A 'program' needs 'function': the name of the def to differentiate.",
                            errors=[{"loc": ["body", "function"], "msg": "required with program",
                                     "type": "missing"}])
-    return compile_program(program, function, limits)
+    # Checked formulas are kept too: parsing and checking cost more than a cached gradient.
+    key = (expression, program, function, id(limits))
+    with _cache_lock:
+        hit = _formulas.get(key)
+        if hit is not None and hit[0] is limits:
+            _formulas.move_to_end(key)
+            return hit[1]
+    formula = (compile_expression(expression, limits) if expression is not None
+               else compile_program(program, function, limits))
+    with _cache_lock:
+        _formulas[key] = (limits, formula)
+        while len(_formulas) > CACHE_SIZE:
+            _formulas.popitem(last=False)
+    return formula
 
 
 def differentiate(formula: Formula, at: Mapping[str, Any], *, order: int = 1,

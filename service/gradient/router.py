@@ -199,5 +199,9 @@ async def gradient_route(
 
 
 def warmup(settings: Settings) -> None:
-    """Compile the seed's first case, a scalar gradient on JAX, so the first request is quick."""
-    derivatives.gradient(expression="(x - 1)**2", at={"x": 3.0}, limits=settings.limits)
+    """Compile the seed's first case, a scalar gradient, so the first request is quick."""
+    warm = [b for b in ("jax", "tensorflow") if b == "jax" or (
+        settings.load_tensorflow and backends.tensorflow_available())]
+    for backend in warm:
+        derivatives.gradient(expression="(x - 1)**2", at={"x": 3.0}, backend=backend,
+                             limits=settings.limits)
