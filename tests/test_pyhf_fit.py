@@ -170,3 +170,19 @@ def test_cached_model_reuses_compiled_functions(api, app):
              if cm.model.spec["channels"][0]["samples"][0]["data"] == [2.0, 3.0]]
     assert cm.traces["hessian"] == 1
     assert first["bestfit"] != second["bestfit"]  # different data, same compiled functions
+
+
+def test_degenerate_parameters_give_nan_covariance_and_a_warning(api):
+    """Two normfactors on one sample: only their product is measured, so the Hessian is singular
+    (rank 1, exactly [[h, h], [h, h]]). The answer says so instead of inverting it."""
+    ws = {"channels": [{"name": "c", "samples": [
+        {"name": "s", "data": [5.0, 6.0], "modifiers": [{"name": "mu", "type": "normfactor", "data": None},
+                                                         {"name": "k", "type": "normfactor", "data": None}]},
+        {"name": "b", "data": [10.0, 10.0], "modifiers": []}]}],
+        "observations": [{"name": "c", "data": [15.0, 16.0]}],
+        "measurements": [{"name": "m", "config": {"poi": "mu", "parameters": []}}], "version": "1.0.0"}
+    out = fit(api, model={"workspace": ws}, data="observed")
+    h = np.asarray(out["hessian"])
+    assert np.linalg.matrix_rank(h) == 1
+    assert out["covariance"] == [["NaN", "NaN"], ["NaN", "NaN"]]
+    assert out["ellipses"] == [] and "not positive definite" in out["warnings"][0]

@@ -169,9 +169,9 @@ def fit(
     except np.linalg.LinAlgError:
         covariance = np.full_like(hessian, np.nan)
         warnings.append(
-            "The Hessian at the best fit is not positive definite (a parameter is unconstrained or "
-            "the fit sits on a bound), so no covariance is given; fix or bound the offending "
-            "parameters."
+            "The Hessian at the best fit is not positive definite (parameters are degenerate or "
+            "unconstrained, or the fit sits on a bound), so the covariance is NaN; fix or bound the "
+            "offending parameters."
         )
     correlation = correlation_from_covariance(covariance)
     uncertainties = np.zeros(len(names), dtype=np.float64)
