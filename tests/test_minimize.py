@@ -102,8 +102,15 @@ def test_bounds_project_each_step(api, backend):
     expected = [0.0]
     for _ in range(6):
         expected.append(min(1.0, expected[-1] + 0.2 * (3 - expected[-1])))
-    np.testing.assert_allclose(path(body["runs"][0]), expected, rtol=1e-14)
-    assert body["runs"][0]["x"]["x"] == 1.0
+    run = body["runs"][0]
+    np.testing.assert_allclose(path(run), expected, rtol=1e-14)
+    assert run["x"]["x"] == 1.0
+    # at the bound the gradient 2(x − 3) < 0 points out of the box: the projected norm is 0
+    expected_norm = [0.0 if x == 1.0 else abs(2 * (x - 3)) for x in expected]
+    np.testing.assert_allclose(array(run["history"]["grad_norm"]), expected_norm, rtol=1e-14)
+    body = post_ok(api, expression="(x - 3)**2", start={"x": 0.0}, learning_rate=0.1, steps=6,
+                   bounds={"x": [None, 1.0]}, tolerance=0.0, backend=backend)
+    assert (body["runs"][0]["converged"], body["runs"][0]["steps_taken"]) == (True, 2)
 
 
 ROSENBROCK = "(1 - x)**2 + 100 * (y - x**2)**2"  # minimum 0 at (1, 1)
@@ -168,18 +175,20 @@ def reference_path(optimizer: str, lr: float, steps: int, *, momentum=0.9, beta_
 @pytest.mark.parametrize(("optimizer", "options"), [
     ("momentum", {"momentum": 0.8}), ("nesterov", {}), ("adam", {"beta_1": 0.8, "epsilon": 1e-3})])
 def test_backends_follow_the_documented_update_rules(api, backend, optimizer, options):
+    """Two rates: each run starts afresh (tensorflow reuses one optimiser, reset between runs)."""
+    rates = [0.05, 0.02]
     body = post_ok(api, expression=QUADRATIC, start={"x": -1.0, "y": 1.0}, optimizer=optimizer,
-                   learning_rate=0.05, options=options, steps=40, backend=backend)
-    run = body["runs"][0]
-    expected = reference_path(optimizer, 0.05, 40, **options)
-    got = np.column_stack([path(run, "x"), path(run, "y")])
-    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-14)
+                   learning_rate=rates, options=options, steps=40, backend=backend)
+    for run, lr in zip(body["runs"], rates, strict=True):
+        expected = reference_path(optimizer, lr, 40, **options)
+        got = np.column_stack([path(run, "x"), path(run, "y")])
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-14)
 
 
 @pytest.mark.parametrize(("optimizer", "options", "rates"), [
     ("sgd", {}, [0.01, 0.002]), ("adamw", {"weight_decay": 0.1}, [0.01]),
     ("rmsprop", {"momentum": 0.5, "centered": True}, [0.01]),
-    ("adagrad", {"initial_accumulator_value": 0.5}, [0.01])])
+    ("adagrad", {"initial_accumulator_value": 0.5}, [0.01, 0.03])])
 def test_jax_and_tensorflow_histories_agree(api, optimizer, options, rates):
     """momentum, nesterov and adam are checked against the numpy update rules above."""
     request = {"expression": "(1 - x)**2 + 10*(y - x**2)**2 + sin(x)", "start": {"x": -1.0, "y": 1.0},
@@ -232,6 +241,7 @@ BASE = {"expression": "x**2 + y", "start": {"x": 1.0, "y": 2.0}}
     ({"start": {"x": 1.0}}, ["body", "start", "y"]),
     ({"start": {"x": 1.0, "y": 2.0, "z": 3.0}}, ["body", "start", "z"]),
     ({"start": {"x": "NaN", "y": 2.0}}, None),
+    ({"start": {"x": 1e300, "y": 2.0}, "dtype": "float32"}, ["body", "start", "x"]),
     ({"steps": -1}, ["body", "steps"]),
     ({"history_every": 0}, ["body", "history_every"]),
     ({"options": {"momentum": 0.9}}, ["body", "options", "momentum"]),

@@ -58,7 +58,8 @@ class MinimizeRequest(BaseModel):
         "`GET /v1/minimize/optimizers` lists them with defaults and ranges).")
     steps: int = Field(100, ge=0, description="Steps per run (limits.max_steps).")
     tolerance: FiniteFloat | None = Field(None, ge=0, description="Stop a run once the gradient "
-                                          "norm is at most this (`converged`).")
+                                          "norm (projected, with `bounds`) is at most this "
+                                          "(`converged`).")
     history_every: int = Field(1, ge=1, description="Record every n-th step (the start and the "
                                "last step are always recorded; limits.max_history_entries).")
     bounds: dict[str, tuple[FiniteFloat | None, FiniteFloat | None]] | None = Field(
@@ -77,7 +78,9 @@ class History(BaseModel):
     step: list[int] = Field(description="The step of each entry (0: the start point).")
     x: dict[str, list[Number]] = Field(description="Each variable's value at each entry.")
     value: list[Number]
-    grad_norm: list[Number] = Field(description="Euclidean norm of the gradient.")
+    grad_norm: list[Number] = Field(description="Euclidean norm of the gradient (with `bounds`: "
+                                    "of the projected gradient, without the components that "
+                                    "push out of the box at an active bound).")
 
 
 class RunResult(BaseModel):

@@ -4,7 +4,9 @@ A *sweep* is one optimiser started from one point with one or several learning r
 rate gives one *run*. Every run records its history from the start point (step 0) onwards, so
 ``steps`` steps give ``steps + 1`` entries when ``history_every`` is 1. A run stops early when
 the gradient norm falls to ``tolerance`` (``converged``) or at the first non-finite position,
-value or gradient (``diverged``; that entry is the last one in its history). Both backends
+value or gradient (``diverged``; that entry is the last one in its history). With
+``bounds`` the gradient norm is that of the projected gradient: components pushing out of the
+box at an active bound do not count. Both backends
 implement exactly these semantics (:mod:`.on_jax`, :mod:`.on_tensorflow`).
 """
 
@@ -154,6 +156,11 @@ def plan_sweep(
             raise _invalid(f"start {name}={start[name]} lies outside its bounds [{low}, {high}].",
                            ["start", name], "outside bounds", "value")
 
+    largest = float(np.finfo(dtype).max)
+    for name in variables:
+        if abs(start[name]) > largest:
+            raise _invalid(f"start {name}={start[name]} is beyond the range of {dtype}.",
+                           ["start", name], f"not representable in {dtype}", "value")
     plan = Plan(
         optimizer=optimizer,
         hyper_parameters=hyper_parameters,
