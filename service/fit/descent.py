@@ -201,7 +201,10 @@ def _run_tensorflow(problem: _Problem) -> History:
     model = _keras_line_model(keras)(*problem.start)
     optimizer = (keras.optimizers.Adam(options.learning_rate, epsilon=ADAM_EPSILON)
                  if options.optimizer == "adam" else keras.optimizers.SGD(options.learning_rate))
-    model.compile(optimizer=optimizer, loss=keras.losses.MeanSquaredError(dtype="float64"))
+    # steps_per_execution: 32 minibatch steps per graph call instead of one (same arithmetic, ~5x
+    # faster for small batches).
+    model.compile(optimizer=optimizer, loss=keras.losses.MeanSquaredError(dtype="float64"),
+                  steps_per_execution=32)
     x, y, w = problem.x[:, None], problem.y[:, None], problem.w
     losses, slopes, intercepts = [], [], []
     for order in problem.orders:
