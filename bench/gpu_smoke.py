@@ -69,6 +69,11 @@ def _check_minimize(response: Any) -> None:
         _close(run["x"]["x"], (1 - 2 * rate) ** 10, rtol=1e-5)  # SGD on x**2: x_k = x_0 (1 - 2 lr)^k
 
 
+def _check_optimizers(response: Any) -> None:
+    names = {o["name"] for o in response.json()}
+    assert {"sgd", "momentum", "adam", "lbfgs"} <= names, names
+
+
 def _check_fit(response: Any) -> None:
     body = _json(response)
     m, q = np.polyfit(LINE_X, LINE_Y, 1)
@@ -129,6 +134,8 @@ def smoke_requests() -> list[Smoke]:
         Smoke("/v1/minimize", "POST", "/v1/minimize", _check_minimize,
               json={"expression": "x**2", "start": {"x": 1.0}, "optimizer": "sgd",
                     "learning_rate": [0.1, 0.01], "steps": 10}),
+        Smoke("/v1/minimize/optimizers", "GET", "/v1/minimize/optimizers", _check_optimizers,
+              on_gpu=False),
         Smoke("/v1/fit/line", "POST", "/v1/fit/line", _check_fit,
               json={"x": LINE_X.tolist(), "y": LINE_Y.tolist(), "method": "least_squares"}),
         Smoke("/v1/pyhf/fit", "POST", "/v1/pyhf/fit", _check_pyhf_fit, json=pyhf),
@@ -137,9 +144,9 @@ def smoke_requests() -> list[Smoke]:
                     "y": {"name": "uncorr_bkguncrt[0]", "low": 0.5, "high": 1.5, "points": 5},
                     "gradient_points": [3, 3]}),
         Smoke("/v1/pyhf/hypotest", "POST", "/v1/pyhf/hypotest", _check_cls,
-              json={**pyhf, "poi_values": [0.5, 1.0, 2.0]}),
+              json={**pyhf, "poi_values": [0.5, 2.0]}),
         Smoke("/v1/pyhf/upper-limit", "POST", "/v1/pyhf/upper-limit", _check_upper_limit,
-              json={**pyhf, "scan": {"start": 0.1, "stop": 5.0, "points": 11}}),
+              json={**pyhf, "scan": {"start": 0.5, "stop": 5.0, "points": 6}}),
         Smoke("/v1/fractal/{kind}.png", "GET", "/v1/fractal/julia.png", _png_of_size(80, 60),
               params={"width": 80, "height": 60, "max_iter": 100, "c_re": -0.7269, "c_im": 0.1889}),
         Smoke("/v1/fractal", "POST", "/v1/fractal", _check_fractal_counts,
