@@ -46,7 +46,6 @@ from service.fit.line import GRADIENT_DESCENT, LineFit, LinePoints, Standardizat
 backends.configure()
 
 OPTIMIZERS = ("sgd", "adam")
-BACKENDS = ("jax", "tensorflow")
 # Adam's ε, the same on both backends (Keras' default is 1e-7, optax's 1e-8).
 ADAM_EPSILON = 1e-8
 
