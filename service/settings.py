@@ -28,6 +28,9 @@ class Limits(BaseModel):
     max_operations: int = Field(1_000_000, description="Interpreted operations per program evaluation.")
     max_points: int = Field(2_000_000, description="Points in one gradient batch.")
     max_program_points: int = Field(1_000, description="Points in one batch of a program (run point by point).")
+    max_variables: int = Field(256, description="Free variables of one expression or program.")
+    max_result_values: int = Field(
+        50_000_000, description="Numbers in one gradient answer: points x (1 + n + n^2 for order 2).")
 
     # --- minimize
     max_steps: int = Field(100_000, description="Optimiser steps per run.")

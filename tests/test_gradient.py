@@ -335,7 +335,8 @@ def test_hostile_corpus_is_refused_and_the_server_survives(api):
 
 def test_limits_on_points_and_info():
     small = Settings(warmup=False, log_json=False,
-                     limits=Limits(max_points=10, max_program_points=3, max_text_length=40))
+                     limits=Limits(max_points=10, max_program_points=3, max_text_length=40,
+                                   max_variables=3, max_result_values=60))
     with TestClient(create_app(small)) as client:
         wait_ready(client)
         body = assert_problem(client.post("/v1/gradient", json={"expression": "x", "at": {"x": [0.0] * 11}}), 413)
@@ -348,6 +349,13 @@ def test_limits_on_points_and_info():
         body = assert_problem(client.post("/v1/gradient", params={"expression": "x"},
                                           content=npz(x=np.zeros(11)), headers={"Content-Type": NPZ}), 413)
         assert body["limit"] == "max_points"
+        body = assert_problem(client.post("/v1/gradient", json={"expression": "a+b+c+d", "at": {}}), 413)
+        assert body["limit"] == "max_variables" and body["value"] == 4
+        at = {"a": [1.0] * 10, "b": 1.0, "c": 1.0}
+        assert client.post("/v1/gradient", json={"expression": "a*b*c", "at": at}).status_code == 200
+        body = assert_problem(client.post("/v1/gradient", json={"expression": "a*b*c", "at": at,
+                                                                  "order": 2}), 413)
+        assert body["limit"] == "max_result_values" and body["value"] == 10 * (1 + 3 + 9)
         limits = client.get("/v1/info").json()["limits"]
         assert limits["max_points"] == 10 and "max_exponent_literal" in limits
 
@@ -411,3 +419,25 @@ def test_program_points_are_grouped_by_path_and_compiled_once_per_path(api):
                                rtol=1e-12)
     post(api, program=program, function="f", at={"x": [x + 0.01 for x in xs]})
     assert derivatives.TRACES["jax"] == before + 2
+
+
+def test_empty_batch(api):
+    out = post(api, expression="x * y", at={"x": [], "y": []}, order=2)
+    assert out["value"] == [] and out["gradient"] == {"x": [], "y": []} and out["hessian"] == []
+    out = post(api, program="def f(x):\n    return x\n", function="f", at={"x": []})
+    assert out["value"] == [] and out["gradient"] == {"x": []}
+
+
+def test_missing_tensorflow_is_503(api, monkeypatch):
+    from service import backends
+    from service.errors import BackendUnavailable
+
+    def unavailable():
+        raise BackendUnavailable("The tensorflow backend is not available on this server; use 'jax'.")
+
+    monkeypatch.setattr(backends, "tensorflow", unavailable)
+    derivatives.cache_clear()  # a cached tf function would not need TensorFlow again
+    body = assert_problem(api.post("/v1/gradient", json={"expression": "x", "at": {"x": 1.0},
+                                                           "backend": "tensorflow"}), 503)
+    assert "jax" in body["detail"]
+    assert post(api, expression="x", at={"x": 1.0})["gradient"] == {"x": 1.0}

@@ -54,9 +54,10 @@ class Derivatives:
 # --- points ---------------------------------------------------------------------------------
 
 def prepare_points(formula: Formula, at: Mapping[str, Any], dtype: str, limits: Limits,
-                   ) -> tuple[list[np.ndarray], bool]:
+                   order: int = 1) -> tuple[list[np.ndarray], bool]:
     """Columns in ``formula.variables`` order (scalars broadcast to the batch) and whether the
-    request is a batch. 422 names a missing or extra variable; 413 a batch over the limit."""
+    request is a batch. 422 names a missing or extra variable; 413 a batch, or an answer, over
+    the limits."""
     missing = [v for v in formula.variables if v not in at]
     extra = [k for k in at if k not in formula.variables]
     if missing or extra:
@@ -92,6 +93,13 @@ def prepare_points(formula: Formula, at: Mapping[str, Any], dtype: str, limits: 
     if count > maximum:
         raise LimitExceeded(f"The batch has {count} points; at most {maximum} are accepted "
                             f"(limits.{limit}).", limit=limit, maximum=maximum, value=count)
+    n = len(formula.variables)
+    values = count * (1 + n + (n * n if order == 2 else 0))
+    if values > limits.max_result_values:
+        raise LimitExceeded(f"The answer would hold {values} numbers ({count} points x (1 + {n}"
+                            f"{f' + {n}^2' if order == 2 else ''})); at most "
+                            f"{limits.max_result_values} are allowed (limits.max_result_values).",
+                            limit="max_result_values", maximum=limits.max_result_values, value=values)
     shape = (count,) if batch else ()
     columns = [np.broadcast_to(np.asarray(arrays[v], dtype=dtype), shape) for v in formula.variables]
     return columns, batch
@@ -328,7 +336,7 @@ def differentiate(formula: Formula, at: Mapping[str, Any], *, order: int = 1,
     if order not in ORDERS:
         raise InvalidInput(f"order must be 1 or 2, not {order!r}.",
                            errors=[{"loc": ["body", "order"], "msg": "1 or 2", "type": "enum"}])
-    columns, batch = prepare_points(formula, at, dtype, limits)
+    columns, batch = prepare_points(formula, at, dtype, limits, order)
     run = _program_derivatives if formula.is_program else _expression_derivatives
     value, gradient, hessian = run(formula, columns, batch, order, backend, dtype)
     return Derivatives(formula.variables, np.asarray(value), np.asarray(gradient),

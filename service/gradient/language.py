@@ -619,6 +619,12 @@ class Formula:
                               "max_recursion_depth", self.limits.max_recursion_depth) from None
 
 
+def _check_variable_count(variables: Any, limits: Limits, loc: tuple[str, ...]) -> None:
+    if len(variables) > limits.max_variables:
+        raise _over_limit(loc, _At(1, 0), f"{len(variables)} free variables", "max_variables",
+                          limits.max_variables, len(variables))
+
+
 def compile_expression(text: str, limits: Limits, *, loc: tuple[str, ...] = ("body", "expression")) -> Formula:
     """Check an expression; its free variables are sorted by name."""
     tree = _parse(text, "eval", limits, loc)
@@ -631,6 +637,7 @@ def compile_expression(text: str, limits: Limits, *, loc: tuple[str, ...] = ("bo
     variables = sorted({n.id for n in ast.walk(tree) if isinstance(n, ast.Name)
                         and n.id not in CONSTANTS and n.id not in MODULE_NAMES
                         and not _function_name(n.id)})
+    _check_variable_count(variables, limits, loc)
     return Formula(tuple(variables), False, ast.unparse(tree), tree, None, limits, loc)
 
 
@@ -651,6 +658,7 @@ def compile_program(source: str, function: str, limits: Limits, *,
             errors=[{"loc": [*loc[:-1], "function"], "msg": f"no function {function!r} in the program",
                      "type": "language.function"}])
     params = tuple(p.arg for p in checker.functions[function].args.args)
+    _check_variable_count(params, limits, loc)
     return Formula(params, True, f"{function}:{ast.unparse(tree)}", tree, function, limits, loc)
 
 
