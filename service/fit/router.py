@@ -234,7 +234,8 @@ async def fit_line_route(
 
 
 def warmup(settings: Settings) -> None:
-    """Compile the JAX gradient-descent epoch and Hessian for the default options, on tiny data."""
-    options = FitOptions().descent()
-    fit_line([0.0, 1.0, 2.0], [1.0, 2.0, 2.5], method="gradient_descent", backend="jax",
-             descent=options, limits=settings.limits)
+    """Compile the JAX epoch (SGD) and Hessian for the seed notebook's shape: 1,000 points, batches
+    of 100 (other sizes compile on first use, then share bucketed shapes)."""
+    x = [float(i) for i in range(1000)]
+    fit_line(x, [2.5 * v + 1.2 for v in x], method="gradient_descent", backend="jax",
+             descent=DescentOptions(epochs=1), limits=settings.limits)
