@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from client._arrays import array, number
 from service.app import create_app
-from service.minimize import on_jax
+from service.minimize import on_jax, on_tensorflow
 from service.settings import Limits, Settings
 from tests.conftest import assert_problem, wait_ready
 
@@ -206,12 +206,22 @@ def test_jax_and_tensorflow_histories_agree(api, optimizer, options, rates):
 def test_a_sweep_compiles_once_and_a_repeat_compiles_nothing(api):
     request = {"expression": "(x - 2)**2 + y**4", "start": {"x": 0.0, "y": 1.0},
                "optimizer": "momentum", "learning_rate": [0.01, 0.02, 0.03, 0.04], "steps": 17}
-    before = on_jax.compilations
+    before = on_jax.traces
     first = post_ok(api, **request)
-    assert on_jax.compilations == before + 1  # four rates, one program
+    assert on_jax.traces == before + 1  # four rates, one program
     again = post_ok(api, **request | {"start": {"x": 5.0, "y": -1.0}, "learning_rate": [0.5, 0.1, 0.2, 0.3]})
-    assert on_jax.compilations == before + 1
+    assert on_jax.traces == before + 1
     assert len(first["runs"]) == len(again["runs"]) == 4
+
+
+def test_tensorflow_traces_once_per_sweep_not_per_rate(api):
+    request = {"expression": "(x - 2)**2", "start": {"x": 0.0}, "optimizer": "adam",
+               "steps": 5, "backend": "tensorflow"}
+    before = on_tensorflow.traces
+    post_ok(api, **request, learning_rate=[0.1])
+    one_rate = on_tensorflow.traces - before
+    post_ok(api, **request, learning_rate=[0.1, 0.2, 0.3])
+    assert on_tensorflow.traces - before == 2 * one_rate
 
 
 def test_optimizers_are_listed_with_defaults(api):

@@ -23,6 +23,7 @@ from service.minimize.sweep import Objective, Plan, Run
 
 # Most steps one tf.function call takes: bounds the time between two deadline checks.
 MAX_CHUNK = 1_000
+traces = 0  # times the objective was traced: tests count, never time
 
 
 class _Stepper:
@@ -45,6 +46,8 @@ class _Stepper:
 
         def evaluate():
             """Value, gradient and its norm at x, and whether the run diverged or converged."""
+            global traces
+            traces += 1  # Python runs this body only while TensorFlow traces it
             with tf.GradientTape() as tape:
                 value = tf.cast(fn(*tf.unstack(x)), dtype)
             grad = tape.gradient(value, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
