@@ -169,6 +169,18 @@ def test_scan_same_parameter_twice(api):
     assert "two different parameters" in body["detail"]
 
 
+def test_asimov_pars_giving_negative_counts(api):
+    body = assert_problem(api.post("/v1/pyhf/fit", json={"model": SIMPLE, "asimov_pars": {"mu": -100.0}}), 422)
+    assert body["errors"][0]["loc"] == ["body", "asimov_pars"]
+
+
+def test_hypotest_whose_fits_fail(api):
+    empty = {"simple": {"kind": "correlated_background", "signal": [0.0], "bkg": [0.0], "bkg_up": [0.0],
+                        "bkg_down": [0.0]}}
+    body = assert_problem(api.post("/v1/pyhf/hypotest", json={"model": empty, "poi_values": [1.0]}), 422)
+    assert "did not converge" in body["detail"]
+
+
 def test_server_keeps_serving(api):
     assert api.post("/v1/pyhf/fit", json={"model": SIMPLE, "data": [1.0, 2.0, 3.0]}).status_code == 422
     assert api.post("/v1/pyhf/fit", json={"model": SIMPLE}).status_code == 200

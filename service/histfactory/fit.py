@@ -9,8 +9,9 @@ dropped from the Hessian before it is inverted, never inverted into a singular m
 
 from __future__ import annotations
 
+import contextlib
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -57,6 +58,18 @@ def _optimizer(name: Optimizer) -> Any:
     return pyhf.optimize.minuit_optimizer() if name == "minuit" else pyhf.optimize.scipy_optimizer()
 
 
+@contextlib.contextmanager
+def refusing_failed_fits(what: str) -> Iterator[None]:
+    """A fit that does not converge on this model and data (pyhf's FailedMinimization) → 422."""
+    try:
+        yield
+    except pyhf.exceptions.FailedMinimization as exc:
+        raise InvalidInput(
+            f"The {what} did not converge: {exc}. Try other init_pars, par_bounds or fixed_params.",
+            errors=[{"loc": ["body"], "msg": str(exc), "type": "fit_failed"}],
+        ) from None
+
+
 def best_fit(cm: CompiledModel, data: np.ndarray, settings: FitSettings) -> BestFit:
     """Minimise twice_nll over the free parameters; 422 when nothing is free or the fit fails."""
     init = parameter_values(cm, settings.init_pars, loc="init_pars")
@@ -76,18 +89,12 @@ def best_fit(cm: CompiledModel, data: np.ndarray, settings: FitSettings) -> Best
                     for name in outside[:10]],
         )
     fixed_vals = [(int(i), float(init[i])) for i in np.flatnonzero(fixed)]
-    try:
+    with refusing_failed_fits(f"{settings.optimizer} fit"):
         pars, fval, result = _optimizer(settings.optimizer).minimize(
             pyhf.infer.mle.twice_nll, jnp.asarray(data, dtype=jnp.float64), cm.model,
             init.tolist(), bounds.tolist(), fixed_vals,
             return_fitted_val=True, return_result_obj=True,
         )
-    except pyhf.exceptions.FailedMinimization as exc:
-        raise InvalidInput(
-            f"The {settings.optimizer} fit did not converge: {exc}. Try other init_pars, "
-            "par_bounds or fixed_params.",
-            errors=[{"loc": ["body"], "msg": str(exc), "type": "fit_failed"}],
-        ) from None
     return BestFit(
         pars=np.asarray(pars, dtype=np.float64),
         twice_nll=float(fval),

@@ -16,7 +16,7 @@ import pyhf
 
 from service.compute import check_deadline
 from service.errors import InvalidInput, LimitExceeded
-from service.histfactory.fit import FitSettings
+from service.histfactory.fit import FitSettings, refusing_failed_fits
 from service.histfactory.models import CompiledModel, fixed_mask, parameter_bounds, parameter_values
 
 TestStat = Literal["qtilde", "q"]
@@ -86,10 +86,11 @@ def hypotest(
     cls, clsb, clb, band = [], [], [], []
     for mu in values:
         check_deadline()
-        result = pyhf.infer.hypotest(
-            float(mu), tensor, cm.model, calctype="asymptotics", test_stat=test_stat,
-            return_tail_probs=True, return_expected_set=expected, **options,
-        )
+        with refusing_failed_fits(f"fit for the test at {cm.poi_name} = {mu:g}"):
+            result = pyhf.infer.hypotest(
+                float(mu), tensor, cm.model, calctype="asymptotics", test_stat=test_stat,
+                return_tail_probs=True, return_expected_set=expected, **options,
+            )
         cls.append(float(result[0]))
         clsb.append(float(result[1][0]))
         clb.append(float(result[1][1]))
@@ -129,10 +130,11 @@ def upper_limit(
         )
     options = _pyhf_options(cm, settings, scan_grid, "scan")
     check_deadline()
-    observed, expected, (_, results) = pyhf.infer.intervals.upper_limits.upper_limit(
-        jnp.asarray(data, dtype=jnp.float64), cm.model, scan=scan_grid, level=level,
-        return_results=True, test_stat=test_stat, **options,
-    )
+    with refusing_failed_fits("fit for the limit scan"):
+        observed, expected, (_, results) = pyhf.infer.intervals.upper_limits.upper_limit(
+            jnp.asarray(data, dtype=jnp.float64), cm.model, scan=scan_grid, level=level,
+            return_results=True, test_stat=test_stat, **options,
+        )
     cls = np.asarray([float(r[0]) for r in results])
     band = np.asarray([[float(v) for v in r[1]] for r in results])
     warnings = []

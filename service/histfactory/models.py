@@ -191,14 +191,14 @@ def _build_simple(simple: dict[str, Any]) -> tuple[Any, None]:
     return pyhf.simplemodels.correlated_background(**arrays), None
 
 
-def _spec_error(exc: Exception, base: list[str | int]) -> InvalidInput:
-    """pyhf's schema error → 422 quoting its message and the JSON path inside the workspace."""
+def _spec_error(exc: Exception, base: list[str | int], what: str) -> InvalidInput:
+    """pyhf's schema error → 422 quoting its message and the JSON path inside ``what``."""
     parent = getattr(exc, "parent", None)
     message = getattr(parent, "message", None) or str(exc).split("\n")[0]
     path = [p for p in getattr(parent, "path", [])] if parent is not None else []
     where = getattr(exc, "path", "") or "(top level)"
     return InvalidInput(
-        f"The {base[-1]} does not follow pyhf's schema at {where}: {message}",
+        f"The {what} does not follow pyhf's schema at {where}: {message}",
         errors=[{"loc": base + path, "msg": message, "type": "pyhf_schema"}],
     )
 
@@ -228,7 +228,7 @@ def _build_workspace(workspace: dict[str, Any], measurement: str | None,
     try:
         ws = pyhf.Workspace(workspace)
     except pyhf.exceptions.InvalidSpecification as exc:
-        raise _spec_error(exc, base) from None
+        raise _spec_error(exc, base, "workspace") from None
     _check_bin_counts(workspace, base)
     try:
         model = ws.model(measurement_name=measurement, patches=patches or None)
@@ -239,7 +239,7 @@ def _build_workspace(workspace: dict[str, Any], measurement: str | None,
             errors=[{"loc": _loc("model", "measurement"), "msg": str(exc), "type": "unknown_measurement"}],
         ) from None
     except pyhf.exceptions.InvalidSpecification as exc:
-        raise _spec_error(exc, _loc("model", "patches")) from None
+        raise _spec_error(exc, _loc("model", "patches"), "patched model spec") from None
     except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
         raise InvalidInput(
             f"A patch could not be applied to the model spec: {exc}",
@@ -281,7 +281,7 @@ def model_from_spec(spec: dict[str, Any], *, cache: ModelCache, max_parameters: 
         except InvalidInput:
             raise
         except pyhf.exceptions.InvalidSpecification as exc:
-            raise _spec_error(exc, _loc("model")) from None
+            raise _spec_error(exc, _loc("model"), "model") from None
         except Exception as exc:  # noqa: BLE001 - everything here is the user's spec: a 422, not a 500
             # pyhf raises InvalidModel, InvalidModifier, ValueError, KeyError... for specs that
             # pass the schema but not its semantics (e.g. samples with different bin counts).
@@ -346,7 +346,15 @@ def resolve_data(cm: CompiledModel, data: str | Sequence[float],
     config = cm.model.config
     if data == "asimov":
         pars = parameter_values(cm, asimov_pars, loc="asimov_pars")
-        return np.asarray(cm.model.expected_data(jnp.asarray(pars, dtype=jnp.float64)), dtype=np.float64)
+        expected = np.asarray(cm.model.expected_data(jnp.asarray(pars, dtype=jnp.float64)), dtype=np.float64)
+        if not np.all(np.isfinite(expected)) or np.any(expected < 0):
+            raise InvalidInput(
+                "The Asimov data at these asimov_pars hold negative or non-finite expected counts; "
+                "choose parameter values the model can take.",
+                errors=[{"loc": _loc("asimov_pars"), "msg": "expected counts must be finite and >= 0",
+                         "type": "value_error"}],
+            )
+        return expected
     if data == "observed":
         if cm.observations is None:
             raise InvalidInput(
