@@ -48,6 +48,8 @@ class Limits(BaseModel):
     max_hypotest_points: int = Field(200, description="POI values in one hypotest or limit scan.")
     model_cache_size: int = Field(32, description="Built HistFactory models kept (LRU).")
     max_ellipse_pairs: int = Field(100, description="Parameter pairs in one pyhf fit's ellipse list.")
+    max_profile_points: int = Field(1_000, description="Grid + gradient points of a profiled pyhf scan "
+                                    "(one fit each).")
 
     # --- fractal
     max_pixels: int = Field(16_777_216, description="width x height of one fractal image.")
