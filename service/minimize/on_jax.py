@@ -21,7 +21,7 @@ import numpy as np
 
 from service import backends
 from service.minimize.optimizers import build_optax
-from service.minimize.sweep import Objective, Plan, Run
+from service.minimize.sweep import Objective, Plan, Run, assess
 
 backends.configure()
 
@@ -56,17 +56,8 @@ def _build_program(loss: Callable[[jax.Array], jax.Array], optimizer: str,
         def evaluate(x, opt_state, steps_taken):
             value, grad = value_and_grad(x)
             value, grad = value.astype(dtype), grad.astype(dtype)  # constants must not promote
-            finite = jnp.isfinite(value) & jnp.all(jnp.isfinite(grad)) & jnp.all(jnp.isfinite(x))
-            # At an active bound the part of g pointing out of the box cannot be followed: it
-            # does not count towards convergence (the projected gradient).
-            outward = ((x <= lower) & (grad > 0)) | ((x >= upper) & (grad < 0))
-            projected = jnp.where(outward, jnp.zeros_like(grad), grad)
-            # ‖g‖ = s·‖g/s‖ with s = max|g|: no overflow while every component is finite
-            scale = jnp.max(jnp.abs(projected))
-            safe = jnp.where(scale > 0, scale, jnp.ones_like(scale))
-            grad_norm = scale * jnp.sqrt(jnp.sum((projected / safe) ** 2))
-            return RunState(x, opt_state, value, grad, grad_norm, steps_taken,
-                            converged=finite & (grad_norm <= tolerance), diverged=~finite)
+            grad_norm, diverged, converged = assess(jnp, x, value, grad, lower, upper, tolerance)
+            return RunState(x, opt_state, value, grad, grad_norm, steps_taken, converged, diverged)
 
         def step(_, run: RunState) -> RunState:
             if optimizer == "lbfgs":  # the line search needs the value and the function itself

@@ -19,7 +19,7 @@ import numpy as np
 from service import backends
 from service.compute import check_deadline
 from service.minimize.optimizers import build_keras
-from service.minimize.sweep import Objective, Plan, Run
+from service.minimize.sweep import Objective, Plan, Run, assess
 
 # Most steps one tf.function call takes: bounds the time between two deadline checks.
 MAX_CHUNK = 1_000
@@ -51,17 +51,9 @@ class _Stepper:
             with tf.GradientTape() as tape:
                 value = tf.cast(fn(*tf.unstack(x)), dtype)
             grad = tape.gradient(value, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-            finite = (tf.math.is_finite(value) & tf.reduce_all(tf.math.is_finite(grad))
-                      & tf.reduce_all(tf.math.is_finite(x)))
-            # At an active bound the part of g pointing out of the box cannot be followed: it
-            # does not count towards convergence (the projected gradient).
-            outward = ((x <= lower) & (grad > 0)) | ((x >= upper) & (grad < 0))
-            projected = tf.where(outward, tf.zeros_like(grad), grad)
-            # ‖g‖ = s·‖g/s‖ with s = max|g|: no overflow while every component is finite
-            scale = tf.reduce_max(tf.abs(projected))
-            safe = tf.where(scale > 0, scale, tf.ones_like(scale))
-            grad_norm = scale * tf.sqrt(tf.reduce_sum(tf.square(projected / safe)))
-            return value, grad, grad_norm, ~finite, finite & (grad_norm <= tolerance)
+            grad_norm, diverged, converged = assess(tf.experimental.numpy, x, value, grad,
+                                                    lower, upper, tolerance)
+            return value, grad, grad_norm, diverged, converged
 
         def advance(steps, state):
             """Up to ``steps`` steps from ``state`` (as evaluate() returns it); stops on a stop."""

@@ -4,10 +4,10 @@ A *sweep* is one optimiser started from one point with one or several learning r
 rate gives one *run*. Every run records its history from the start point (step 0) onwards, so
 ``steps`` steps give ``steps + 1`` entries when ``history_every`` is 1. A run stops early when
 the gradient norm falls to ``tolerance`` (``converged``) or at the first non-finite position,
-value or gradient (``diverged``; that entry is the last one in its history). With
-``bounds`` the gradient norm is that of the projected gradient: components pushing out of the
-box at an active bound do not count. Both backends
-implement exactly these semantics (:mod:`.on_jax`, :mod:`.on_tensorflow`).
+value or gradient (``diverged``; that entry is the last one in its history). With ``bounds``
+the gradient norm is that of the projected gradient: components pushing out of the box at an
+active bound do not count. Both backends implement exactly these semantics (:mod:`.on_jax`,
+:mod:`.on_tensorflow`).
 """
 
 from __future__ import annotations
@@ -23,8 +23,6 @@ from service.gradient.derivatives import differentiate
 from service.gradient.language import Formula, compile_expression
 from service.minimize import optimizers
 from service.settings import Limits
-
-DTYPES = ("float32", "float64")
 
 
 @dataclass(frozen=True)
@@ -78,6 +76,24 @@ class Run:
     history_grad_norm: np.ndarray  # (entries,)
 
 
+def assess(xp: Any, x: Any, value: Any, grad: Any, lower: Any, upper: Any, tolerance: Any):
+    """The stopping rule at one point, for both backends: ``(grad_norm, diverged, converged)``.
+
+    ``xp`` is the backend's numpy (``jax.numpy`` or ``tf.experimental.numpy``). A point
+    diverged when its position, value or gradient is not finite. At an active bound the part of
+    the gradient pointing out of the box cannot be followed, so the norm is the projected
+    gradient's; it is computed as s·‖g/s‖ with s = max|g|, which cannot overflow while every
+    component is finite. ``tolerance`` < 0 means never converged.
+    """
+    finite = xp.isfinite(value) & xp.all(xp.isfinite(grad)) & xp.all(xp.isfinite(x))
+    outward = ((x <= lower) & (grad > 0)) | ((x >= upper) & (grad < 0))
+    projected = xp.where(outward, xp.zeros_like(grad), grad)
+    scale = xp.max(xp.abs(projected))
+    safe = xp.where(scale > 0, scale, xp.ones_like(scale))
+    grad_norm = scale * xp.sqrt(xp.sum((projected / safe) ** 2))
+    return grad_norm, ~finite, finite & (grad_norm <= tolerance)
+
+
 def _invalid(detail: str, loc: list[Any], msg: str, kind: str) -> InvalidInput:
     return InvalidInput(detail, errors=[{"loc": ["body", *loc], "msg": msg, "type": kind}])
 
@@ -117,6 +133,11 @@ def plan_sweep(
             + "; ".join(parts) + ".",
             errors=errors,
         )
+    largest = float(np.finfo(dtype).max)
+    for name in variables:
+        if abs(start[name]) > largest:
+            raise _invalid(f"start {name}={start[name]} is beyond the range of {dtype}.",
+                           ["start", name], f"not representable in {dtype}", "value")
 
     if spec.default_learning_rate is None:
         if learning_rate is not None:
@@ -156,11 +177,6 @@ def plan_sweep(
             raise _invalid(f"start {name}={start[name]} lies outside its bounds [{low}, {high}].",
                            ["start", name], "outside bounds", "value")
 
-    largest = float(np.finfo(dtype).max)
-    for name in variables:
-        if abs(start[name]) > largest:
-            raise _invalid(f"start {name}={start[name]} is beyond the range of {dtype}.",
-                           ["start", name], f"not representable in {dtype}", "value")
     plan = Plan(
         optimizer=optimizer,
         hyper_parameters=hyper_parameters,
