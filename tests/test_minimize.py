@@ -371,3 +371,19 @@ def test_client_maps_errors(lc):
 
     with pytest.raises(ValidationError):
         lc.minimize("x**2", {"y": 1.0})
+
+
+def test_async_client_minimize(app, api):
+    import asyncio
+
+    import httpx
+
+    from client import AsyncClient
+
+    async def go():
+        async with AsyncClient("http://app", transport=httpx.ASGITransport(app=app)) as lc:
+            return await lc.minimize("x**2", {"x": 1.0}, "sgd", SEED_RATES, steps=50)
+
+    result = asyncio.run(go())
+    np.testing.assert_allclose(result.runs[1].history.x["x"], (1 - 2 * 0.99) ** np.arange(51), rtol=1e-13)
+    assert result.landscape is not None and result.device
