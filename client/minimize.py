@@ -162,7 +162,7 @@ class MinimizeAPI:
         """``POST /v1/minimize``: run ``optimizer`` from ``start`` at each learning rate.
 
         Returns a :class:`MinimizeResult` whose runs carry numpy histories. Options left None
-        take the server's defaults (``GET /v1/minimize/optimizers`` lists each optimiser's).
+        take the server's defaults (:meth:`minimize_optimizers` lists each optimiser's).
         ``landscape``: grid points per axis of the function for :meth:`MinimizeResult.plot`;
         by default 201 (one variable) or 81 (two), none for more; 0 for none.
         """
@@ -184,6 +184,6 @@ class MinimizeAPI:
 
         return self._send(Call("POST", "/v1/minimize", json=body, parse=parse))
 
-    def optimizers(self) -> Any:
+    def minimize_optimizers(self) -> Any:
         """``GET /v1/minimize/optimizers``: each optimiser's options, defaults and ranges."""
         return self._send(Call("GET", "/v1/minimize/optimizers"))

@@ -366,8 +366,10 @@ def test_client_minimize_returns_numpy_histories_and_plots(lc):
     plt.close("all")
 
 
-def test_client_maps_errors(lc):
+def test_client_maps_errors_and_lists_optimizers(lc):
     from client import ValidationError
+
+    assert "lbfgs" in {o["name"] for o in lc.minimize_optimizers()}
 
     with pytest.raises(ValidationError):
         lc.minimize("x**2", {"y": 1.0})
