@@ -130,8 +130,10 @@ class PyhfScanResult:
     gradient_y: np.ndarray
     d_dx: np.ndarray  # (len(gradient_y), len(gradient_x))
     d_dy: np.ndarray
+    profiled: bool
     base_parameters: list[str]
     base: np.ndarray
+    warnings: list[str]
     backend: str
     device: str
     elapsed_ms: float
@@ -142,8 +144,9 @@ class PyhfScanResult:
             parameters=tuple(body["parameters"]), quantity=body["quantity"], x=array(body["x"]), y=array(body["y"]),
             values=array(body["values"]), gradient_x=array(body["gradient_x"]),
             gradient_y=array(body["gradient_y"]), d_dx=array(body["gradient"]["d_dx"]),
-            d_dy=array(body["gradient"]["d_dy"]), base_parameters=list(body["base_parameters"]),
-            base=array(body["base"]), backend=body["backend"], device=body["device"],
+            d_dy=array(body["gradient"]["d_dy"]), profiled=bool(body["profiled"]),
+            base_parameters=list(body["base_parameters"]), base=array(body["base"]),
+            warnings=list(body["warnings"]), backend=body["backend"], device=body["device"],
             elapsed_ms=float(body["elapsed_ms"]),
         )
 
@@ -266,15 +269,16 @@ class PyhfAPI:
 
     def pyhf_scan(self, model: dict, x: tuple[str, float, float, int], y: tuple[str, float, float, int],
                   data: Any = "asimov", *, gradient_points: tuple[int, int] | None = None,
-                  quantity: str | None = None, at: dict | None = None, asimov_pars: dict | None = None,
+                  quantity: str | None = None, at: dict | None = None, profile: bool | None = None,
+                  asimov_pars: dict | None = None,
                   init_pars: dict | None = None, par_bounds: dict | None = None,
                   fixed_params: Sequence[str] | None = None) -> Any:
         """``POST /v1/pyhf/scan``: ``x`` and ``y`` are ``(name, low, high, points)`` →
-        :class:`PyhfScanResult`."""
+        :class:`PyhfScanResult`. ``profile=True`` minimises the other free parameters at each point."""
         axes = {k: {"name": a[0], "low": float(a[1]), "high": float(a[2]), "points": int(a[3])}
                 for k, a in (("x", x), ("y", y))}
         body = _common(model, data, {
-            **axes, "gradient_points": gradient_points, "quantity": quantity, "at": at,
+            **axes, "gradient_points": gradient_points, "quantity": quantity, "at": at, "profile": profile,
             "asimov_pars": asimov_pars, "init_pars": init_pars, "par_bounds": par_bounds,
             "fixed_params": fixed_params})
         return self._send(Call("POST", "/v1/pyhf/scan", json=body, parse=_parser(PyhfScanResult)))

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pyhf
 import pytest
-from scipy.optimize import brentq
+from scipy.optimize import brentq, minimize_scalar
 
 from tests import pyhf_oracle as oracle
 from tests.pyhf_oracle import SEED_MODEL as SIMPLE
@@ -109,3 +109,42 @@ def test_scan_twice_nll_on_a_plane_at_given_values(api):
     point = jnp.asarray([out["x"][4], 1.2, out["y"][1]], dtype=jnp.float64)
     expected = -2 * float(model.logpdf(point, data)[0])
     assert out["values"][1][4] == pytest.approx(expected, rel=1e-12)
+
+
+def test_profiled_scan_against_scalar_minimisation(api, settings):
+    """Three parameters: μ and γ₀ scanned, γ₁ profiled. Oracle: scipy's bounded minimize_scalar
+    of pyhf's NLL over γ₁ at each checked point (a different optimiser), and for the gradient
+    central differences of that profile (its own minimisation at each step)."""
+    spec = {"kind": "uncorrelated_background", "signal": [2.0, 3.0], "bkg": [7.0, 9.0], "bkg_uncertainty": [1.5, 2.5]}
+    model = pyhf.simplemodels.uncorrelated_background(signal=spec["signal"], bkg=spec["bkg"],
+                                                      bkg_uncertainty=spec["bkg_uncertainty"])
+    data = jnp.asarray([8.0, 13.0] + model.config.auxdata, dtype=jnp.float64)
+    out = post(api, "scan", model={"simple": spec}, data=[8.0, 13.0], profile=True,
+               x={"name": "mu", "low": 0.0, "high": 2.0, "points": 5},
+               y={"name": "uncorr_bkguncrt[0]", "low": 0.8, "high": 1.2, "points": 3}, gradient_points=[2, 2])
+    assert out["profiled"] is True and out["warnings"] == []
+
+    def profile_logpdf(mu, gamma0):
+        found = minimize_scalar(lambda g1: -float(model.logpdf(jnp.asarray([mu, gamma0, g1]), data)[0]),
+                                bounds=(0.5, 1.5), method="bounded", options={"xatol": 1e-10})
+        return -found.fun
+
+    for j, i in [(0, 0), (1, 3), (2, 4)]:
+        assert out["values"][j][i] == pytest.approx(profile_logpdf(out["x"][i], out["y"][j]), rel=1e-7)
+    h = 1e-4
+    gx, gy = out["gradient_x"][1], out["gradient_y"][0]
+    d_dx = (profile_logpdf(gx + h, gy) - profile_logpdf(gx - h, gy)) / (2 * h)
+    d_dy = (profile_logpdf(gx, gy + h) - profile_logpdf(gx, gy - h)) / (2 * h)
+    assert out["gradient"]["d_dx"][0][1] == pytest.approx(d_dx, rel=1e-4)
+    assert out["gradient"]["d_dy"][0][1] == pytest.approx(d_dy, rel=1e-4)
+    # Profiling can only raise the likelihood above the plain scan through the same plane.
+    plain = post(api, "scan", model={"simple": spec}, data=[8.0, 13.0],
+                 x={"name": "mu", "low": 0.0, "high": 2.0, "points": 5},
+                 y={"name": "uncorr_bkguncrt[0]", "low": 0.8, "high": 1.2, "points": 3}, gradient_points=[2, 2])
+    assert np.all(np.asarray(out["values"]) >= np.asarray(plain["values"]) - 1e-9)
+
+    too_many = settings.limits.max_profile_points
+    response = api.post("/v1/pyhf/scan", json={
+        "model": {"simple": spec}, "profile": True, "x": {"name": "mu", "low": 0, "high": 2, "points": too_many},
+        "y": {"name": "uncorr_bkguncrt[0]", "low": 0.8, "high": 1.2, "points": 2}})
+    assert response.status_code == 413 and response.json()["limit"] == "max_profile_points"

@@ -81,7 +81,12 @@ class CompiledModel:
             value_and_grad = jax.value_and_grad(logpdf_on_plane)
             return jax.lax.map(lambda p: value_and_grad(p, base, idx, data), xy, batch_size=SCAN_BATCH)
 
-        self.twice_nll = jax.jit(_counting(self.traces, "twice_nll", twice_nll))
+        def gradients(rows: jax.Array, data: jax.Array) -> jax.Array:
+            # ∇ logpdf at full parameter vectors (one per row), e.g. at profiled points of a scan
+            grad = jax.grad(lambda p: model.logpdf(p, data)[0])
+            return jax.lax.map(grad, rows, batch_size=SCAN_BATCH)
+
+        self.gradients = jax.jit(_counting(self.traces, "gradients", gradients))
         self.hessian = jax.jit(_counting(self.traces, "hessian", jax.hessian(twice_nll)))
         self.scan_values = jax.jit(_counting(self.traces, "scan_values", scan_values))
         self.scan_gradients = jax.jit(_counting(self.traces, "scan_gradients", scan_gradients))

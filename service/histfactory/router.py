@@ -108,6 +108,9 @@ class ScanRequest(PyhfRequest):
     quantity: Literal["logpdf", "twice_nll"] = "logpdf"
     at: dict[str, FiniteFloat] | None = Field(
         None, description="Values of the other parameters (default: the best fit).")
+    profile: bool = Field(
+        False, description="Minimise the other free parameters at every point (one fit per point; "
+        "limits.max_profile_points).")
 
 
 class HypotestRequest(PyhfRequest):
@@ -181,11 +184,14 @@ async def scan(body: ScanRequest, runner: RunnerDep, limits: LimitsDep, cache: M
     x = scanning.Axis(body.x.name, body.x.low, body.x.high, body.x.points)
     y = scanning.Axis(body.y.name, body.y.low, body.y.high, body.y.points)
     scanning.check_scan_size(x, y, body.gradient_points, limits.max_scan_points)  # before any work
+    if body.profile:
+        scanning.check_scan_size(x, y, body.gradient_points, limits.max_profile_points, "max_profile_points")
 
     def job() -> dict[str, Any]:
         cm, data = _load(body, cache, limits)
         return scanning.scan(cm, data, x, y, gradient_points=body.gradient_points, quantity=body.quantity,
-                             at=body.at, fit_settings=body.fit_settings(), max_points=limits.max_scan_points)
+                             at=body.at, fit_settings=body.fit_settings(), profile=body.profile,
+                             max_points=limits.max_scan_points, max_profile_points=limits.max_profile_points)
 
     return _answer(await runner.run(job))
 

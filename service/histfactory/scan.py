@@ -4,6 +4,11 @@ Two parameters vary over a grid; every other parameter stays at the best fit (or
 given). ``logpdf`` (or ``twice_nll = −2·logpdf``) is evaluated on the fine grid and its gradient
 in the two scanned parameters on a coarser one, each in one vectorised, jitted computation
 (``jax.lax.map`` over batches of points, see :data:`models.SCAN_BATCH`).
+
+With ``profile``, the other free parameters are instead minimised at every grid point (one fit
+per point, each started from its neighbour's answer): the profile likelihood. Its gradient in
+(x, y) is the partial gradient at the profiled point (the envelope theorem: the other
+parameters' own gradient vanishes there), so the gradient grid is profiled too.
 """
 
 from __future__ import annotations
@@ -13,12 +18,15 @@ from typing import Any, Literal
 
 import jax.numpy as jnp
 import numpy as np
+import pyhf
 
+from service.compute import check_deadline
 from service.errors import InvalidInput, LimitExceeded
 from service.histfactory.fit import FitSettings, best_fit
-from service.histfactory.models import CompiledModel, parameter_values
+from service.histfactory.models import CompiledModel, fixed_mask, parameter_bounds, parameter_values
 
 Quantity = Literal["logpdf", "twice_nll"]
+PROFILE_TOLERANCE = 1e-10
 
 
 @dataclass(frozen=True)
@@ -36,14 +44,46 @@ def _plane(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.stack([gx.ravel(), gy.ravel()], axis=1)
 
 
-def check_scan_size(x: Axis, y: Axis, gradient_points: tuple[int, int], max_points: int) -> None:
+def check_scan_size(x: Axis, y: Axis, gradient_points: tuple[int, int], max_points: int,
+                    limit: str = "max_scan_points") -> None:
     total = x.points * y.points + gradient_points[0] * gradient_points[1]
     if total > max_points:
         raise LimitExceeded(
             f"The scan asks for {x.points}x{y.points} grid points plus {gradient_points[0]}x"
-            f"{gradient_points[1]} gradient points = {total}; at most {max_points} are accepted.",
-            limit="max_scan_points", maximum=max_points, value=total,
+            f"{gradient_points[1]} gradient points = {total}; at most {max_points} are accepted"
+            + (" (each profiled point is one fit)." if limit == "max_profile_points" else "."),
+            limit=limit, maximum=max_points, value=total,
         )
+
+
+def _profile(cm: CompiledModel, data: np.ndarray, plane: np.ndarray, start: np.ndarray, idx: np.ndarray,
+             settings: FitSettings) -> tuple[np.ndarray, np.ndarray]:
+    """At each (x, y) of ``plane``: minimise twice_nll over the other free parameters.
+
+    Returns the profiled parameter vectors (N, npars) and twice_nll (N,); NaN where a fit fails.
+    """
+    fixed = fixed_mask(cm, settings.fixed_params)
+    fixed[idx] = True
+    bounds = parameter_bounds(cm, settings.par_bounds).tolist()
+    # Tight: the gradient is taken at the profiled point, and with SLSQP's default tolerance
+    # the profiled parameters (hence the gradient) are only good to ~1e-3.
+    optimizer = pyhf.optimize.scipy_optimizer(tolerance=PROFILE_TOLERANCE)
+    tensor = jnp.asarray(data, dtype=jnp.float64)
+    rows = np.full((len(plane), start.size), np.nan)
+    twice_nll = np.full(len(plane), np.nan)
+    pars = start.copy()
+    for k, xy in enumerate(plane):
+        check_deadline()
+        pars[idx] = xy
+        fixed_vals = [(int(i), float(pars[i])) for i in np.flatnonzero(fixed)]
+        try:
+            found, fval = optimizer.minimize(pyhf.infer.mle.twice_nll, tensor, cm.model, pars.tolist(), bounds,
+                                             fixed_vals, return_fitted_val=True)
+        except pyhf.exceptions.FailedMinimization:
+            continue  # this point stays NaN; the next starts from the last good one
+        rows[k], twice_nll[k] = np.asarray(found, dtype=np.float64), float(fval)
+        pars = rows[k].copy()
+    return rows, twice_nll
 
 
 def scan(
@@ -56,14 +96,19 @@ def scan(
     quantity: Quantity = "logpdf",
     at: dict[str, float] | None = None,
     fit_settings: FitSettings | None = None,
+    profile: bool = False,
     max_points: int,
+    max_profile_points: int,
 ) -> dict[str, Any]:
     """Values on an ``x.points × y.points`` grid and gradients on a ``gradient_points`` grid.
 
     The other parameters sit at the best fit (found with ``fit_settings``) unless ``at`` gives
-    them; ``at`` may name just some, the rest take the model's suggested init.
+    them; ``at`` may name just some, the rest take the model's suggested init. With ``profile``
+    the other free parameters are minimised at each point, starting from there.
     """
     check_scan_size(x, y, gradient_points, max_points)
+    if profile:
+        check_scan_size(x, y, gradient_points, max_profile_points, "max_profile_points")
     if x.name == y.name:
         raise InvalidInput(
             f"x and y both name {x.name!r}; a scan needs two different parameters.",
@@ -83,10 +128,24 @@ def scan(
     gxs = np.linspace(x.low, x.high, gradient_points[0], dtype=np.float64)
     gys = np.linspace(y.low, y.high, gradient_points[1], dtype=np.float64)
 
-    args = (jnp.asarray(base, dtype=jnp.float64), jnp.asarray(idx), jnp.asarray(data, dtype=jnp.float64))
-    logpdf = np.asarray(cm.scan_values(jnp.asarray(_plane(xs, ys), dtype=jnp.float64), *args), dtype=np.float64)
-    _, grad = cm.scan_gradients(jnp.asarray(_plane(gxs, gys), dtype=jnp.float64), *args)
-    grad = np.asarray(grad, dtype=np.float64)
+    failed = 0
+    settings = fit_settings or FitSettings()
+    others_free = ~fixed_mask(cm, settings.fixed_params)
+    others_free[idx] = False
+    if profile and others_free.any():  # with nothing else free, the plain scan is the profile
+        _, twice_nll = _profile(cm, data, _plane(xs, ys), base, idx, settings)
+        logpdf = -0.5 * twice_nll
+        rows, _ = _profile(cm, data, _plane(gxs, gys), base, idx, settings)
+        grad = np.asarray(cm.gradients(jnp.asarray(np.nan_to_num(rows), dtype=jnp.float64),
+                                       jnp.asarray(data, dtype=jnp.float64)), dtype=np.float64)[:, idx]
+        grad[np.isnan(rows).any(axis=1)] = np.nan
+        failed = int(np.isnan(twice_nll).sum() + np.isnan(rows).any(axis=1).sum())
+    else:
+        args = (jnp.asarray(base, dtype=jnp.float64), jnp.asarray(idx), jnp.asarray(data, dtype=jnp.float64))
+        logpdf = np.asarray(cm.scan_values(jnp.asarray(_plane(xs, ys), dtype=jnp.float64), *args),
+                            dtype=np.float64)
+        _, grad = cm.scan_gradients(jnp.asarray(_plane(gxs, gys), dtype=jnp.float64), *args)
+        grad = np.asarray(grad, dtype=np.float64)
     scale = -2.0 if quantity == "twice_nll" else 1.0  # twice_nll = −2·logpdf, and so its gradient
     return {
         "parameters": [x.name, y.name],
@@ -101,6 +160,8 @@ def scan(
             "d_dy": scale * grad[:, 1].reshape(gradient_points[1], gradient_points[0]),
         },
         "centre": centre,
+        "profiled": profile,
         "base_parameters": cm.par_names,
         "base": base,
+        "warnings": [f"{failed} profile fits did not converge; those points are NaN."] if failed else [],
     }
