@@ -41,7 +41,14 @@ def make_app(**overrides) -> object:
     async def crash() -> dict:
         raise RuntimeError("secret internal detail")
 
+    async def raw(request: Request) -> dict:
+        body = await request.body()
+        request.app.state.raw_bodies.append(body)
+        return {"bytes": len(body)}
+
+    app.state.raw_bodies = []
     app.add_api_route("/v1/test/slow", slow, methods=["POST"])
+    app.add_api_route("/v1/test/raw", raw, methods=["POST"])
     app.add_api_route("/v1/test/echo", echo, methods=["POST"])
     app.add_api_route("/v1/test/crash", crash, methods=["GET"])
     return app
@@ -123,11 +130,33 @@ def test_validation_error_lists_fields(test_api):
                                         headers={"content-type": "application/json"}), 422)
 
 
+class JsonLines(logging.Handler):
+    """Formats each record as it is emitted (when the request id is in context)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(JsonFormatter())
+        self.lines: list[dict] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(json.loads(self.format(record)))
+
+
 def test_internal_error_hides_the_traceback(test_api, caplog):
-    with caplog.at_level(logging.ERROR):
-        body = assert_problem(test_api.get("/v1/test/crash"), 500)
+    lines = JsonLines()
+    logging.getLogger().addHandler(lines)
+    try:
+        with caplog.at_level(logging.ERROR):
+            response = test_api.get("/v1/test/crash", headers={"X-Request-ID": "crash-1"})
+    finally:
+        logging.getLogger().removeHandler(lines)
+    body = assert_problem(response, 500)
     assert "secret" not in json.dumps(body) and "Traceback" not in json.dumps(body)
     assert any("secret internal detail" in (r.exc_text or str(r.exc_info)) for r in caplog.records)
+    # "logged under this request id": the answer and the traceback's log line carry the same id.
+    assert response.headers["x-request-id"] == "crash-1" and body["request_id"] == "crash-1"
+    traced = [line for line in lines.lines if "secret internal detail" in line.get("exc", "")]
+    assert traced and all(line["request_id"] == "crash-1" for line in traced)
     assert test_api.get("/livez").status_code == 200  # still serving
 
 
@@ -144,6 +173,20 @@ def test_chunked_body_over_the_limit_is_413(test_api):
 
     response = test_api.post("/v1/test/echo", content=chunks(), headers={"content-type": "application/json"})
     assert_problem(response, 413)
+
+
+def test_no_route_sees_a_truncated_body(test_api):
+    """A valid JSON document padded past the limit: the route must not run on a prefix of it."""
+    def chunks():
+        yield b'{"n": 1}' + b" " * 92
+        for _ in range(30):
+            yield b" " * 100
+
+    test_api.app.state.raw_bodies.clear()
+    body = assert_problem(test_api.post("/v1/test/raw", content=chunks()), 413)
+    assert body["limit"] == "max_body_bytes" and body["request_id"]
+    assert test_api.app.state.raw_bodies == []
+    assert test_api.post("/v1/test/raw", content=b"small").json() == {"bytes": 5}
 
 
 def test_request_id_is_echoed_or_generated(api):

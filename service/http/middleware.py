@@ -9,7 +9,7 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.http.context import request_id_var
+from service.http.context import REQUEST_ID_SCOPE_KEY, request_id_var
 from service.http.problems import problem_response
 
 access_log = logging.getLogger("service.access")
@@ -30,6 +30,9 @@ class RequestContextMiddleware:
             return
         given = dict(scope["headers"]).get(REQUEST_ID_HEADER.encode(), b"").decode("latin-1")
         rid = given if _VALID_ID.match(given) else uuid.uuid4().hex
+        # Also in the scope: an unhandled error is answered outside this middleware (by
+        # Starlette's ServerErrorMiddleware), after the context variable has been reset.
+        scope[REQUEST_ID_SCOPE_KEY] = rid
         token = request_id_var.set(rid)
         start = time.perf_counter()
         status = 500
@@ -53,11 +56,17 @@ class RequestContextMiddleware:
             request_id_var.reset(token)
 
 
+class _BodyTooLarge(Exception):
+    """Raised from ``receive`` once the body passes the limit, so no handler sees a stump."""
+
+
 class BodySizeLimitMiddleware:
     """Refuse request bodies over ``max_bytes`` with 413 before the app parses them.
 
-    A declared ``Content-Length`` is checked up front; a chunked body is counted as it streams
-    and cut off at the limit.
+    A declared ``Content-Length`` is checked up front. A chunked body is counted as it streams;
+    at the limit, reading the body raises instead of returning, so no route ever works on a
+    truncated body (a prefix of a JSON document can itself be valid JSON), and whatever the app
+    answers instead (FastAPI turns a failed body read into 400) is replaced by the 413.
     """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
@@ -89,22 +98,28 @@ class BodySizeLimitMiddleware:
         async def counting_receive() -> Message:
             nonlocal received, too_large
             if too_large:
-                return {"type": "http.request", "body": b"", "more_body": False}
+                raise _BodyTooLarge
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    # End the body here; whatever the app answers to the stump is replaced by 413.
                     too_large = True
-                    return {"type": "http.request", "body": b"", "more_body": False}
+                    raise _BodyTooLarge
             return message
 
-        async def guarded_send(message: Message) -> None:
+        async def refuse() -> None:
             nonlocal refused
-            if not too_large:
-                await send(message)
-            elif not refused:
+            if not refused:
                 refused = True
                 await self._refusal(None)(scope, receive, send)
 
-        await self.app(scope, counting_receive, guarded_send)
+        async def guarded_send(message: Message) -> None:
+            if too_large:
+                await refuse()
+            else:
+                await send(message)
+
+        try:
+            await self.app(scope, counting_receive, guarded_send)
+        except _BodyTooLarge:  # a route that read the body itself
+            await refuse()

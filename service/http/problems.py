@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.encoding import dumps, jsonable
 from service.errors import PROBLEM_TYPE_BASE, LabcrunchError
-from service.http.context import request_id_var
+from service.http.context import REQUEST_ID_SCOPE_KEY, request_id_var
 
 log = logging.getLogger("service.http")
 
@@ -138,7 +138,16 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem_response(500, "Internal error",
-                                "The server failed to answer this request; the error is logged "
-                                "under this request id.", slug="internal", instance=request.url.path)
+        # Starlette runs this outside every middleware: the request id comes from the scope,
+        # and the X-Request-ID header is added here.
+        rid = request.scope.get(REQUEST_ID_SCOPE_KEY)
+        token = request_id_var.set(rid)
+        try:
+            log.exception("unhandled error on %s %s", request.method, request.url.path)
+            return problem_response(500, "Internal error",
+                                    "The server failed to answer this request; the error is logged "
+                                    "under this request id.", slug="internal",
+                                    instance=request.url.path,
+                                    headers={"X-Request-ID": rid} if rid else None)
+        finally:
+            request_id_var.reset(token)
