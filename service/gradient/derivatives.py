@@ -36,6 +36,7 @@ backends.configure()
 
 ORDERS = (1, 2)
 CACHE_SIZE = 256  # compiled functions kept; each holds a small XLA executable or tf graph
+MAX_COMPILED_PATHS = 8  # per program request; points on rarer paths are evaluated eagerly
 TRACES: collections.Counter[str] = collections.Counter()  # backend → times a function was traced
 
 
@@ -249,10 +250,11 @@ def _run_compiled(formula: Formula, columns: list[np.ndarray], batch: bool, orde
 def _run_eager(formula: Formula, columns: list[np.ndarray], batch: bool, order: int,
                backend: str, dtype: str, path: tuple[Any, ...] | None = None,
                ) -> tuple[Any, Any, Any]:
-    """Evaluate without compiling: for TensorFlow programs, whose small point-by-point batches
-    run faster eagerly than a tf.function traced per path."""
-    tf = backends.tensorflow()
-    columns = [tf.constant(c, dtype=tf.as_dtype(dtype)) for c in columns]
+    """Evaluate without compiling: TensorFlow programs (small batches run faster eagerly than
+    through a tf.function traced per path) and JAX paths beyond ``MAX_COMPILED_PATHS``."""
+    if backend == "tensorflow":
+        tf = backends.tensorflow()
+        columns = [tf.constant(c, dtype=tf.as_dtype(dtype)) for c in columns]
     value, gradient, hessian = _derivative_function(formula, backend, order, dtype, path, batch)(*columns)
     return np.asarray(value), np.asarray(gradient), None if hessian is None else np.asarray(hessian)
 
@@ -279,15 +281,19 @@ def _program_derivatives(formula: Formula, columns: list[np.ndarray], batch: boo
     for i, point in enumerate(points):
         check_deadline()
         groups.setdefault(formula.path(tuple(point), dtype), []).append(i)
-    run = _run_compiled if backend == "jax" else _run_eager
     if not batch:
         (path,) = groups
+        run = _run_compiled if backend == "jax" else _run_eager
         return run(formula, columns, False, order, backend, dtype, path)
     value = np.empty(len(points), dtype)
     gradient = np.empty((len(points), len(columns)), dtype)
     hessian = np.empty((len(points), len(columns), len(columns)), dtype) if order == 2 else None
-    for path, rows in groups.items():
+    by_size = sorted(groups.items(), key=lambda item: -len(item[1]))
+    for rank, (path, rows) in enumerate(by_size):
         check_deadline()
+        # compiling costs ~0.1-0.3 s a path: the most common paths pay it, rare ones run eagerly
+        compiled = backend == "jax" and rank < MAX_COMPILED_PATHS
+        run = _run_compiled if compiled else _run_eager
         index = np.asarray(rows)
         v, g, h = run(formula, [c[index] for c in columns], True, order, backend, dtype, path)
         value[index], gradient[index] = v, g
