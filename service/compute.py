@@ -2,9 +2,10 @@
 
 At most ``max_concurrent`` jobs run at once in a thread pool and at most ``max_queued`` more
 wait; a request beyond that is refused at once with :class:`~service.errors.Busy` (429 +
-Retry-After) instead of piling up. A job past its wall time answers 503; its thread cannot be
-killed, so it keeps its slot until it returns. Long interpreted loops call
-:func:`check_deadline` to stop early.
+Retry-After) instead of piling up. The wall time counts from admission (queue wait included):
+past it the request answers 503, a job still waiting is dropped, and a running job's thread,
+which cannot be killed, keeps its slot until it returns. Long loops call :func:`check_deadline`
+(same deadline) to stop as soon as nobody waits for their answer.
 """
 
 from __future__ import annotations
@@ -76,10 +77,11 @@ class Runner:
     async def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Timed[T]:
         """Run ``fn(*args, **kwargs)`` in the pool; return its result and compute time."""
         self._admit()
+        deadline = time.monotonic() + self.wall_seconds
         ctx = contextvars.copy_context()  # carries the request id into the worker's log lines
 
         def job() -> Timed[T]:
-            _deadline.set(time.monotonic() + self.wall_seconds)
+            _deadline.set(deadline)
             start = time.perf_counter()
             result = fn(*args, **kwargs)
             return Timed(result, (time.perf_counter() - start) * 1e3)
@@ -94,6 +96,7 @@ class Runner:
         try:
             return await asyncio.wait_for(asyncio.shield(wrapped), timeout=self.wall_seconds)
         except TimeoutError:
+            future.cancel()  # a job still queued never runs (its slot is released)
             raise ComputeTimeout(
                 f"The computation ran past its wall-time limit of {self.wall_seconds:g} s "
                 "(limits.max_wall_seconds)."

@@ -257,6 +257,52 @@ def test_check_deadline_stops_cooperative_loops():
     runner.shutdown()
 
 
+def test_a_job_still_queued_at_its_deadline_never_runs():
+    runner = Runner(1, 1, wall_seconds=0.3)
+    ran: list[str] = []
+
+    async def scenario():
+        first = asyncio.ensure_future(runner.run(time.sleep, 0.6))  # ignores the deadline
+        await asyncio.sleep(0.05)
+        queued = asyncio.ensure_future(runner.run(ran.append, "queued"))
+        return await asyncio.gather(first, queued, return_exceptions=True)
+
+    outcomes = asyncio.run(scenario())
+    assert all(isinstance(o, ComputeTimeout) for o in outcomes), outcomes
+    time.sleep(0.7)
+    assert ran == []  # dropped with its 503, not run afterwards for nobody
+    assert runner.in_flight == 0
+    runner.shutdown()
+
+
+def test_wall_time_counts_from_admission():
+    """A job that waited in the queue stops (check_deadline) when its request answers 503, not a
+    whole wall time after it started."""
+    runner = Runner(1, 1, wall_seconds=1.0)
+    ran_for: list[float] = []
+
+    def cooperative():
+        begin = time.monotonic()
+        try:
+            while True:
+                check_deadline()
+                time.sleep(0.01)
+        finally:
+            ran_for.append(time.monotonic() - begin)
+
+    async def scenario():
+        first = asyncio.ensure_future(runner.run(time.sleep, 0.7))
+        await asyncio.sleep(0.05)
+        queued = asyncio.ensure_future(runner.run(cooperative))
+        return await asyncio.gather(first, queued, return_exceptions=True)
+
+    outcomes = asyncio.run(scenario())
+    assert not isinstance(outcomes[0], Exception) and isinstance(outcomes[1], ComputeTimeout)
+    time.sleep(0.2)
+    assert ran_for and ran_for[0] < 0.8, ran_for  # ~0.35 s: what was left of its wall time
+    runner.shutdown()
+
+
 def test_api_keys_guard_v1_but_not_health():
     app = create_app(Settings(warmup=False, load_tensorflow=False, api_keys=["s3cret"]))
     with TestClient(app) as client:
