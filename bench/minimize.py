@@ -24,7 +24,7 @@ def _request(rates: list[float], steps: int, backend: str) -> dict[str, Any]:
 
 def run(quick: bool) -> dict[str, Any]:
     srv = server(quick)
-    steps = 50 if quick else 2000
+    steps = 50 if quick else 500
     backends = ["jax"] if quick else ["jax", "tensorflow"]
     rows: list[dict[str, Any]] = []
     with httpx.Client(base_url=srv.url, timeout=300) as client:
@@ -45,7 +45,7 @@ def run(quick: bool) -> dict[str, Any]:
             stats = alternate({
                 "3 requests, one rate each": lambda b=backend: [post(_request([r], steps, b)) for r in RATES],
                 "1 request, 3 rates": lambda b=backend: post(_request(RATES, steps, b)),
-            }, repeats=3 if quick else 15)
+            }, repeats=3 if quick else 7)
             rows += ratio_rows(stats, "3 requests, one rate each", backend=backend, steps=steps)
     return {
         "title": "Minimize: learning-rate sweep in one request vs sequential requests",
