@@ -1,16 +1,20 @@
 """A sweep on TensorFlow: ``tf.keras.optimizers`` stepping a ``tf.Variable``, one rate at a time.
 
-Keras optimisers hold one learning rate each, so the rates run one after another -- but through
-one optimiser and one pair of traced functions: between runs the position, the learning rate
-and the optimiser's own variables are reset to their starting values, so nothing is traced
-twice. Steps run in chunks inside one ``tf.function`` (a ``tf.while_loop`` that applies the
-gradient, projects onto the bounds and evaluates the new point, and stops at once when the run
-converges or diverges); between chunks Python records the history and checks the wall-time
-deadline. What is recorded and when a run stops match :mod:`.on_jax`.
+Keras optimisers hold one learning rate each, so the rates run one after another -- through one
+:class:`Stepper`: one optimiser and one pair of traced functions, kept in a small LRU cache per
+(function, dtype, optimiser, hyper-parameters). Before each run the position, learning rate,
+bounds, tolerance and the optimiser's own variables are reset, so a new rate, start point or
+request traces nothing. Steps run in chunks inside one ``tf.function`` (a ``tf.while_loop`` that
+applies the gradient, projects onto the bounds, evaluates and records the new point, and stops
+at once when the run converges or diverges); between chunks Python keeps every
+``history_every``-th entry and checks the wall-time deadline. What is recorded and when a run
+stops match :mod:`.on_jax`.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -23,24 +27,31 @@ from service.minimize.sweep import Objective, Plan, Run, assess
 
 # Most steps one tf.function call takes: bounds the time between two deadline checks.
 MAX_CHUNK = 1_000
+_STEPPER_CACHE_SIZE = 16
+_steppers: OrderedDict[tuple, Stepper] = OrderedDict()
+_steppers_lock = threading.Lock()
 traces = 0  # times the objective was traced: tests count, never time
 
 
-class _Stepper:
-    """One optimiser on one variable, with traced ``evaluate`` and ``advance`` functions."""
+class Stepper:
+    """One optimiser on one position variable, with traced ``evaluate`` and ``advance``.
 
-    def __init__(self, tf: Any, fn: Callable[..., Any], plan: Plan) -> None:
-        dtype = getattr(tf, plan.dtype)
-        self.tf, self.plan = tf, plan
-        self.x = x = tf.Variable(plan.start, dtype=dtype)
-        lower = tf.constant(plan.lower, dtype=dtype)
-        upper = tf.constant(plan.upper, dtype=dtype)
-        tolerance = tf.constant(-1.0 if plan.tolerance is None else plan.tolerance, dtype=dtype)
+    Not for two sweeps at once: :func:`run_sweep` holds ``lock`` while it uses one.
+    """
+
+    def __init__(self, tf: Any, fn: Callable[..., Any], n_variables: int, dtype_name: str,
+                 optimizer_name: str, hyper_parameters: dict[str, Any]) -> None:
+        dtype = getattr(tf, dtype_name)
+        self.tf, self.lock = tf, threading.Lock()
+        self.x = x = tf.Variable(tf.zeros([n_variables], dtype=dtype))
+        self.lower = lower = tf.Variable(tf.zeros([n_variables], dtype=dtype))
+        self.upper = upper = tf.Variable(tf.zeros([n_variables], dtype=dtype))
+        self.tolerance = tolerance = tf.Variable(tf.zeros([], dtype=dtype))
         # Keras would keep a float learning rate in a float32 variable (1e-3 → 1.0000000475e-3);
-        # a callable rate (documented Keras API) reading our float64 variable keeps it exact.
-        self.rate = rate = tf.Variable(0.0, dtype=dtype)
-        self.optimizer = optimizer = build_keras(tf, plan.optimizer, lambda: rate.read_value(),
-                                                 plan.hyper_parameters)
+        # a callable rate (documented Keras API) reading our own variable keeps it exact.
+        self.rate = rate = tf.Variable(tf.zeros([], dtype=dtype))
+        self.optimizer = optimizer = build_keras(tf, optimizer_name, lambda: rate.read_value(),
+                                                 hyper_parameters)
         optimizer.build([x])
         self.fresh_state = [v.numpy() for v in optimizer.variables]  # step count, moments, ...
 
@@ -56,56 +67,86 @@ class _Stepper:
             return value, grad, grad_norm, diverged, converged
 
         def advance(steps, state):
-            """Up to ``steps`` steps from ``state`` (as evaluate() returns it); stops on a stop."""
-            def going(done, state):
+            """Up to ``steps`` steps from ``state`` (as evaluate() returns it), each recorded;
+            stops after a step that converged or diverged."""
+            def going(done, state, *_):
                 return (done < steps) & ~state[3] & ~state[4]
 
-            def step(done, state):
+            def step(done, state, xs, values, norms):
                 optimizer.apply_gradients([(state[1], x)])
                 x.assign(tf.clip_by_value(x, lower, upper))  # projected step
-                return done + 1, evaluate()
+                state = evaluate()
+                return (done + 1, state, xs.write(done, x.read_value()),
+                        values.write(done, state[0]), norms.write(done, state[2]))
 
-            return tf.while_loop(going, step, (tf.constant(0), state))
+            records = [tf.TensorArray(dtype, size=0, dynamic_size=True) for _ in range(3)]
+            done, state, *records = tf.while_loop(going, step, (tf.constant(0), state, *records))
+            return done, state, *(r.stack() for r in records)
 
         self.evaluate = tf.function(evaluate)
         self.advance = tf.function(advance)
 
-    def run(self, learning_rate: float) -> Run:
-        plan, tf = self.plan, self.tf
+    def run(self, plan: Plan, learning_rate: float) -> Run:
         self.x.assign(plan.start)
+        self.lower.assign(plan.lower)
+        self.upper.assign(plan.upper)
+        self.tolerance.assign(-1.0 if plan.tolerance is None else plan.tolerance)
         self.rate.assign(learning_rate)
         for variable, fresh in zip(self.optimizer.variables, self.fresh_state, strict=True):
             variable.assign(fresh)
 
-        steps, xs, values, norms = [], [], [], []
         state = self.evaluate()
+        steps, xs, values, norms = [0], [plan.start], [state[0].numpy()], [state[2].numpy()]
         taken = 0
-        while True:
-            value, _, grad_norm, diverged, converged = (t.numpy() for t in state)
-            stopped = bool(diverged or converged)
-            if taken % plan.history_every == 0 or stopped or taken == plan.steps:
-                steps.append(taken)
-                xs.append(self.x.numpy())
-                values.append(value)
-                norms.append(grad_norm)
-            if stopped or taken == plan.steps:
-                break
+        stopped = bool(state[3] | state[4])
+        while not stopped and taken < plan.steps:
             check_deadline()
-            chunk = min(MAX_CHUNK, plan.steps - taken, plan.history_every - taken % plan.history_every)
-            done, state = self.advance(tf.constant(chunk), state)
+            chunk = min(MAX_CHUNK, plan.steps - taken)
+            done, state, chunk_x, chunk_value, chunk_norm = self.advance(self.tf.constant(chunk), state)
+            at = taken + 1 + np.arange(int(done))  # the step number of each recorded entry
+            keep = at % plan.history_every == 0
+            steps += at[keep].tolist()
+            xs += list(chunk_x.numpy()[keep])
+            values += chunk_value.numpy()[keep].tolist()
+            norms += chunk_norm.numpy()[keep].tolist()
             taken += int(done)
+            stopped = bool(state[3] | state[4])
+        value, grad_norm = state[0].numpy(), state[2].numpy()
+        if steps[-1] != taken:  # stopped (or ended) between two records: add the last step
+            steps.append(taken)
+            xs.append(self.x.numpy())
+            values.append(value)
+            norms.append(grad_norm)
         return Run(
-            learning_rate=learning_rate, x=xs[-1], value=float(values[-1]),
-            grad_norm=float(norms[-1]), steps_taken=taken, converged=bool(converged),
-            diverged=bool(diverged), history_step=np.array(steps),
+            learning_rate=learning_rate, x=np.asarray(xs[-1]), value=float(value),
+            grad_norm=float(grad_norm), steps_taken=taken, converged=bool(state[4]),
+            diverged=bool(state[3]), history_step=np.array(steps),
             history_x=np.array(xs, dtype=plan.dtype).reshape(len(xs), -1),
             history_value=np.array(values, dtype=plan.dtype),
             history_grad_norm=np.array(norms, dtype=plan.dtype),
         )
 
 
-def run_sweep(objective: Objective, plan: Plan) -> list[Run]:
+def _stepper(objective: Objective, plan: Plan) -> Stepper:
+    """The stepper for this function, dtype and optimiser (cached, LRU)."""
+    key = (objective.key, plan.dtype, plan.optimizer, tuple(sorted(plan.hyper_parameters.items())))
+    with _steppers_lock:
+        stepper = _steppers.get(key)
+        if stepper is not None:
+            _steppers.move_to_end(key)
+            return stepper
     tf = backends.tensorflow()
-    stepper = _Stepper(tf, objective.make("tensorflow", plan.dtype), plan)
-    # optimisers without a learning rate are jax-only (optimizers.resolve refuses them here)
-    return [stepper.run(float(rate)) for rate in plan.learning_rates if rate is not None]
+    stepper = Stepper(tf, objective.make("tensorflow", plan.dtype), len(objective.variables),
+                      plan.dtype, plan.optimizer, plan.hyper_parameters)
+    with _steppers_lock:
+        stepper = _steppers.setdefault(key, stepper)  # a concurrent twin may have won
+        while len(_steppers) > _STEPPER_CACHE_SIZE:
+            _steppers.popitem(last=False)
+    return stepper
+
+
+def run_sweep(objective: Objective, plan: Plan) -> list[Run]:
+    stepper = _stepper(objective, plan)
+    with stepper.lock:
+        # optimisers without a learning rate are jax-only (optimizers.resolve refuses them here)
+        return [stepper.run(plan, float(rate)) for rate in plan.learning_rates if rate is not None]
