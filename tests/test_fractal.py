@@ -319,6 +319,7 @@ def test_info_lists_the_fractal_limits(api):
         ("/v1/fractal/mandelbrot.png?scale=0", "scale"),
         ("/v1/fractal/mandelbrot.png?escape_radius=1.5", "escape_radius"),
         ("/v1/fractal/mandelbrot.png?c_re=0.3", "c_re"),
+        ("/v1/fractal/julia.png?c_re=-2.5", "escape_radius"),
         ("/v1/fractal/mandelbrot.png?max_iter=0", "max_iter"),
         ("/v1/fractal/mandelbrot.png?zoom=3", "zoom"),
         ("/v1/fractal/mandelbrot.png?width=100&x_min=1&x_max=1.000000001&y_min=0&y_max=1",

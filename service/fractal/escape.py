@@ -2,27 +2,32 @@
 
 The definition (README, tests): with z_{n+1} = z_n² + c, Mandelbrot starts at z_0 = 0 with
 c = the pixel, Julia at z_0 = the pixel with a given c. A pixel's count is the smallest n ≥ 1
-with |z_n| > R (the escape radius, R ≥ 2), or ``max_iter`` when there is none. Arithmetic is
-done in the requested precision (float32 or float64), starting from the pixel coordinates
-rounded to that precision.
+with |z_n| > R (the escape radius; R ≥ 2 and, for Julia, R ≥ |c|), or ``max_iter`` when there
+is none. Arithmetic is done in the requested precision (float32 or float64), starting from the
+pixel coordinates rounded to that precision.
 
 How it is fast, while computing exactly that:
 
 - Only live pixels are iterated. A *round* runs every live pixel a few dozen to a few hundred
   steps in one compiled call: the live pixels (z and the pixel index, nothing else) are cut into
   chunks padded to a power-of-4 *bucket*, each chunk into cache-sized tiles, and each tile runs
-  a ``lax.while_loop`` over blocks of ``STEPS_PER_BLOCK`` unrolled steps that stops as soon as
-  no pixel of the tile is alive. Between rounds the host writes the escaped pixels' counts into
-  the image and keeps only the survivors (numpy's boolean compaction is far faster than XLA's
-  on a CPU, and on a GPU it moves a few bytes per live pixel). The work is thus about the sum
-  of the counts, like a scalar escape loop, but vectorised. One compile per
-  (bucket, dtype, kind); buckets are few.
-- Mandelbrot pixels in the main cardioid or the period-2 bulb are in the set, so (R ≥ 2) they
-  never escape and are not iterated: their count is ``max_iter`` straight away.
+  a ``lax.while_loop`` over blocks of ``STEPS_PER_BLOCK`` steps that stops as soon as no pixel
+  of the tile is alive. Between rounds the host writes the escaped pixels' counts into the
+  image and keeps only the survivors (numpy's boolean compaction is far faster than XLA's on a
+  CPU, and on a GPU it moves a few bytes per live pixel). The work is thus about the sum of
+  the counts, like a scalar escape loop, but vectorised. One compile per (bucket, dtype, kind).
+- A block's steps run unchecked, and |z| is tested at its end: with R ≥ max(2, |c|) an orbit
+  past R only grows (through inf to nan, which counts as out), so escaping is final. The
+  pixels that escaped in a block are re-run from the block's start, testing every step, for
+  the exact n and z_n.
+- Mandelbrot pixels in the main cardioid or the period-2 bulb are in the set, so they never
+  escape and are not iterated: their count is ``max_iter`` straight away.
 - Periodicity (Brent): within a round, z is saved at the start of blocks 0, 1, 2, 4, 8, ... and
   a pixel whose z at the end of a block *equals* the saved value exactly is on a cycle of the
   floating-point map itself; it can never escape, so its count is ``max_iter``. Exact equality
   makes this a proof about the computed orbit, not a tolerance-based guess.
+- Symmetry: when the rounded rows (and, for Julia, columns) are exact negatives of each other,
+  only the top half is computed; the bottom half is its exact mirror (see ``mirrored``).
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ backends.configure()
 KINDS = ("mandelbrot", "julia")
 DTYPES = {"float32": np.float32, "float64": np.float64}
 
-STEPS_PER_BLOCK = 4  # steps unrolled into one loop body: the state stays in registers
+STEPS_PER_BLOCK = 8  # steps unrolled into one loop body: the state stays in registers
 TILE = 8192  # pixels iterated together; a tile's arrays stay in cache
 MIN_BUCKET = 256  # the smallest chunk bucket; buckets are powers of 4 (few compiles)
 CHUNK = 1 << 18  # live pixels per compiled call (a power of 4, a multiple of TILE)
@@ -90,34 +95,53 @@ def _iterate_tile(z_re, z_im, c_re, c_im, status, first_step, stop, radius_sq):
     """Step the live pixels of one tile from ``first_step`` until ``stop`` or none is alive.
 
     ``status`` is the number of steps taken while alive; a pixel escaping at step n gets ``-n``.
+    Blocks run their steps unchecked (escaping is final: |z| > R ≥ max(2, |c|) only grows,
+    through inf to nan) and test |z| at the end; the few pixels that escaped in a block are
+    then re-run from the block's start with a test at every step, for the exact n and z_n.
     """
 
     def any_alive(carry):
-        step, _, _, _, _, _, status = carry
+        step, *_, status = carry
         return (step < stop) & jnp.any(status == step)
 
     def block(carry):
-        step, z_re, z_im, saved_re, saved_im, _, status = carry
+        step, z_re, z_im, saved_re, saved_im, start_re, start_im, status = carry
         index = (step - first_step) // STEPS_PER_BLOCK
         checkpoint = (index & (index - 1)) == 0  # blocks 0, 1, 2, 4, 8, ... of the round
         saved_re = jnp.where(checkpoint, z_re, saved_re)
         saved_im = jnp.where(checkpoint, z_im, saved_im)
-        for k in range(STEPS_PER_BLOCK):
-            n = step + k  # steps taken so far by a pixel alive now
-            live = (status == n) & (n < stop)
-            new_im = (z_re + z_re) * z_im + c_im
-            new_re = z_re * z_re - z_im * z_im + c_re
-            escapes = new_re * new_re + new_im * new_im > radius_sq
-            status = jnp.where(live, jnp.where(escapes, -(n + 1), n + 1), status)
-            z_re = jnp.where(live, new_re, z_re)
-            z_im = jnp.where(live, new_im, z_im)
+        a, b = z_re, z_im
+        for _ in range(STEPS_PER_BLOCK):
+            a, b = a * a - b * b + c_re, (a + a) * b + c_im
+        # Materialise the block's end once: without the barrier XLA would recompute the whole
+        # unrolled chain inside every fusion below that reads it.
+        a, b = lax.optimization_barrier((a, b))
+        live = status == step
+        out = ~(a * a + b * b <= radius_sq)  # nan counts as out
+        escaped = live & out
+        start_re = jnp.where(escaped, z_re, start_re)
+        start_im = jnp.where(escaped, z_im, start_im)
         # z back exactly at a checkpoint value: on a cycle of the computed map, never escapes
-        on_cycle = (status >= 0) & (z_re == saved_re) & (z_im == saved_im)
-        status = jnp.where(on_cycle, NEVER, status)
-        return step + STEPS_PER_BLOCK, z_re, z_im, saved_re, saved_im, None, status
+        on_cycle = live & ~out & (a == saved_re) & (b == saved_im)
+        status = jnp.where(escaped, -(step + 1), status)  # "escaped in the block from step"
+        status = jnp.where(on_cycle, NEVER, jnp.where(live & ~out, step + STEPS_PER_BLOCK, status))
+        return step + STEPS_PER_BLOCK, a, b, saved_re, saved_im, start_re, start_im, status
 
-    carry = (first_step, z_re, z_im, z_re, z_im, None, status)
-    _, z_re, z_im, _, _, _, status = lax.while_loop(any_alive, block, carry)
+    carry = (first_step, z_re, z_im, z_re, z_im, z_re, z_im, status)
+    _, z_re, z_im, _, _, start_re, start_im, status = lax.while_loop(any_alive, block, carry)
+
+    # The exact escape: re-run each pixel that escaped from its block's start, testing each step.
+    pending = (status < 0) & (status != NEVER)
+    block_start = -status - 1
+    a, b = start_re, start_im
+    found = jnp.zeros_like(status)
+    for k in range(STEPS_PER_BLOCK):
+        a, b = a * a - b * b + c_re, (a + a) * b + c_im
+        first = pending & (found == 0) & ~(a * a + b * b <= radius_sq)
+        found = jnp.where(first, block_start + k + 1, found)
+        z_re, z_im = jnp.where(first, a, z_re), jnp.where(first, b, z_im)
+    # An escape after `stop` (a final partial block) is no escape within max_iter.
+    status = jnp.where(pending, jnp.where(found <= stop, -found, stop), status)
     return z_re, z_im, status
 
 
@@ -152,9 +176,24 @@ def _round(z_re, z_im, pixel, columns, rows, width, c, first_step, stop, radius_
 
 
 def _padded(values: np.ndarray, size: int, fill) -> np.ndarray:
+    if values.size == size:
+        return values
     out = np.full(size, fill, values.dtype)
     out[: values.size] = values
     return out
+
+
+def mirrored(kind: str, x: np.ndarray, y: np.ndarray) -> bool:
+    """Whether the bottom rows are exact mirror images of the top rows, so need no work.
+
+    Mandelbrot: the orbit of conj(c) is the conjugate orbit, with the same counts and |z_n|,
+    so row height-1-i repeats row i when its y is exactly -y_i. Julia: -z_0 and z_0 give the
+    same z_1 = z_0² + c, so the picture repeats under a half turn when moreover column
+    width-1-j is at exactly -x_j. Checked on the rounded coordinates; these identities hold bit
+    for bit in floating point (negation is exact).
+    """
+    rows = y.size > 1 and np.array_equal(y[::-1], -y)
+    return rows if kind == "mandelbrot" else rows and np.array_equal(x[::-1], -x)
 
 
 def escape_counts(
@@ -169,9 +208,25 @@ def escape_counts(
 ) -> Escape:
     """Counts for the pixels at columns ``x`` and rows ``y`` (``y[0]`` is the top row).
 
-    ``x`` and ``y`` are the pixel centres, already rounded to ``dtype``; ``c`` is used by
+    ``x`` and ``y`` are the pixel centres (rounded to ``dtype`` here); ``c`` is used by
     ``julia`` only. The caller has validated the inputs (see ``plane.py``): this only computes.
+    A view symmetric about the real axis (Mandelbrot) or the origin (Julia) is computed for
+    its top half only.
     """
+    x, y = x.astype(dtype), y.astype(dtype)
+    if not mirrored(kind, x, y):
+        return _escape_counts(kind, x, y, max_iter, escape_radius, c, dtype)
+    top = _escape_counts(kind, x, y[: (y.size + 1) // 2], max_iter, escape_radius, c, dtype)
+
+    def whole(half: np.ndarray) -> np.ndarray:
+        below = half[y.size // 2 - 1 :: -1] if y.size > 1 else half[:0]
+        return np.concatenate([half, below if kind == "mandelbrot" else below[:, ::-1]])
+
+    return Escape(counts=whole(top.counts), modulus_sq=whole(top.modulus_sq), max_iter=max_iter,
+                  escape_radius=float(escape_radius))
+
+
+def _escape_counts(kind, x, y, max_iter, escape_radius, c, dtype) -> Escape:
     dtype = np.dtype(dtype)
     width, height = x.size, y.size
     n_pixels = width * height
@@ -198,21 +253,23 @@ def escape_counts(
         for start in range(0, pixel.size, CHUNK):  # dispatched asynchronously, then collected
             part = slice(start, start + CHUNK)
             size = bucket_size(pixel[part].size)
-            chunks.append(_round(
+            chunks.append((pixel[part], _round(
                 _padded(z_re[part], size, 0), _padded(z_im[part], size, 0),
                 _padded(pixel[part], size, PADDING), columns, rows, np.int32(width), c_parts,
                 np.int32(step), np.int32(stop), radius_sq, kind=kind,
-            ))
-        z_re, z_im, status = (
-            np.concatenate([np.asarray(chunk[i]) for chunk in chunks]) for i in range(3)
-        )
-        escaped = (status < 0) & (status != NEVER)
-        where = np.concatenate([pixel, np.full(status.size - pixel.size, PADDING, np.int32)])
-        hit = where[escaped]
-        counts[hit] = -status[escaped]
-        modulus_sq[hit] = z_re[escaped] ** 2 + z_im[escaped] ** 2
-        alive = status >= 0
-        pixel, z_re, z_im = where[alive], z_re[alive], z_im[alive]
+            )))
+        survivors = []
+        for where, (z_re_out, z_im_out, status_out) in chunks:
+            n = where.size
+            status = np.asarray(status_out)[:n]
+            z_re, z_im = np.asarray(z_re_out)[:n], np.asarray(z_im_out)[:n]
+            escaped = (status < 0) & (status != NEVER)
+            hit = where[escaped]
+            counts[hit] = -status[escaped]
+            modulus_sq[hit] = z_re[escaped] ** 2 + z_im[escaped] ** 2
+            alive = status >= 0
+            survivors.append((where[alive], z_re[alive], z_im[alive]))
+        pixel, z_re, z_im = (np.concatenate(parts) for parts in zip(*survivors, strict=True))
         step = stop
     return Escape(
         counts=counts.reshape(height, width),

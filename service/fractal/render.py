@@ -10,7 +10,7 @@ from service.fractal.escape import DTYPES, KINDS, Escape, escape_counts
 from service.fractal.plane import SEED_JULIA_C, Plane, check_limits, check_resolution
 from service.settings import Limits
 
-MIN_ESCAPE_RADIUS = 2.0  # below 2 an orbit may come back: "escaped" would not mean escaped
+MIN_ESCAPE_RADIUS = 2.0  # below 2 (or |c|) an orbit may come back: escaping would not be final
 MAX_ESCAPE_RADIUS = 1e6  # keeps |z|² of an escaped float32 orbit finite
 
 
@@ -56,6 +56,10 @@ def prepare(
                        f"must be between {MIN_ESCAPE_RADIUS:g} and {MAX_ESCAPE_RADIUS:g}")
     if kind == "mandelbrot" and c is not None:
         raise _invalid("c_re", "c is the Julia constant; the Mandelbrot set takes c from the pixel")
+    if kind == "julia" and c is not None and abs(c) > escape_radius:
+        # Past R ≥ max(2, |c|) an orbit only grows, so escaping is final; below |c| it is not.
+        raise _invalid("escape_radius", f"must be at least |c| = {abs(c):g} for this Julia set "
+                       "(an orbit past a smaller radius can come back)")
     check_limits(plane.width, plane.height, max_iter, limits)
     check_resolution(plane, DTYPES[precision], precision)
     return Fractal(kind, plane, max_iter, SEED_JULIA_C if c is None and kind == "julia" else (c or 0j),
