@@ -15,8 +15,11 @@ from typing import Any
 import httpx
 import numpy as np
 
-from client._arrays import array, number
+from client._arrays import NPZ_MEDIA_TYPE, array, from_npz, number
 from client._base import Call
+
+# Scans with more grid points than this come back as one .npz body instead of JSON lists.
+BINARY_THRESHOLD = 10_000
 
 
 def simple_model(signal: Sequence[float], bkg: Sequence[float], bkg_uncertainty: Sequence[float] | None = None,
@@ -137,6 +140,14 @@ class PyhfScanResult:
     backend: str
     device: str
     elapsed_ms: float
+
+    @classmethod
+    def from_npz(cls, arrays: dict[str, np.ndarray]) -> PyhfScanResult:
+        """From the server's .npz answer: the JSON fields as arrays, ``gradient`` flattened."""
+        body = {k: v.tolist() if v.dtype.kind in "U" else v for k, v in arrays.items()}
+        body["gradient"] = {"d_dx": arrays["d_dx"], "d_dy": arrays["d_dy"]}
+        body["profiled"], body["elapsed_ms"] = bool(arrays["profiled"]), float(arrays["elapsed_ms"])
+        return cls.from_json(body)
 
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> PyhfScanResult:
@@ -272,15 +283,22 @@ class PyhfAPI:
                   quantity: str | None = None, at: dict | None = None, profile: bool | None = None,
                   asimov_pars: dict | None = None,
                   init_pars: dict | None = None, par_bounds: dict | None = None,
-                  fixed_params: Sequence[str] | None = None) -> Any:
+                  fixed_params: Sequence[str] | None = None, binary: bool | None = None) -> Any:
         """``POST /v1/pyhf/scan``: ``x`` and ``y`` are ``(name, low, high, points)`` →
-        :class:`PyhfScanResult`. ``profile=True`` minimises the other free parameters at each point."""
+        :class:`PyhfScanResult`. ``profile=True`` minimises the other free parameters at each point.
+        The answer travels as .npz when ``binary`` is true, or when left None and the grid has
+        more than 10,000 points."""
         axes = {k: {"name": a[0], "low": float(a[1]), "high": float(a[2]), "points": int(a[3])}
                 for k, a in (("x", x), ("y", y))}
         body = _common(model, data, {
             **axes, "gradient_points": gradient_points, "quantity": quantity, "at": at, "profile": profile,
             "asimov_pars": asimov_pars, "init_pars": init_pars, "par_bounds": par_bounds,
             "fixed_params": fixed_params})
+        if binary is None:
+            binary = int(x[3]) * int(y[3]) > BINARY_THRESHOLD
+        if binary:
+            return self._send(Call("POST", "/v1/pyhf/scan", json=body, headers={"Accept": NPZ_MEDIA_TYPE},
+                                   parse=lambda r: PyhfScanResult.from_npz(from_npz(r.content))))
         return self._send(Call("POST", "/v1/pyhf/scan", json=body, parse=_parser(PyhfScanResult)))
 
     def pyhf_hypotest(self, model: dict, poi_values: float | Sequence[float], data: Any = "asimov", *,

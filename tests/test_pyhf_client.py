@@ -77,6 +77,17 @@ def test_seed_figure(lc, seed_fit):
     plt.close(fig)
 
 
+def test_scan_as_npz_equals_json(lc):
+    axes = (("mu", 0.5, 1.5, 7), ("uncorr_bkguncrt[0]", 0.5, 1.5, 5))
+    as_json = lc.pyhf_scan(SEED, *axes, gradient_points=(3, 2), binary=False)
+    as_npz = lc.pyhf_scan(SEED, *axes, gradient_points=(3, 2), binary=True)
+    for field in ("x", "y", "values", "gradient_x", "gradient_y", "d_dx", "d_dy", "base"):
+        np.testing.assert_array_equal(getattr(as_npz, field), getattr(as_json, field))
+    assert as_npz.parameters == as_json.parameters == ("mu", "uncorr_bkguncrt[0]")
+    assert as_npz.base_parameters == as_json.base_parameters
+    assert (as_npz.quantity, as_npz.profiled, as_npz.warnings) == ("logpdf", False, [])
+
+
 def test_correlation_plot(seed_fit):
     fig = seed_fit.plot_correlation()
     image = fig.axes[0].images[0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Annotated, Any, Literal
 
+import numpy as np
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, model_validator
@@ -161,6 +162,25 @@ def _answer(timed: Timed[dict[str, Any]]) -> Response:
     return Response(encoding.dumps(encoding.jsonable(payload)), media_type="application/json")
 
 
+def _scan_npz(timed: Timed[dict[str, Any]]) -> Response:
+    """A scan as .npz: the JSON answer's fields as arrays (``gradient`` flattened to d_dx, d_dy)."""
+    result = dict(timed.result)
+    gradient = result.pop("gradient")
+    device = backends.device_for(BACKEND)
+    arrays = {k: (np.asarray(v, dtype=str) if isinstance(v, list | str) else np.asarray(v))
+              for k, v in {**result, **gradient, "backend": BACKEND, "device": device}.items()}
+    arrays["elapsed_ms"] = np.float64(timed.elapsed_ms)
+    return Response(encoding.to_npz(arrays), media_type=encoding.NPZ_MEDIA_TYPE,
+                    headers={"X-Elapsed-Ms": f"{timed.elapsed_ms:.3f}", "X-Device": device})
+
+
+_SCAN_RESPONSES = {
+    **problem_responses(),
+    200: {"content": {encoding.NPZ_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+          "description": "JSON, or .npz when the request says `Accept: application/x-npz`."},
+}
+
+
 # --- routes ---------------------------------------------------------------------------------
 @router.post("/fit", responses=problem_responses())
 async def fit(body: FitRequest, runner: RunnerDep, limits: LimitsDep, cache: ModelCacheDep) -> Response:
@@ -177,10 +197,11 @@ async def fit(body: FitRequest, runner: RunnerDep, limits: LimitsDep, cache: Mod
     return _answer(await runner.run(job))
 
 
-@router.post("/scan", responses=problem_responses())
-async def scan(body: ScanRequest, runner: RunnerDep, limits: LimitsDep, cache: ModelCacheDep) -> Response:
-    """logpdf (or twice_nll) on a grid over two parameters, the others at the best fit, and its
-    gradient on a coarser grid."""
+@router.post("/scan", responses=_SCAN_RESPONSES)
+async def scan(body: ScanRequest, request: Request, runner: RunnerDep, limits: LimitsDep,
+               cache: ModelCacheDep) -> Response:
+    """logpdf (or twice_nll) on a grid over two parameters, the others at the best fit (or
+    profiled), and its gradient on a coarser grid; .npz with `Accept: application/x-npz`."""
     x = scanning.Axis(body.x.name, body.x.low, body.x.high, body.x.points)
     y = scanning.Axis(body.y.name, body.y.low, body.y.high, body.y.points)
     scanning.check_scan_size(x, y, body.gradient_points, limits.max_scan_points)  # before any work
@@ -193,7 +214,8 @@ async def scan(body: ScanRequest, runner: RunnerDep, limits: LimitsDep, cache: M
                              at=body.at, fit_settings=body.fit_settings(), profile=body.profile,
                              max_points=limits.max_scan_points, max_profile_points=limits.max_profile_points)
 
-    return _answer(await runner.run(job))
+    timed = await runner.run(job)
+    return _scan_npz(timed) if encoding.NPZ_MEDIA_TYPE in request.headers.get("accept", "") else _answer(timed)
 
 
 @router.post("/hypotest", responses=problem_responses())
