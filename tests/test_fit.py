@@ -114,6 +114,16 @@ def test_least_squares_is_exact_far_from_the_origin(api, weighted):
     assert_matches(fit_json(api, x, y, sigma), exact_oracle, x, y, sigma, rtol=1e-12)
 
 
+def test_a_million_points_keep_their_digits(api):
+    """y = 2.5·x + 1.2 on x = 0..10⁶-1, as a .npy body: the fit is that line up to the rounding of
+    the y values (~1e-10). Sums taken in order (a BLAS dot) lost 5e-7 in the intercept here."""
+    x = np.arange(1e6)
+    r = post_npy(api, np.column_stack([x, 2.5 * x + 1.2]))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert abs(body["m"] - 2.5) < 1e-14 and abs(body["q"] - 1.2) < 1e-9, (body["m"], body["q"])
+
+
 def test_two_points_without_sigma_have_undetermined_covariance(api):
     r = api.post(ROUTE, json={"x": [0, 2], "y": [1, 5]})
     body = r.json()

@@ -105,6 +105,12 @@ def line_points(
     return points
 
 
+def weighted_sum(w: np.ndarray, values: np.ndarray) -> float:
+    """Σ wᵢ·vᵢ by numpy's pairwise summation: error ~ log N ulps, where ``w @ v`` (a BLAS dot,
+    summed in order) loses ~√N — for 10^6 points far from 0 that was 5e-7 in the intercept."""
+    return float(np.sum(w * values))
+
+
 def _check_range(points: LinePoints, where: tuple[str | int, ...]) -> None:
     """Refuse data whose weighted sums of squares leave float64 (e.g. x spanning ±1e300)."""
     with np.errstate(all="ignore"):
@@ -112,8 +118,8 @@ def _check_range(points: LinePoints, where: tuple[str | int, ...]) -> None:
         sum_w = w.sum()
         spreads = []
         for values in (points.x, points.y):
-            centred = values - w @ values / sum_w
-            spreads.append(w @ (centred * centred))
+            centred = values - weighted_sum(w, values) / sum_w
+            spreads.append(weighted_sum(w, centred * centred))
     if not (np.isfinite(sum_w) and np.isfinite(spreads).all() and spreads[0] > 0):
         raise _invalid("The weighted sums of squares of these values over- or underflow float64; "
                        "rescale x, y or sigma to a moderate range.", [*where], "range")
@@ -132,9 +138,9 @@ class Standardization:
     @classmethod
     def of(cls, points: LinePoints) -> Standardization:
         w = points.weights
-        centre = float(w @ points.x / w.sum())
+        centre = weighted_sum(w, points.x) / w.sum()
         u = points.x - centre
-        return cls(centre, float(np.sqrt(w @ (u * u) / w.sum())))
+        return cls(centre, float(np.sqrt(weighted_sum(w, u * u) / w.sum())))
 
     def apply(self, x: np.ndarray) -> np.ndarray:
         return (x - self.centre) / self.scale
@@ -184,7 +190,7 @@ class LineFit:
 def chi_square(points: LinePoints, m: float, q: float) -> float:
     with np.errstate(over="ignore", invalid="ignore"):
         residuals = points.y - (m * points.x + q)
-        return float(points.weights @ (residuals * residuals))
+        return weighted_sum(points.weights, residuals * residuals)
 
 
 def line_fit(points: LinePoints, m: float, q: float, unscaled_covariance: np.ndarray, *,
@@ -212,11 +218,11 @@ def least_squares(points: LinePoints) -> LineFit:
     w = points.weights
     with np.errstate(all="ignore"):  # line_points checked the sums; 1/Σwu² may still overflow
         sum_w = w.sum()
-        centre = Standardization(float(w @ points.x / sum_w), 1.0)
+        centre = Standardization(weighted_sum(w, points.x) / sum_w, 1.0)
         u = points.x - centre.centre
-        y_mean = float(w @ points.y / sum_w)
-        sum_wuu = float(w @ (u * u))
-        m, q = centre.to_line(float(w @ (u * (points.y - y_mean))) / sum_wuu, y_mean)
+        y_mean = weighted_sum(w, points.y) / sum_w
+        sum_wuu = weighted_sum(w, u * u)
+        m, q = centre.to_line(weighted_sum(w, u * (points.y - y_mean)) / sum_wuu, y_mean)
         covariance = centre.covariance_to_line(np.diag([1.0 / sum_wuu, 1.0 / sum_w]))
         fit = line_fit(points, m, q, covariance, method=LEAST_SQUARES, backend="numpy")
     if not np.isfinite([fit.m, fit.q, fit.chi2, *covariance.ravel()]).all():
