@@ -8,6 +8,7 @@ that every Python package the image installs comes from pyproject.toml.
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import shutil
@@ -143,8 +144,7 @@ def test_dockerfile_runs_one_non_root_server_with_a_livez_healthcheck():
     (healthcheck,) = instruction_args("HEALTHCHECK")
     assert "/livez" in healthcheck and "CMD" in healthcheck
     (cmd,) = instruction_args("CMD")
-    assert shlex.split(cmd.replace('", "', " ").strip('[]"')) == [
-        "labcrunch", "serve", "--host", "0.0.0.0", "--port", "8000"]
+    assert json.loads(cmd) == ["labcrunch", "serve", "--host", "0.0.0.0", "--port", "8000"]
     assert PYPROJECT["scripts"]["labcrunch"] == "service.cli:main"
 
 
@@ -205,6 +205,13 @@ def test_compose_port_restart_healthcheck_env_file_and_cache_volume(compose, ser
     assert f"jax-cache:{CACHE_DIR}" in spec["volumes"]
     assert "jax-cache" in compose["volumes"]
     assert spec["environment"]["JAX_COMPILATION_CACHE_DIR"] == CACHE_DIR
+
+
+def test_compose_and_dockerfile_run_the_same_healthcheck(compose):
+    (healthcheck,) = instruction_args("HEALTHCHECK")
+    dockerfile_test = json.loads(healthcheck.split("CMD", 1)[1])
+    for service in ("labcrunch", "labcrunch-cpu"):
+        assert compose["services"][service]["healthcheck"]["test"] == ["CMD", *dockerfile_test]
 
 
 def test_compose_sets_the_gpu_memory_environment(compose):
