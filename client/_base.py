@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import email.utils
+import math
 import os
 import random
 import time
@@ -49,10 +50,13 @@ def _retry_after(response: httpx.Response | None) -> float | None:
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value)
-        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+        try:  # an HTTP date
+            seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError):  # neither: fall back to our own backoff
+            return None
+    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 def _backoff(attempt: int, response: httpx.Response | None) -> float:

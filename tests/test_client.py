@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import email.utils
+import time
 
 import httpx
 import pytest
@@ -67,6 +69,27 @@ def test_retries_429_honouring_retry_after(sleeps):
     assert len(calls) == 3
     assert sleeps[0] == 3.0                       # Retry-After wins
     assert 0.5 * 0.75 <= sleeps[1] <= 0.5 * 2     # then exponential backoff with jitter
+
+
+@pytest.mark.parametrize(("header", "expected"), [
+    ("2.5", 2.5), ("-4", 0.0), ("soon", None), ("", None), ("NaN", None),
+    ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),  # a date in the past: now
+])
+def test_retry_after_header_forms(header, expected):
+    """Seconds or an HTTP date (RFC 9110); anything else is ignored, never an exception."""
+    assert base._retry_after(httpx.Response(429, headers={"retry-after": header})) == expected
+
+
+def test_retry_after_http_date_in_the_future():
+    when = email.utils.formatdate(time.time() + 30, usegmt=True)
+    assert 28 <= base._retry_after(httpx.Response(503, headers={"retry-after": when})) <= 30
+
+
+def test_garbled_retry_after_still_retries(sleeps):
+    transport, calls = scripted(problem(429, **{"retry-after": "soon"}), httpx.Response(200, json={}))
+    with Client("http://x", transport=transport, max_retries=1) as lc:
+        assert lc.info() == {}
+    assert len(calls) == 2 and 0.5 * 0.75 <= sleeps[0] <= 0.5
 
 
 def test_backoff_doubles_and_is_capped():
