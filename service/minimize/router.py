@@ -172,7 +172,7 @@ class OptimizerInfo(BaseModel):
 
 
 @router.get("/optimizers", summary="The optimisers, their options, defaults and ranges",
-            response_model=list[OptimizerInfo], responses=problem_responses(401))
+            response_model=list[OptimizerInfo], responses=problem_responses(401, 500))
 async def optimizers_route() -> list[OptimizerInfo]:
     def finite(v: float) -> float | None:
         return v if math.isfinite(v) else None
