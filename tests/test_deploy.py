@@ -9,6 +9,7 @@ that every Python package the image installs comes from pyproject.toml.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
@@ -159,6 +160,16 @@ def test_dockerfile_sets_the_gpu_sharing_environment_and_compile_cache():
     # named volume mounted there starts out writable by it alone.
     run = " ".join(instruction_args("RUN"))
     assert f"mkdir -p {CACHE_DIR}" in run and "chown -R labcrunch:labcrunch /var/cache/labcrunch" in run
+
+
+def test_jax_reads_the_compile_cache_variable(tmp_path):
+    """The variable name is the one JAX reads: a compiled program lands in the directory."""
+    env = {**dockerfile_env(), "JAX_COMPILATION_CACHE_DIR": str(tmp_path),
+           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_PLATFORMS": "cpu"}
+    env["PATH"] = env["PATH"].replace("$PATH", os.environ["PATH"])
+    code = "import jax, jax.numpy as jnp; jax.jit(lambda v: jnp.sin(v) * 2)(jnp.ones(3)).block_until_ready()"
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, timeout=120)
+    assert any(p.name.startswith("jit_") for p in tmp_path.iterdir())
 
 
 def test_dockerignore_keeps_secrets_and_the_venv_out_but_not_what_the_image_copies():
