@@ -189,3 +189,30 @@ def test_degenerate_parameters_give_nan_covariance_and_a_warning(api):
     assert np.linalg.matrix_rank(h) == 1
     assert out["covariance"] == [["NaN", "NaN"], ["NaN", "NaN"]]
     assert out["ellipses"] == [] and "not positive definite" in out["warnings"][0]
+
+
+def test_asimov_pars_and_full_data_vector(api):
+    """Asimov data reproduce their generating parameters at the best fit (the Asimov property),
+    and the full data vector (main + auxiliary) answers like the main-bin counts alone."""
+    shifted = fit(api, model=SEED_MODEL, data="asimov", asimov_pars={"mu": 2.0, "uncorr_bkguncrt[0]": 0.9})
+    # atol 1e-3 (≈ 1e-3 σ): scipy's SLSQP stops at its default tolerance, here started away from
+    # the minimum (at the suggested init 1, 1).
+    np.testing.assert_allclose(shifted["bestfit"], [2.0, 0.9], atol=1e-3)
+    tau = (10.0 / 3.5) ** 2
+    full = fit(api, model=SEED_MODEL, data=[18.0, tau])
+    main = fit(api, model=SEED_MODEL, data=[18.0])
+    np.testing.assert_allclose(full["bestfit"], main["bestfit"], rtol=1e-12)
+    assert full["bestfit"][0] == pytest.approx((18.0 - 10.0) / 5.0, abs=1e-3)  # γ̂ = 1: μ̂ = (n − b)/s
+
+
+def test_workspace_patch_is_applied(api):
+    """A JSON patch on the model spec (here: a larger signal) against pyhf's own patched model."""
+    patch = [{"op": "replace", "path": "/channels/0/samples/0/data", "value": [6.0, 10.0]}]
+    ws = pyhf.Workspace(oracle.WORKSPACE)
+    model = ws.model(measurement_name="NormalMeasurement", patches=[patch])
+    data = jnp.asarray(ws.data(model), dtype=jnp.float64)
+    bestfit = np.asarray(pyhf.infer.mle.fit(data, model))
+    out = fit(api, model={**WORKSPACE_MODEL, "patches": [patch]}, data="observed")
+    np.testing.assert_allclose(out["bestfit"], bestfit, rtol=1e-4, atol=1e-5)
+    assert out["bestfit"][model.config.poi_index] == pytest.approx(bestfit[model.config.poi_index], rel=1e-4)
+    assert bestfit[model.config.poi_index] < 1.0  # twice the signal: about half the strength

@@ -148,3 +148,10 @@ def test_profiled_scan_against_scalar_minimisation(api, settings):
         "model": {"simple": spec}, "profile": True, "x": {"name": "mu", "low": 0, "high": 2, "points": too_many},
         "y": {"name": "uncorr_bkguncrt[0]", "low": 0.8, "high": 1.2, "points": 2}})
     assert response.status_code == 413 and response.json()["limit"] == "max_profile_points"
+
+
+def test_hypotest_with_q_statistic(api, seed):
+    model, data = seed
+    out = post(api, "hypotest", model=SIMPLE, poi_values=[1.5], test_stat="q")
+    assert out["test_stat"] == "q"
+    assert out["cls"][0] == pytest.approx(float(pyhf.infer.hypotest(1.5, data, model, test_stat="q")), rel=1e-5)
