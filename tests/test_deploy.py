@@ -160,6 +160,7 @@ def test_dockerfile_sets_the_gpu_sharing_environment_and_compile_cache():
     # named volume mounted there starts out writable by it alone.
     run = " ".join(instruction_args("RUN"))
     assert f"mkdir -p {CACHE_DIR}" in run and "chown -R labcrunch:labcrunch /var/cache/labcrunch" in run
+    assert f"chmod 0700 {CACHE_DIR}" in run
 
 
 def test_jax_reads_the_compile_cache_variable(tmp_path):
