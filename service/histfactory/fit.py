@@ -171,14 +171,16 @@ def fit(
     hessian = hessian_full[np.ix_(free, free)]
     warnings: list[str] = []
     try:
+        if not np.isfinite(hessian).all():  # e.g. a best fit on a bound where the model breaks down
+            raise np.linalg.LinAlgError("non-finite Hessian")
         np.linalg.cholesky(hessian)  # positive definite ⇔ a proper minimum with finite errors
         covariance = covariance_from_hessian(hessian)
     except np.linalg.LinAlgError:
         covariance = np.full_like(hessian, np.nan)
         warnings.append(
-            "The Hessian at the best fit is not positive definite (parameters are degenerate or "
-            "unconstrained, or the fit sits on a bound), so the covariance is NaN; fix or bound the "
-            "offending parameters."
+            "The Hessian at the best fit is not finite and positive definite (parameters are "
+            "degenerate or unconstrained, or the fit sits on a bound), so the covariance is NaN; "
+            "fix or bound the offending parameters."
         )
     correlation = correlation_from_covariance(covariance)
     uncertainties = np.zeros(len(names), dtype=np.float64)

@@ -252,7 +252,8 @@ async def upper_limit(body: UpperLimitRequest, runner: RunnerDep, limits: Limits
 
 
 def warmup(settings: Settings) -> None:
-    """Compile the fit path once for pyhf's simplest model, so a first request is not slow."""
+    """One small fit at start-up: loads pyhf's schemas and starts XLA, so the first request pays
+    only its own model's compilation (the app's model cache starts empty)."""
     cache = models.ModelCache(1)
     spec = {"simple": {"kind": "uncorrelated_background", "signal": [5.0], "bkg": [10.0],
                        "bkg_uncertainty": [3.5]}}
