@@ -2,7 +2,9 @@
 and numba, on the seed's view ([-1.5, 1.5]², 2000×2000, 1,000 iterations), in one process.
 
 - ``service``: ``service.fractal.escape.escape_counts`` in float32 (the service default), the
-  function the endpoints call, kernels compiled before timing.
+  function the endpoints call, kernels compiled before timing. The seed's view is symmetric,
+  so the service computes half of it and mirrors it (exactly); ``service-no-mirror`` times
+  a view shifted by 0.1 in y, where no half repeats, to show the renderer without that.
 - ``numba``: a ``prange`` escape-time loop over rows, float32 (the same precision), the same
   definition; ``numba+cardioid`` adds the cardioid/bulb test the service uses (Mandelbrot).
 - ``numpy``: vectorised, iterating only the pixels still alive (boolean compaction each step).
@@ -109,6 +111,8 @@ def run(quick: bool) -> dict[str, Any]:
     size, max_iter = (200, 200) if quick else (2000, 1000)
     repeats = 2 if quick else 3
     xs, ys = Plane(-1.5, 1.5, -1.5, 1.5, size, size).pixel_centres(np.float32)
+    # The same work on a view that is not symmetric (no mirror shortcut): shifted by 0.1.
+    shifted = Plane(-1.5, 1.5, -1.4, 1.6, size, size).pixel_centres(np.float32)[1]
     numba_counts = _numba_kernels()
     rows, notes = [], []
     for kind in ("mandelbrot", "julia"):
@@ -132,7 +136,10 @@ def run(quick: bool) -> dict[str, Any]:
                      "chaotic: float32 rounding order decides them).")
         pixel_iterations = int(reference.sum())
 
-        fns = {"service": service, "numba": numba_plain}
+        def service_asymmetric(kind=kind, c=c):
+            return escape_counts(kind, xs, shifted, max_iter=max_iter, c=c, dtype=np.float32)
+
+        fns = {"service": service, "service-no-mirror": service_asymmetric, "numba": numba_plain}
         if not julia:
             fns["numba+cardioid"] = lambda: numba_plain(cardioid=True)
         stats = alternate(fns, repeats=repeats)
