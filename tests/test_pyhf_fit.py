@@ -188,7 +188,7 @@ def test_degenerate_parameters_give_nan_covariance_and_a_warning(api):
     h = np.asarray(out["hessian"])
     assert np.linalg.matrix_rank(h) == 1
     assert out["covariance"] == [["NaN", "NaN"], ["NaN", "NaN"]]
-    assert out["ellipses"] == [] and "not positive definite" in out["warnings"][0]
+    assert out["ellipses"] == [] and "not finite and positive definite" in out["warnings"][0]
 
 
 def test_asimov_pars_and_full_data_vector(api):
