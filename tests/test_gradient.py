@@ -102,9 +102,9 @@ POSITIVE = {"log": sp.log, "sqrt": sp.sqrt, "log2": lambda a: sp.log(a, 2),
 
 def generate(rng: random.Random, depth: int) -> tuple[str, sp.Expr]:
     """A random expression in our language and the same in sympy (smooth where we evaluate)."""
-    if depth == 0 or rng.random() < 0.2:
+    if depth == 0 or (depth == 1 and rng.random() < 0.3):
         return rng.choice(LEAVES)
-    kind = rng.choice(["add", "sub", "mul", "div", "pow", "unary", "unary", "positive"])
+    kind = rng.choice(["add", "sub", "mul", "div", "pow", "unary", "unary", "unary", "unary", "positive"])
     a, sa = generate(rng, depth - 1)
     if kind == "unary":
         name = rng.choice(sorted(UNARY))
@@ -129,12 +129,12 @@ def corpus(n: int, seed: int) -> list[tuple[str, sp.Expr]]:
     out = []
     while len(out) < n:
         text, expr = generate(rng, 3)
-        if expr.free_symbols:
+        if len(expr.free_symbols) >= 2 and sp.count_ops(expr) >= 4:
             out.append((text, expr))
     return out
 
 
-CORPUS = corpus(12, seed=20261127)
+CORPUS = corpus(10, seed=20261127)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -151,6 +151,7 @@ def test_corpus_matches_sympy(api, index, backend):
     ones = np.ones(6)
 
     def numeric(e):
+        e = e.replace(sp.DiracDelta, lambda *a: sp.Integer(0))  # |u|'' away from u = 0
         return np.asarray(sp.lambdify(symbols, e, modules=["scipy", "numpy"])(*args), float) * ones
 
     np.testing.assert_allclose(out["value"], numeric(expr), rtol=1e-9, atol=1e-12, err_msg=text)
@@ -165,8 +166,8 @@ def test_corpus_matches_sympy(api, index, backend):
 
 
 def test_jax_and_tensorflow_agree_on_the_corpus():
-    """Both backends on the whole corpus in float32 too (each against the other)."""
-    for index, (text, expr) in enumerate(CORPUS[:6]):
+    """Both backends agree on the first corpus expressions in float32 too (each against the other)."""
+    for index, (text, expr) in enumerate(CORPUS[:4]):
         names = sorted(s.name for s in expr.free_symbols)
         rng = np.random.default_rng(100 + index)
         at = {n: rng.uniform(-1.3, 1.3, size=5) for n in names}

@@ -48,7 +48,7 @@ STATEMENTS = ["    y = x * 2\n", "    x += 1\n", "    if x > 0:\n        x = -x\
 
 @given(st.lists(st.sampled_from(STATEMENTS), min_size=1, max_size=6),
        st.floats(min_value=-5, max_value=5))
-@hypothesis.settings(max_examples=60, deadline=None, derandomize=True,
+@hypothesis.settings(max_examples=40, deadline=None, derandomize=True,
                      suppress_health_check=list(HealthCheck))
 def test_statement_soup_is_refused_or_differentiated(statements, point):
     source = "def g(x):\n    return x * x\n\ndef f(x):\n" + "".join(statements)
