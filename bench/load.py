@@ -72,7 +72,7 @@ def run(quick: bool) -> dict[str, Any]:
         for _label, request in mix:
             warm.request(**request).raise_for_status()
     capacity = compute["max_concurrent_jobs"] + compute["max_queued_jobs"]
-    levels = [(4, 2.0)] if quick else [(4, 20.0), (2 * capacity, 20.0)]
+    levels = [(4, 1.0)] if quick else [(4, 20.0), (2 * capacity, 20.0)]
     rows = []
     for clients, seconds in levels:
         rss_before = srv.rss_mb()
