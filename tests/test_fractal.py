@@ -127,14 +127,21 @@ def test_coordinates_are_rounded_to_the_working_precision(api):
 
 
 GRID = {"width": 40, "height": 30, "max_iter": 250}
+SEED_BOX = (-1.5, 1.5, -1.5, 1.5)
+SHIFTED_BOX = (-1.6, 1.3, -1.2, 1.5)  # not symmetric: nothing is mirrored
 
 
-@pytest.mark.parametrize("kind", ["mandelbrot", "julia"])
-@pytest.mark.parametrize("precision", ["float32", "float64"])
-def test_counts_match_the_reference_on_a_grid_of_the_seed_view(api, kind, precision):
-    counts = npy_counts(api, kind=kind, precision=precision, **GRID)  # the seed's view: defaults
-    xs = [rounded(v, precision) for v in column_centres(GRID["width"], -1.5, 1.5)]
-    ys = [rounded(v, precision) for v in row_centres(GRID["height"], -1.5, 1.5)]
+@pytest.mark.parametrize(
+    ("kind", "precision", "box"),
+    [("mandelbrot", "float32", SEED_BOX), ("mandelbrot", "float64", SEED_BOX),
+     ("julia", "float32", SEED_BOX), ("julia", "float64", SEED_BOX),
+     ("mandelbrot", "float32", SHIFTED_BOX), ("julia", "float32", SHIFTED_BOX)],
+)
+def test_counts_match_the_reference_on_a_grid(api, kind, precision, box):
+    view = dict(zip(("x_min", "x_max", "y_min", "y_max"), box, strict=True))
+    counts = npy_counts(api, kind=kind, precision=precision, **view, **GRID)
+    xs = [rounded(v, precision) for v in column_centres(GRID["width"], *box[:2])]
+    ys = [rounded(v, precision) for v in row_centres(GRID["height"], *box[2:])]
     c = complex(rounded(SEED_C.real, precision), rounded(SEED_C.imag, precision))
     determined = 0
     for i, y in enumerate(ys):
@@ -147,6 +154,17 @@ def test_counts_match_the_reference_on_a_grid_of_the_seed_view(api, kind, precis
     # The test has teeth: most pixels are determined, both escaping and never-escaping ones.
     assert determined >= (0.97 if precision == "float64" else 0.85) * total, determined
     assert (counts == GRID["max_iter"]).sum() > 0 and (counts < 5).sum() > 0
+
+
+def test_mirror_shortcut_only_for_exactly_symmetric_views():
+    from service.fractal.escape import mirrored
+
+    xs, ys = plane.Plane(-1.5, 1.5, -1.5, 1.5, 40, 30).pixel_centres(np.float32)
+    assert mirrored("mandelbrot", xs, ys) and mirrored("julia", xs, ys)
+    xs, ys = plane.Plane(-2.0, 1.0, -1.5, 1.5, 40, 30).pixel_centres(np.float32)
+    assert mirrored("mandelbrot", xs, ys) and not mirrored("julia", xs, ys)
+    xs, ys = plane.Plane(-1.5, 1.5, -1.2, 1.5, 40, 30).pixel_centres(np.float32)
+    assert not mirrored("mandelbrot", xs, ys) and not mirrored("julia", xs, ys)
 
 
 def test_pixels_near_the_escape_boundary(api):
