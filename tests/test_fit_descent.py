@@ -6,9 +6,15 @@ Oracles: a plain numpy minibatch-SGD loop over the documented batch order (numpy
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
+from service import compute
+from service.errors import ComputeTimeout
+from service.fit.descent import DescentOptions, gradient_descent
+from service.fit.line import line_points
 from tests.conftest import assert_problem
 from tests.test_fit import ROUTE, seed_data
 
@@ -101,6 +107,24 @@ def test_jax_and_tensorflow_agree_on_the_history(seed_experiment):
     np.testing.assert_allclose(tf_fit["covariance"], jax_fit["covariance"], rtol=1e-8)
 
 
+def test_keras_epochs_split_into_several_fit_calls_agree(api, monkeypatch):
+    """An epoch longer than KERAS_CHUNK_BATCHES minibatches runs as several Keras `fit` calls (the
+    deadline is checked between them): same batches, same history as one call and as jax."""
+    from service.fit import descent
+
+    x, y, _ = seed_data(n=200)
+    gd = SEED_GD | {"epochs": 2, "batch_size": 7, "seed": 11}
+    jax_history = fit_gd(api, x, y, **gd)["history"]
+    monkeypatch.setattr(descent, "KERAS_CHUNK_BATCHES", 3)  # 29 batches: 10 calls, the last short
+    tf_history = fit_gd(api, x, y, backend="tensorflow", **gd)["history"]
+    loss, m, q = numpy_sgd(x, y, **{k: gd[k] for k in
+                                    ("learning_rate", "epochs", "batch_size", "init", "seed")})
+    np.testing.assert_allclose(tf_history["loss"], loss, rtol=1e-6)
+    np.testing.assert_allclose(tf_history["m"], m, rtol=1e-9)
+    np.testing.assert_allclose(tf_history["q"], q, rtol=1e-9)
+    np.testing.assert_allclose(tf_history["m"], jax_history["m"], rtol=1e-9)
+
+
 def test_adam_agrees_across_backends(api):
     x, y, sigma = seed_data(n=300)
     gd = {"optimizer": "adam", "learning_rate": 0.5, "epochs": 3, "batch_size": 64, "seed": 4}
@@ -172,3 +196,20 @@ def test_unknown_backend_or_optimizer_is_422(api):
     for extra in ({"backend": "torch"}, {"gd": {"optimizer": "lbfgs"}}):
         payload = {"x": x.tolist(), "y": y.tolist(), "method": "gradient_descent"} | extra
         assert_problem(api.post(ROUTE, json=payload), 422)
+
+
+@pytest.mark.parametrize("backend", ["jax", "tensorflow"])
+def test_one_long_epoch_stops_at_the_wall_time(backend):
+    """One epoch of 50,000 single-point batches (~12 s on Keras) under a 1 s deadline: the fit
+    stops with ComputeTimeout instead of holding its compute slot long after the 503."""
+    x = np.arange(50_000.0)
+    points = line_points(x, 2 * x + 1, max_points=10**6)
+    options = DescentOptions(epochs=1 if backend == "tensorflow" else 10_000, batch_size=1)
+    token = compute._deadline.set(time.monotonic() + 1.0)
+    start = time.monotonic()
+    try:
+        with pytest.raises(ComputeTimeout):
+            gradient_descent(points, options, backend, max_epochs=10**6, max_batches=10**9)
+    finally:
+        compute._deadline.reset(token)
+    assert time.monotonic() - start < 8
