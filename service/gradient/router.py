@@ -23,6 +23,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from service import backends, encoding
@@ -102,6 +103,9 @@ _RESPONSES = {
     200: {"content": {encoding.NPZ_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
           "description": "JSON, or .npz when the request says `Accept: application/x-npz`."},
 }
+
+
+_ENCODE_INLINE_POINTS = 1_000  # smaller answers are encoded on the event loop (no thread hop)
 
 
 def read_npz_columns(data: bytes, limits: Limits) -> dict[str, np.ndarray]:
@@ -195,7 +199,11 @@ async def gradient_route(
     else:
         raise HTTPException(415, f"Content-Type {media_type!r} is not accepted; send "
                                  f"application/json or {encoding.NPZ_MEDIA_TYPE}.")
-    return _answer(timed, options, request.headers.get("accept", ""))
+    accept = request.headers.get("accept", "")
+    if timed.result.value.size <= _ENCODE_INLINE_POINTS:
+        return _answer(timed, options, accept)
+    # Encoding a large batch takes tens of milliseconds or more: off the event loop.
+    return await run_in_threadpool(_answer, timed, options, accept)
 
 
 def warmup(settings: Settings) -> None:
