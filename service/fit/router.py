@@ -17,6 +17,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from service import backends, encoding
@@ -211,8 +212,10 @@ async def fit_line_route(
 ) -> Response:
     body = await request.body()
     media_type = _media_type(request)
+    # Parsing up to limits.max_body_bytes of JSON takes ~0.5 s: in a worker thread, never on the
+    # event loop (which also answers /livez and every other request).
     if media_type == encoding.NPY_MEDIA_TYPE:
-        x, y, sigma = _points_from_npy(body, limits)
+        x, y, sigma = await run_in_threadpool(_points_from_npy, body, limits)
         options = _options_from_query(query)
     elif media_type == "application/json" or media_type.endswith("+json"):
         if request.query_params:
@@ -220,7 +223,7 @@ async def fit_line_route(
                 "With a JSON body the options go in the body; query parameters are for .npy bodies.",
                 errors=[{"loc": ["query", name], "msg": "not allowed with a JSON body",
                          "type": "extra_forbidden"} for name in request.query_params])
-        fit_request = _request_from_json(body)
+        fit_request = await run_in_threadpool(_request_from_json, body)
         x, y, sigma, options = fit_request.x, fit_request.y, fit_request.sigma, fit_request
     else:
         raise HTTPException(415, f"Content-Type {media_type!r} is not accepted; send application/json "
