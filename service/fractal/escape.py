@@ -50,9 +50,15 @@ KINDS = ("mandelbrot", "julia")
 DTYPES = {"float32": np.float32, "float64": np.float64}
 
 STEPS_PER_BLOCK = 8  # steps unrolled into one loop body: the state stays in registers
-TILE = 8192  # pixels iterated together; a tile's arrays stay in cache
+TILE = 8192  # pixels iterated together on a CPU; a tile's arrays stay in cache
 MIN_BUCKET = 256  # the smallest chunk bucket; buckets are powers of 4 (few compiles)
-CHUNK = 1 << 18  # live pixels per compiled call (a power of 4, a multiple of TILE)
+CHUNK = 1 << 18  # live pixels per compiled call on a CPU (a power of 4, a multiple of TILE)
+# On a GPU a chunk is one tile: its parallelism is the whole chunk, and bigger chunks fill it.
+ACCELERATOR_CHUNK = 1 << 22
+
+
+def _on_cpu() -> bool:
+    return jax.default_backend() == "cpu"
 ROUND_STEPS = (8, 16, 32, 64, 128, 256)  # round lengths; the last one repeats
 # status of a pixel that will never escape (padding, cardioid or bulb, or on an exact cycle)
 NEVER = np.int32(np.iinfo(np.int32).min + 1)
@@ -153,7 +159,7 @@ def _round(z_re, z_im, pixel, columns, rows, width, c, first_step, stop, radius_
     ``columns``/``rows`` hold the pixel-centre coordinates, ``c`` = (re, im) for Julia.
     """
     size = pixel.shape[0]
-    tile = min(TILE, size)
+    tile = min(TILE, size) if _on_cpu() else size
     valid = pixel != PADDING
     index = jnp.where(valid, pixel, 0)
     x, y = columns[index % width], rows[index // width]
@@ -250,8 +256,9 @@ def _escape_counts(kind, x, y, max_iter, escape_radius, c, dtype) -> Escape:
         check_deadline()
         stop = min(step + next(lengths), max_iter)
         chunks = []
-        for start in range(0, pixel.size, CHUNK):  # dispatched asynchronously, then collected
-            part = slice(start, start + CHUNK)
+        chunk = CHUNK if _on_cpu() else ACCELERATOR_CHUNK
+        for start in range(0, pixel.size, chunk):  # dispatched asynchronously, then collected
+            part = slice(start, start + chunk)
             size = bucket_size(pixel[part].size)
             chunks.append((pixel[part], _round(
                 _padded(z_re[part], size, 0), _padded(z_im[part], size, 0),
