@@ -77,9 +77,9 @@ class CompiledModel:
         def scan_values(xy: jax.Array, base: jax.Array, idx: jax.Array, data: jax.Array) -> jax.Array:
             return jax.lax.map(lambda p: logpdf_on_plane(p, base, idx, data), xy, batch_size=SCAN_BATCH)
 
-        def scan_gradients(xy: jax.Array, base: jax.Array, idx: jax.Array, data: jax.Array):
-            value_and_grad = jax.value_and_grad(logpdf_on_plane)
-            return jax.lax.map(lambda p: value_and_grad(p, base, idx, data), xy, batch_size=SCAN_BATCH)
+        def scan_gradients(xy: jax.Array, base: jax.Array, idx: jax.Array, data: jax.Array) -> jax.Array:
+            grad = jax.grad(logpdf_on_plane)  # in the two scanned parameters only
+            return jax.lax.map(lambda p: grad(p, base, idx, data), xy, batch_size=SCAN_BATCH)
 
         def gradients(rows: jax.Array, data: jax.Array) -> jax.Array:
             # ∇ logpdf at full parameter vectors (one per row), e.g. at profiled points of a scan

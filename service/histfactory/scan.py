@@ -144,8 +144,8 @@ def scan(
         args = (jnp.asarray(base, dtype=jnp.float64), jnp.asarray(idx), jnp.asarray(data, dtype=jnp.float64))
         logpdf = np.asarray(cm.scan_values(jnp.asarray(_plane(xs, ys), dtype=jnp.float64), *args),
                             dtype=np.float64)
-        _, grad = cm.scan_gradients(jnp.asarray(_plane(gxs, gys), dtype=jnp.float64), *args)
-        grad = np.asarray(grad, dtype=np.float64)
+        grad = np.asarray(cm.scan_gradients(jnp.asarray(_plane(gxs, gys), dtype=jnp.float64), *args),
+                          dtype=np.float64)
     scale = -2.0 if quantity == "twice_nll" else 1.0  # twice_nll = −2·logpdf, and so its gradient
     return {
         "parameters": [x.name, y.name],
