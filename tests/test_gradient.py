@@ -442,3 +442,20 @@ def test_missing_tensorflow_is_503(api, monkeypatch):
                                                            "backend": "tensorflow"}), 503)
     assert "jax" in body["detail"]
     assert post(api, expression="x", at={"x": 1.0})["gradient"] == {"x": 1.0}
+
+
+def test_async_client(app):
+    import asyncio
+
+    import httpx
+
+    from client import AsyncClient
+
+    async def main():
+        async with AsyncClient("http://app", transport=httpx.ASGITransport(app=app)) as lc:
+            return await lc.gradient(expression="x * y", at={"x": [1.0, 2.0], "y": 3.0}, order=2)
+
+    result = asyncio.run(main())
+    np.testing.assert_array_equal(result.gradient["x"], [3.0, 3.0])
+    np.testing.assert_array_equal(result.gradient["y"], [1.0, 2.0])
+    np.testing.assert_array_equal(result.hessian[0], [[0.0, 1.0], [1.0, 0.0]])
