@@ -68,10 +68,10 @@ def prepare_points(formula: Formula, at: Mapping[str, Any], dtype: str, limits: 
         errors += [{"loc": ["body", "at", k], "msg": "not a variable of the "
                     f"{'program' if formula.is_program else 'expression'}",
                     "type": "extra_variable"} for k in extra]
-        said = "; ".join(filter(None, [missing and f"missing value for {', '.join(missing)}",
-                                       extra and f"unknown variable {', '.join(extra)}"]))
+        said = "; ".join(filter(None, [missing and f"missing value for {', '.join(missing[:20])}",
+                                       extra and f"unknown variable {', '.join(extra[:20])}"]))
         raise InvalidInput(f"{said} (variables: {', '.join(formula.variables) or 'none'}).",
-                           errors=errors)
+                           errors=errors[:40])
     arrays = {}
     for name in formula.variables:
         arr = np.asarray(at[name])

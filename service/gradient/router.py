@@ -117,6 +117,10 @@ def read_npz_columns(data: bytes, limits: Limits) -> dict[str, np.ndarray]:
     except zipfile.BadZipFile as exc:
         raise InvalidInput(f"The body is not a valid .npz archive: {exc}.",
                            errors=[{"loc": ["body"], "msg": str(exc), "type": "npz"}]) from None
+    if len(members) > limits.max_variables:
+        raise LimitExceeded(f"The .npz holds {len(members)} arrays; at most {limits.max_variables} "
+                            "variables are accepted (limits.max_variables).",
+                            limit="max_variables", maximum=limits.max_variables, value=len(members))
     columns = {}
     for member in members:
         name = member.filename.removesuffix(".npy")
