@@ -9,7 +9,7 @@ pixel coordinates rounded to that precision.
 How it is fast, while computing exactly that:
 
 - Only live pixels are iterated. A *round* runs every live pixel a few dozen to a few hundred
-  steps in one compiled call: the live pixels (z and the pixel index, nothing else) are cut into
+  steps in one compiled call: the live pixels (their z, and c for Mandelbrot) are cut into
   chunks padded to a power-of-4 *bucket*, each chunk into cache-sized tiles, and each tile runs
   a ``lax.while_loop`` over blocks of ``STEPS_PER_BLOCK`` steps that stops as soon as no pixel
   of the tile is alive. Between rounds the host writes the escaped pixels' counts into the
@@ -62,7 +62,6 @@ def _on_cpu() -> bool:
 ROUND_STEPS = (8, 16, 32, 64, 128, 256)  # round lengths; the last one repeats
 # status of a pixel that will never escape (padding, cardioid or bulb, or on an exact cycle)
 NEVER = np.int32(np.iinfo(np.int32).min + 1)
-PADDING = np.int32(-1)  # pixel index of a padding slot
 
 
 @dataclass(frozen=True)
@@ -152,23 +151,16 @@ def _iterate_tile(z_re, z_im, c_re, c_im, status, first_step, stop, radius_sq):
 
 
 @partial(jax.jit, static_argnames="kind")
-def _round(z_re, z_im, pixel, columns, rows, width, c, first_step, stop, radius_sq, *, kind):
+def _round(z_re, z_im, c_re, c_im, first_step, stop, radius_sq, *, kind):
     """One round for one chunk of live pixels; returns their z and status after it.
 
-    ``pixel`` is the flat index (row * width + column), ``PADDING`` for padding slots;
-    ``columns``/``rows`` hold the pixel-centre coordinates, ``c`` = (re, im) for Julia.
+    ``c_re``/``c_im`` are per pixel (Mandelbrot) or scalars (Julia). Padding slots hold a nan
+    z, which counts as escaped at once; the caller drops their results.
     """
-    size = pixel.shape[0]
+    size = z_re.shape[0]
     tile = min(TILE, size) if _on_cpu() else size
-    valid = pixel != PADDING
-    index = jnp.where(valid, pixel, 0)
-    x, y = columns[index % width], rows[index // width]
-    if kind == "mandelbrot":
-        c_re, c_im = x, y
-        never = ~valid | _in_cardioid_or_bulb(x, y)
-    else:
-        c_re, c_im = jnp.full(size, c[0]), jnp.full(size, c[1])
-        never = ~valid
+    c_re, c_im = jnp.broadcast_to(c_re, (size,)), jnp.broadcast_to(c_im, (size,))
+    never = _in_cardioid_or_bulb(c_re, c_im) if kind == "mandelbrot" else jnp.zeros(size, bool)
     status = jnp.where(never, NEVER, first_step)
 
     def run(t):
@@ -236,47 +228,48 @@ def _escape_counts(kind, x, y, max_iter, escape_radius, c, dtype) -> Escape:
     dtype = np.dtype(dtype)
     width, height = x.size, y.size
     n_pixels = width * height
-    side = bucket_size(max(width, height))
-    columns = jnp.asarray(_padded(x.astype(dtype), side, 0))
-    rows = jnp.asarray(_padded(y.astype(dtype), side, 0))
-    c_parts = jnp.asarray([c.real, c.imag], dtype)
     radius_sq = dtype.type(escape_radius) ** 2
-
     counts = np.full(n_pixels, max_iter, np.int32)
     modulus_sq = np.zeros(n_pixels, dtype)
+
+    # The live pixels: flat index, z and (Mandelbrot) c; compacted after every round.
     pixel = np.arange(n_pixels, dtype=np.int32)
-    if kind == "julia":  # z_0 = the pixel
-        z_re, z_im = np.tile(x.astype(dtype), height), np.repeat(y.astype(dtype), width)
-    else:  # z_0 = 0
+    grid_re, grid_im = np.tile(x.astype(dtype), height), np.repeat(y.astype(dtype), width)
+    if kind == "julia":  # z_0 = the pixel, one c for all
+        z_re, z_im = grid_re, grid_im
+        c_re, c_im = np.asarray(c.real, dtype), np.asarray(c.imag, dtype)
+    else:  # z_0 = 0, c = the pixel
         z_re, z_im = np.zeros(n_pixels, dtype), np.zeros(n_pixels, dtype)
+        c_re, c_im = grid_re, grid_im
+    per_pixel_c = kind == "mandelbrot"
 
     step = 0
     lengths = _round_lengths()
+    chunk = CHUNK if _on_cpu() else ACCELERATOR_CHUNK
     while pixel.size and step < max_iter:
         check_deadline()
         stop = min(step + next(lengths), max_iter)
-        chunks = []
-        chunk = CHUNK if _on_cpu() else ACCELERATOR_CHUNK
+        calls = []
         for start in range(0, pixel.size, chunk):  # dispatched asynchronously, then collected
             part = slice(start, start + chunk)
             size = bucket_size(pixel[part].size)
-            chunks.append((pixel[part], _round(
-                _padded(z_re[part], size, 0), _padded(z_im[part], size, 0),
-                _padded(pixel[part], size, PADDING), columns, rows, np.int32(width), c_parts,
+            calls.append(_round(
+                _padded(z_re[part], size, np.nan), _padded(z_im[part], size, np.nan),
+                _padded(c_re[part], size, 0) if per_pixel_c else c_re,
+                _padded(c_im[part], size, 0) if per_pixel_c else c_im,
                 np.int32(step), np.int32(stop), radius_sq, kind=kind,
-            )))
-        survivors = []
-        for where, (z_re_out, z_im_out, status_out) in chunks:
-            n = where.size
-            status = np.asarray(status_out)[:n]
-            z_re, z_im = np.asarray(z_re_out)[:n], np.asarray(z_im_out)[:n]
-            escaped = (status < 0) & (status != NEVER)
-            hit = where[escaped]
-            counts[hit] = -status[escaped]
-            modulus_sq[hit] = z_re[escaped] ** 2 + z_im[escaped] ** 2
-            alive = status >= 0
-            survivors.append((where[alive], z_re[alive], z_im[alive]))
-        pixel, z_re, z_im = (np.concatenate(parts) for parts in zip(*survivors, strict=True))
+            ))
+        # Only the last chunk is padded, at its end: cut the padding off the joined results.
+        z_re, z_im, status = (np.concatenate([np.asarray(call[k]) for call in calls])[: pixel.size]
+                              for k in range(3))
+        escaped = (status < 0) & (status != NEVER)
+        hit = pixel[escaped]
+        counts[hit] = -status[escaped]
+        modulus_sq[hit] = z_re[escaped] ** 2 + z_im[escaped] ** 2
+        alive = status >= 0
+        pixel, z_re, z_im = pixel[alive], z_re[alive], z_im[alive]
+        if per_pixel_c:
+            c_re, c_im = c_re[alive], c_im[alive]
         step = stop
     return Escape(
         counts=counts.reshape(height, width),
