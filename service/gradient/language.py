@@ -33,7 +33,7 @@ from __future__ import annotations
 import ast
 import functools
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -284,7 +284,6 @@ class _Checker:
 
     limits: Limits
     loc: tuple[str, ...]
-    program: bool
     functions: dict[str, ast.FunctionDef] = field(default_factory=dict)
     errors: list[dict[str, Any]] = field(default_factory=list)
     over_limit: LimitExceeded | None = None
@@ -629,7 +628,7 @@ def compile_expression(text: str, limits: Limits, *, loc: tuple[str, ...] = ("bo
     """Check an expression; its free variables are sorted by name."""
     tree = _parse(text, "eval", limits, loc)
     _check_size(tree, limits, loc)
-    checker = _Checker(limits, loc, program=False)
+    checker = _Checker(limits, loc)
     _check_kinds(tree, checker, _EXPRESSION_NODES)
     checker.raise_if_any()
     checker.expr(tree.body, None)
@@ -646,7 +645,7 @@ def compile_program(source: str, function: str, limits: Limits, *,
     """Check a program of ``def``s; ``function`` names the one to differentiate."""
     tree = _parse(source, "exec", limits, loc)
     _check_size(tree, limits, loc)
-    checker = _Checker(limits, loc, program=True)
+    checker = _Checker(limits, loc)
     _check_kinds(tree, checker, _EXPRESSION_NODES + _PROGRAM_NODES)
     checker.raise_if_any()
     checker.module(tree)
@@ -995,8 +994,3 @@ class _Interpreter:
             check_deadline()
             env[node.target.id] = i
             self.block(node.body, env)
-
-
-def iter_functions() -> Iterator[tuple[str, int]]:
-    """(name, number of arguments) of every whitelisted function, for documentation."""
-    yield from sorted(FUNCTIONS.items())
