@@ -16,7 +16,7 @@ from service.errors import ComputeTimeout
 from service.fit.descent import DescentOptions, gradient_descent
 from service.fit.line import line_points
 from tests.conftest import assert_problem
-from tests.test_fit import ROUTE, seed_data
+from tests.test_fit import ROUTE, post_npy, seed_data
 
 SEED_GD = {"optimizer": "sgd", "learning_rate": 1e-6, "epochs": 5, "batch_size": 100,
            "init": {"m": 5.0, "q": 10.0}, "shuffle": True, "seed": 0, "standardize": False}
@@ -32,9 +32,11 @@ def fit_gd(api, x, y, sigma=None, backend="jax", **gd):
     return r.json()
 
 
-def numpy_sgd(x, y, *, learning_rate, epochs, batch_size, init, seed):
-    """Reference minibatch SGD on the mean squared error, with Keras' per-epoch loss average."""
+def numpy_sgd(x, y, *, learning_rate, epochs, batch_size, init, seed, weights=None):
+    """Reference minibatch SGD on the (weighted) mean squared error, with Keras' per-epoch loss
+    average."""
     rng = np.random.default_rng(seed)
+    w = np.ones_like(x) if weights is None else weights
     m, q = init["m"], init["q"]
     losses, ms, qs = [], [], []
     for _ in range(epochs):
@@ -43,9 +45,9 @@ def numpy_sgd(x, y, *, learning_rate, epochs, batch_size, init, seed):
         for start in range(0, len(x), batch_size):
             batch = order[start:start + batch_size]
             residual = m * x[batch] + q - y[batch]
-            total += len(batch) * np.mean(residual**2)
-            m, q = (m - learning_rate * np.mean(2 * residual * x[batch]),
-                    q - learning_rate * np.mean(2 * residual))
+            total += len(batch) * np.mean(w[batch] * residual**2)
+            m, q = (m - learning_rate * np.mean(2 * w[batch] * residual * x[batch]),
+                    q - learning_rate * np.mean(2 * w[batch] * residual))
         losses.append(total / len(x))
         ms.append(m)
         qs.append(q)
@@ -94,6 +96,41 @@ def test_seed_experiment_loss_falls_to_the_least_squares_floor(seed_experiment):
     assert loss[0] > 5 * loss[1]
     assert np.all(loss[1:] < 1.1 * floor) and np.all(loss[1:] > 0.95 * floor), loss / floor
     assert abs(fits["jax"]["m"] - coef[0]) < 0.05
+
+
+@pytest.mark.parametrize("backend", ["jax", "tensorflow"])
+def test_weighted_standardized_descent_follows_the_reference_sgd(api, backend):
+    """The documented recipe, written out: x' = (x - x̄)/s with the weighted mean and spread,
+    weights 1/σ² divided by their mean, SGD on a·x' + c from the mapped start, mapped back."""
+    x, y, sigma = seed_data(n=300)
+    gd = {"learning_rate": 0.1, "epochs": 3, "batch_size": 64, "init": {"m": 1.0, "q": 2.0},
+          "seed": 5, "standardize": True}
+    fit = fit_gd(api, x, y, sigma, backend=backend, **gd)
+    w = 1 / sigma**2
+    centre = np.sum(w * x) / np.sum(w)
+    scale = np.sqrt(np.sum(w * (x - centre) ** 2) / np.sum(w))
+    start = {"m": gd["init"]["m"] * scale, "q": gd["init"]["q"] + gd["init"]["m"] * centre}
+    loss, a, c = numpy_sgd((x - centre) / scale, y, learning_rate=0.1, epochs=3, batch_size=64,
+                           init=start, seed=5, weights=w / w.mean())
+    rtol = 1e-10 if backend == "jax" else 1e-7  # Keras: float32 learning rate (0.1 is off by 1.5e-8)
+    np.testing.assert_allclose(fit["history"]["m"], a / scale, rtol=rtol)
+    np.testing.assert_allclose(fit["history"]["q"], c - a * centre / scale, rtol=rtol)
+    np.testing.assert_allclose(fit["history"]["loss"], loss, rtol=1e-10 if backend == "jax" else 1e-6)
+
+
+def test_npy_query_options_follow_the_reference_sgd(api):
+    """Every option of a .npy request comes from the query string (init as init_m/init_q)."""
+    x, y, _ = seed_data(n=250)
+    params = {"method": "gradient_descent", "learning_rate": 2e-6, "epochs": 2, "batch_size": 40,
+              "init_m": 4.0, "init_q": -3.0, "seed": 9, "standardize": "false"}
+    r = post_npy(api, np.column_stack([x, y]), **params)
+    assert r.status_code == 200, r.text
+    loss, m, q = numpy_sgd(x, y, learning_rate=2e-6, epochs=2, batch_size=40,
+                           init={"m": 4.0, "q": -3.0}, seed=9)
+    history = r.json()["history"]
+    np.testing.assert_allclose(history["loss"], loss, rtol=1e-10)
+    np.testing.assert_allclose(history["m"], m, rtol=1e-10)
+    np.testing.assert_allclose(history["q"], q, rtol=1e-10)
 
 
 def test_jax_and_tensorflow_agree_on_the_history(seed_experiment):
