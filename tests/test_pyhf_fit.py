@@ -216,3 +216,19 @@ def test_workspace_patch_is_applied(api):
     np.testing.assert_allclose(out["bestfit"], bestfit, rtol=1e-4, atol=1e-5)
     assert out["bestfit"][model.config.poi_index] == pytest.approx(bestfit[model.config.poi_index], rel=1e-4)
     assert bestfit[model.config.poi_index] < 1.0  # twice the signal: about half the strength
+
+
+def test_model_cache_is_a_bounded_lru():
+    from service.histfactory.models import ModelCache, canonical_key
+
+    cache = ModelCache(2)
+    built = []
+
+    def builder(name):
+        return lambda: built.append(name) or name
+
+    for name in ("a", "b", "a", "c", "b"):  # "a" used again, so "b" is the oldest when "c" arrives
+        cache.get_or_build(name, builder(name))
+    assert built == ["a", "b", "c", "b"] and len(cache) == 2
+    assert (cache.builds, cache.hits) == (4, 1)
+    assert canonical_key({"x": 1, "y": [1.5]}) == canonical_key({"y": [1.5], "x": 1})
