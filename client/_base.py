@@ -122,7 +122,10 @@ class _BaseClient:
 
     @staticmethod
     def _should_retry(response: httpx.Response) -> bool:
-        return response.status_code in C.RETRY_STATUSES
+        if response.status_code not in C.RETRY_STATUSES:
+            return False
+        # A backend this server does not have (e.g. no TensorFlow) will not appear on retry.
+        return not str(_problem(response).get("type", "")).endswith(C.PERMANENT_503_TYPE)
 
     def _request_kwargs(self, call: Call) -> dict[str, Any]:
         return {"json": call.json, "content": call.content, "params": call.params,

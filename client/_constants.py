@@ -11,6 +11,7 @@ DEFAULT_MAX_RETRIES = 2
 INITIAL_RETRY_DELAY = 0.5  # seconds, doubling each try
 MAX_RETRY_DELAY = 8.0
 RETRY_STATUSES = frozenset({408, 429, 502, 503, 504})
+PERMANENT_503_TYPE = "/backend-unavailable"  # a 503 problem type that retrying cannot fix
 
 
 def default_base_url() -> str:

@@ -104,6 +104,17 @@ def test_gives_up_after_max_retries(sleeps):
     assert len(calls) == 3 and err.value.status == 503 and err.value.request_id == "rid-1"
 
 
+def test_a_missing_backend_is_not_retried(sleeps):
+    """503 'backend-unavailable' (e.g. no TensorFlow on that server) is permanent; other 503s
+    (a timed-out job, a server still warming up) are retried."""
+    missing = httpx.Response(503, json={**PROBLEM, "status": 503,
+                                        "type": "https://labcrunch.dev/problems/backend-unavailable"})
+    transport, calls = scripted(missing)
+    with Client("http://x", transport=transport, max_retries=2) as lc, pytest.raises(InternalServerError):
+        lc.info()
+    assert len(calls) == 1 and sleeps == []
+
+
 def test_per_call_max_retries(sleeps):
     transport, calls = scripted(problem(429))
     with Client("http://x", transport=transport, max_retries=5) as lc, pytest.raises(RateLimitError):
