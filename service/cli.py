@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 from service import __version__
 
@@ -25,8 +24,10 @@ def main(argv: list[str] | None = None) -> None:
         from service.settings import get_settings
 
         settings = get_settings()
-        host = args.host or os.environ.get("HOST") or settings.host
-        port = args.port or int(os.environ.get("PORT") or settings.port)
+        # --host/--port, else LABCRUNCH_HOST/LABCRUNCH_PORT (as --help says). A generic $HOST is
+        # not read: shells and CI set it to the machine's name, which would expose the service.
+        host = args.host or settings.host
+        port = settings.port if args.port is None else args.port
         configure_logging(settings.log_level, settings.log_json)
         uvicorn.run(create_app(settings), host=host, port=port, workers=1,
                     log_config=None, access_log=False)
