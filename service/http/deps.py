@@ -49,7 +49,10 @@ def require_api_key(
     if not settings.api_keys:
         return
     given = bearer.credentials if bearer else header
-    if given and any(secrets.compare_digest(given, key) for key in settings.api_keys):
+    # Compared as bytes: compare_digest refuses non-ASCII str (a 500 for a header like "é").
+    # Starlette decodes header bytes as latin-1, so this is what was on the wire; keys are UTF-8.
+    sent = given.encode("latin-1", "replace") if given else b""
+    if sent and any(secrets.compare_digest(sent, key.encode()) for key in settings.api_keys):
         return
     raise Unauthorized(
         "This server requires an API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'.",
