@@ -27,6 +27,21 @@ def array(value: Any, dtype: Any = np.float64) -> np.ndarray:
     return np.asarray(number(value) if isinstance(value, str) else value, dtype=dtype)
 
 
+def json_numbers(values: Any) -> Any:
+    """An array (any shape) as nested JSON lists, non-finite values in the server's spelling."""
+    arr = np.asarray(values, dtype=np.float64)
+    if np.isfinite(arr).all():
+        return arr.tolist()
+    spelled = arr.astype(object)
+    bad = ~np.isfinite(arr)
+    spelled[bad] = [_spell(v) for v in arr[bad].tolist()]
+    return spelled.tolist()
+
+
+def _spell(v: float) -> str:
+    return "NaN" if math.isnan(v) else ("Infinity" if v > 0 else "-Infinity")
+
+
 def _replace(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_replace(v) for v in value]

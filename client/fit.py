@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from client._arrays import NPY_MEDIA_TYPE, array, number, to_npy
+from client._arrays import NPY_MEDIA_TYPE, array, json_numbers, number, to_npy
 from client._base import Call
 
 # Above this many points the data travel as one .npy body instead of JSON lists.
@@ -167,17 +167,9 @@ class FitAPI:
                                    headers={"Content-Type": NPY_MEDIA_TYPE}, parse=parse))
         if init is not None:
             gd["init"] = {"m": float(init[0]), "q": float(init[1])}
-        body = options | {"x": _json_numbers(xs), "y": _json_numbers(ys)}
+        body = options | {"x": json_numbers(xs), "y": json_numbers(ys)}
         if sig is not None:
-            body["sigma"] = _json_numbers(sig)
+            body["sigma"] = json_numbers(sig)
         if gd:
             body["gd"] = gd
         return self._send(Call("POST", "/v1/fit/line", json=body, parse=parse))
-
-
-def _json_numbers(arr: np.ndarray) -> list[Any]:
-    """Floats for JSON, non-finite ones in the server's spelling (it will name them in its 422)."""
-    if np.isfinite(arr).all():
-        return arr.tolist()
-    return [v if np.isfinite(v) else ("NaN" if np.isnan(v) else ("Infinity" if v > 0 else "-Infinity"))
-            for v in arr.tolist()]

@@ -7,6 +7,7 @@ import email.utils
 import time
 
 import httpx
+import numpy as np
 import pytest
 
 import client._base as base
@@ -23,7 +24,7 @@ from client import (
     RequestTooLargeError,
     ValidationError,
 )
-from client._arrays import array, number
+from client._arrays import array, json_numbers, number
 
 PROBLEM = {"type": "t", "title": "T", "status": 0, "detail": "what went wrong"}
 
@@ -189,3 +190,6 @@ def test_non_finite_spellings_round_trip():
     assert number("-Infinity") == float("-inf")
     out = array([[1, "Infinity"], ["NaN", -2.5]])
     assert out.shape == (2, 2) and out[0, 1] == float("inf") and out[1, 1] == -2.5
+    spelled = json_numbers(np.array([[1.5, np.inf], [np.nan, -np.inf]]))
+    assert spelled == [[1.5, "Infinity"], ["NaN", "-Infinity"]]
+    assert json_numbers(np.arange(3.0)) == [0.0, 1.0, 2.0]
