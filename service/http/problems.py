@@ -43,6 +43,7 @@ _DESCRIPTIONS = {
     401: "Missing or wrong API key",
     404: "Not found",
     413: "Request body or requested work over a configured limit",
+    415: "Unsupported Content-Type",
     422: "Invalid input (field-level `errors`)",
     429: "Busy: compute queue full; see Retry-After",
     500: "Internal error",
