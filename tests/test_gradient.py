@@ -459,3 +459,24 @@ def test_async_client(app):
     np.testing.assert_array_equal(result.gradient["x"], [3.0, 3.0])
     np.testing.assert_array_equal(result.gradient["y"], [1.0, 2.0])
     np.testing.assert_array_equal(result.hessian[0], [[0.0, 1.0], [1.0, 0.0]])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_conditional_expressions_differentiate_only_the_side_taken(api, backend):
+    """`a if c else b` in an expression: the gradient is jax.grad of the Python expression at
+    each point -- the side not taken cannot leak NaN (as it would through where)."""
+    text = "(log(x) if x > 0 else -x * y) if y > 1 else sqrt(x) * y"
+
+    def reference(x, y):
+        return (jnp.log(x) if x > 0 else -x * y) if y > 1 else jnp.sqrt(x) * y
+
+    xs, ys = [-1.0, 0.0, 4.0, 2.0, 0.5], [2.0, 3.0, 2.0, 0.5, 1.0]
+    out = post(api, expression=text, at={"x": xs, "y": ys}, order=2, backend=backend)
+    for i, (x, y) in enumerate(zip(xs, ys, strict=True)):
+        grad = jax.grad(reference, argnums=(0, 1))(x, y)
+        assert [out["gradient"]["x"][i], out["gradient"]["y"][i]] == pytest.approx(
+            [float(g) for g in grad], rel=1e-12), (x, y)
+        hess = np.array(jax.hessian(reference, argnums=(0, 1))(x, y), dtype=float)
+        np.testing.assert_allclose(out["hessian"][i], hess, rtol=1e-12, err_msg=f"{x}, {y}")
+    one = post(api, expression="sqrt(x) if x > 0 else 0", at={"x": -1.0}, backend=backend)
+    assert one["gradient"]["x"] == 0.0

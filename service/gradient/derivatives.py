@@ -261,9 +261,52 @@ def _run_eager(formula: Formula, columns: list[np.ndarray], batch: bool, order: 
 
 def _expression_derivatives(formula: Formula, columns: list[np.ndarray], batch: bool, order: int,
                             backend: str, dtype: str) -> tuple[Any, Any, Any]:
+    """One compiled function for the batch; with ``a if c else b``, one per combination of
+    sides taken (found on numpy for the whole batch), so that only the side taken is
+    differentiated, as ``jax.grad`` of the Python expression would."""
     if not formula.variables:
         return _no_variables(formula, backend, dtype, order)  # no variables: never a batch
-    return _run_compiled(formula, columns, batch, order, backend, dtype)
+    if not formula.branches:
+        return _run_compiled(formula, columns, batch, order, backend, dtype)
+    conditions = formula.branch_conditions(columns, dtype)
+    if not batch:
+        return _run_compiled(formula, columns, False, order, backend, dtype, tuple(conditions.tolist()))
+    return _run_groups(formula, columns, _groups_of(conditions), order, backend, dtype)
+
+
+def _groups_of(conditions: np.ndarray) -> list[tuple[tuple[bool, ...], np.ndarray]]:
+    """(sides taken, row indices) for each distinct row of a (points, branches) bool array."""
+    # one integer code per row (a sort on integers is far quicker than np.unique(axis=0))
+    if conditions.shape[1] <= 62:
+        codes = conditions @ (1 << np.arange(conditions.shape[1], dtype=np.int64))
+    else:
+        codes = np.unique(conditions, axis=0, return_inverse=True)[1].ravel()
+    if codes.min() == codes.max():
+        return [(tuple(conditions[0].tolist()), np.arange(len(codes)))]
+    order = np.argsort(codes, kind="stable")
+    starts = np.flatnonzero(np.diff(codes[order])) + 1
+    return [(tuple(conditions[rows[0]].tolist()), rows) for rows in np.split(order, starts)]
+
+
+def _run_groups(formula: Formula, columns: list[np.ndarray],
+                groups: list[tuple[tuple[Any, ...], np.ndarray]], order: int, backend: str,
+                dtype: str) -> tuple[Any, Any, Any]:
+    """Differentiate each group of points (rows of ``columns``) along its own path."""
+    count, n = len(columns[0]), len(columns)
+    value = np.empty(count, dtype)
+    gradient = np.empty((count, n), dtype)
+    hessian = np.empty((count, n, n), dtype) if order == 2 else None
+    for rank, (path, index) in enumerate(sorted(groups, key=lambda group: -len(group[1]))):
+        check_deadline()
+        # compiling costs ~0.1-0.3 s a path: the most common paths pay it, rare ones run eagerly;
+        # TensorFlow programs (small batches) always run eagerly
+        compiled = rank < MAX_COMPILED_PATHS and (backend == "jax" or not formula.is_program)
+        run = _run_compiled if compiled else _run_eager
+        v, g, h = run(formula, [c[index] for c in columns], True, order, backend, dtype, path)
+        value[index], gradient[index] = v, g
+        if hessian is not None:
+            hessian[index] = h
+    return value, gradient, hessian
 
 
 # --- programs: grouped by the path each point takes -----------------------------------------
@@ -285,21 +328,8 @@ def _program_derivatives(formula: Formula, columns: list[np.ndarray], batch: boo
         (path,) = groups
         run = _run_compiled if backend == "jax" else _run_eager
         return run(formula, columns, False, order, backend, dtype, path)
-    value = np.empty(len(points), dtype)
-    gradient = np.empty((len(points), len(columns)), dtype)
-    hessian = np.empty((len(points), len(columns), len(columns)), dtype) if order == 2 else None
-    by_size = sorted(groups.items(), key=lambda item: -len(item[1]))
-    for rank, (path, rows) in enumerate(by_size):
-        check_deadline()
-        # compiling costs ~0.1-0.3 s a path: the most common paths pay it, rare ones run eagerly
-        compiled = backend == "jax" and rank < MAX_COMPILED_PATHS
-        run = _run_compiled if compiled else _run_eager
-        index = np.asarray(rows)
-        v, g, h = run(formula, [c[index] for c in columns], True, order, backend, dtype, path)
-        value[index], gradient[index] = v, g
-        if hessian is not None:
-            hessian[index] = h
-    return value, gradient, hessian
+    return _run_groups(formula, columns, [(path, np.asarray(rows)) for path, rows in groups.items()],
+                       order, backend, dtype)
 
 
 # --- the domain entry point -----------------------------------------------------------------

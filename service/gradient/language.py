@@ -583,11 +583,14 @@ class Formula:
                     path: tuple[Any, ...] | None = None) -> Callable[..., Any]:
         """``fn(*values)`` (in ``variables`` order) → a scalar tensor of ``backend``.
 
-        For JAX expressions the function is traceable under ``jit``/``vmap``/``grad``. A program
-        needs concrete values for its ``if``/``range`` (``grad``/``jvp`` of concrete inputs, TF
-        eager mode) -- unless it is given the ``path`` of one point (see :meth:`path`): then it
-        replays those decisions instead of taking them, and is traceable like an expression,
-        valid for every point that takes the same path.
+        For JAX expressions the function is traceable under ``jit``/``vmap``/``grad``; without a
+        ``path``, ``a if c else b`` is ``where(c, a, b)``. A program needs concrete values for its
+        ``if``/``range`` (``grad``/``jvp`` of concrete inputs, TF eager mode) -- unless it is
+        given the ``path`` of one point (see :meth:`path`): then it replays those decisions
+        instead of taking them, and is traceable like an expression, valid for every point that
+        takes the same path. For an expression, ``path`` holds one bool per :attr:`branches`
+        node (see :meth:`branch_conditions`): only the side taken is computed, so the other
+        side's derivative cannot leak NaN into the gradient as it does through ``where``.
         """
         ops = backend_ops(backend, dtype)
 
@@ -596,6 +599,24 @@ class Formula:
 
         run.__name__ = f"formula_{backend}"
         return run
+
+    @functools.cached_property
+    def branches(self) -> tuple[ast.IfExp, ...]:
+        """An expression's ``a if c else b`` nodes, in a fixed order (empty for programs)."""
+        if self.is_program:
+            return ()
+        return tuple(n for n in ast.walk(self.tree) if isinstance(n, ast.IfExp))
+
+    def branch_conditions(self, columns: list[np.ndarray], dtype: str = "float64") -> np.ndarray:
+        """For an expression with ``a if c else b``: which side each point takes, shape
+        (points, len(branches)), found on plain numpy numbers for the whole batch at once
+        (every side is evaluated, so nested conditions are known everywhere)."""
+        interpreter = _Interpreter(self, backend_ops("numpy", dtype), record=True)
+        with np.errstate(all="ignore"):
+            self._evaluate(interpreter, tuple(columns))
+        shape = np.broadcast_shapes(*(np.shape(c) for c in columns))
+        return np.stack([np.broadcast_to(np.asarray(interpreter.branch_tests[id(n)], dtype=bool), shape)
+                         for n in self.branches], axis=-1)
 
     def path(self, values: tuple[float, ...], dtype: str = "float64") -> tuple[Any, ...]:
         """The decisions (branches taken, loop bounds) a program makes at one point, found by
@@ -794,8 +815,12 @@ class _Interpreter:
     def __init__(self, formula: Formula, ops: BackendOps, *, record: bool = False,
                  replay: tuple[Any, ...] | None = None) -> None:
         self.formula, self.ops, self.limits, self.loc = formula, ops, formula.limits, formula.loc
-        self.decisions: list[Any] = []  # branch outcomes and range bounds, in order
-        self.replay = iter(replay) if replay is not None else None
+        self.decisions: list[Any] = []  # a program's branch outcomes and range bounds, in order
+        self.replay = iter(replay) if replay is not None and formula.is_program else None
+        # an expression's chosen side per `a if c else b` node (replay), or each node's test (record)
+        self.branch_choice = (dict(zip((id(n) for n in formula.branches), replay, strict=True))
+                              if replay is not None and not formula.is_program else None)
+        self.branch_tests: dict[int, Any] | None = {} if record and not formula.is_program else None
         self.operations = 0
         self.depth = 0
         self.functions: dict[str, ast.FunctionDef] = (
@@ -898,7 +923,11 @@ class _Interpreter:
         if self.formula.is_program:  # Python semantics: only the branch taken runs
             taken = node.body if self.as_bool(node.test, self.expr(node.test, env)) else node.orelse
             return self.expr(taken, env)
+        if self.branch_choice is not None:  # the side this group of points takes
+            return self.expr(node.body if self.branch_choice[id(node)] else node.orelse, env)
         test, body, orelse = (self.expr(n, env) for n in (node.test, node.body, node.orelse))
+        if self.branch_tests is not None:
+            self.branch_tests[id(node)] = test != 0
         if _is_number(test):
             return body if test != 0 else orelse
         return self.ops.functions["where"](test, self.ops.tensor(body), self.ops.tensor(orelse))
