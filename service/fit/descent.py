@@ -21,9 +21,10 @@ cov = 2·H⁻¹ (χ² is -2 log L for Gaussian errors), scaled by the residual v
 no σ was given — the conventions of :mod:`service.fit.line`. The Hessian is taken in
 standardized coordinates (well conditioned) and propagated to (m, q).
 
-On JAX an epoch is one compiled ``lax.scan`` over a table of minibatch indices. Data and table
-are zero-padded to a few bucketed shapes (:func:`bucket`) and the learning rate is optimizer
-state, so requests of similar size and any learning rate reuse one compiled program.
+On JAX an epoch is compiled ``lax.scan`` calls over tables of at most ``CHUNK_BATCHES``
+minibatch indices, each awaited before the deadline check and the next. Data and tables are
+zero-padded to a few bucketed shapes (:func:`bucket`) and the learning rate is optimizer state,
+so requests of similar size and any learning rate reuse one compiled program.
 """
 
 from __future__ import annotations
@@ -49,9 +50,9 @@ backends.configure()
 OPTIMIZERS = ("sgd", "adam")
 # Adam's ε, the same on both backends (Keras' default is 1e-7, optax's 1e-8).
 ADAM_EPSILON = 1e-8
-# Minibatches per Keras `fit` call (~1 s at the slowest, one point per batch): the deadline is
-# checked between calls.
-KERAS_CHUNK_BATCHES = 4096
+# Minibatches per compiled call (jax) or Keras `fit` call (tensorflow); the deadline is checked
+# between calls, so one long epoch of small batches cannot run far past the wall time.
+CHUNK_BATCHES = 4096
 
 
 @dataclass(frozen=True)
@@ -131,8 +132,9 @@ def _optax(optimizer: str) -> optax.GradientTransformation:
 
 
 @functools.cache
-def _jax_epoch(optimizer: str) -> tuple[optax.GradientTransformation, Callable]:
-    """A compiled epoch: scan over the batch table; rows with count 0 leave everything unchanged."""
+def _jax_batches(optimizer: str) -> tuple[optax.GradientTransformation, Callable]:
+    """Compiled minibatch steps: a scan over a batch table (rows with count 0 change nothing);
+    returns the new parameters and state and Σ count·loss over the table's batches."""
     opt = _optax(optimizer)
 
     def step(carry, batch):
@@ -151,32 +153,39 @@ def _jax_epoch(optimizer: str) -> tuple[optax.GradientTransformation, Callable]:
         return (params, state), loss * count
 
     @jax.jit
-    def epoch(params, state, x, y, w, table, counts):
+    def run_batches(params, state, x, y, w, table, counts):
         mask = jnp.arange(table.shape[1])[None, :] < counts[:, None]
         batches = (x[table], y[table], jnp.where(mask, w[table], 0.0), counts)
         (params, state), weighted_losses = jax.lax.scan(step, (params, state), batches)
-        return params, state, jnp.sum(weighted_losses) / jnp.sum(counts)
+        return params, state, jnp.sum(weighted_losses)
 
-    return opt, epoch
+    return opt, run_batches
 
 
 def _run_jax(problem: _Problem) -> History:
-    opt, epoch = _jax_epoch(problem.options.optimizer)
+    opt, run_batches = _jax_batches(problem.options.optimizer)
     size = bucket(problem.x.shape[0])
     x, y, w = (_padded(a, size) for a in (problem.x, problem.y, problem.w))
     params = jnp.asarray(problem.start, dtype=jnp.float64)
     state = opt.init(params)
     learning_rate = jnp.asarray(problem.options.learning_rate, dtype=jnp.float64)
     state = state._replace(hyperparams={**state.hyperparams, "learning_rate": learning_rate})
+    n = problem.x.shape[0]
+    chunk = CHUNK_BATCHES * problem.batch_size
     losses, path = [], []
     for order in problem.orders:
-        check_deadline()
-        table, counts = batch_layout(order, problem.batch_size)
-        params, state, loss = epoch(params, state, x, y, w, table, counts)
-        losses.append(loss)
-        path.append(params)
-    path_np = np.asarray(jnp.stack(path), dtype=np.float64)
-    return np.asarray(jnp.stack(losses), dtype=np.float64), path_np[:, 0], path_np[:, 1]
+        epoch_loss = 0.0
+        for start in range(0, n, chunk):
+            check_deadline()
+            table, counts = batch_layout(order[start:start + chunk], problem.batch_size)
+            params, state, loss_sum = run_batches(params, state, x, y, w, table, counts)
+            # Awaited here: JAX dispatches asynchronously, and a deadline check that runs ahead
+            # of queued work would stop nothing.
+            epoch_loss += float(loss_sum)
+        losses.append(epoch_loss / n)  # Keras' average: minibatch losses weighted by batch size
+        path.append(np.asarray(params, dtype=np.float64))
+    path_np = np.asarray(path, dtype=np.float64)
+    return np.asarray(losses, dtype=np.float64), path_np[:, 0], path_np[:, 1]
 
 
 @functools.cache
@@ -210,10 +219,9 @@ def _run_tensorflow(problem: _Problem) -> History:
                   steps_per_execution=32)
     x, y, w = problem.x[:, None], problem.y[:, None], problem.w
     n = x.shape[0]
-    # At most KERAS_CHUNK_BATCHES minibatches per `fit` call, with the deadline checked between
-    # calls: a long epoch of small batches (~250 µs a step) would otherwise run far past the
-    # wall time. (A batch-end callback does the same but makes every step ~2x slower.)
-    chunk = KERAS_CHUNK_BATCHES * problem.batch_size
+    # At most CHUNK_BATCHES minibatches per `fit` call (~1 s at ~250 µs a step), the deadline
+    # checked between calls. (A batch-end callback does the same but makes every step ~2x slower.)
+    chunk = CHUNK_BATCHES * problem.batch_size
     losses, slopes, intercepts = [], [], []
     for order in problem.orders:
         epoch_loss = 0.0
