@@ -170,6 +170,19 @@ def _round(z_re, z_im, c_re, c_im, first_step, stop, radius_sq, *, kind):
     return tuple(a.reshape(size) for a in lax.map(run, tiles))
 
 
+def compile_kernels(dtype=np.float32) -> None:
+    """Compile every bucket's round for both kinds (start-up warm-up: no request waits)."""
+    dtype = np.dtype(dtype)
+    chunk = CHUNK if _on_cpu() else ACCELERATOR_CHUNK
+    size = MIN_BUCKET
+    while size <= chunk:
+        nan = np.full(size, np.nan, dtype)  # escapes at once: only the compile costs
+        for kind, c in (("mandelbrot", nan), ("julia", np.asarray(0, dtype))):
+            jax.block_until_ready(_round(nan, nan, c, c, np.int32(0), np.int32(8),
+                                         dtype.type(4), kind=kind))
+        size *= 4
+
+
 # --- the public function ---------------------------------------------------------------------
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+import numpy as np
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -18,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from service import backends, encoding
 from service.compute import Timed
 from service.errors import LimitExceeded
-from service.fractal import colour, plane, render
+from service.fractal import colour, escape, plane, render
 from service.http.deps import LimitsDep, RunnerDep
 from service.http.problems import problem_responses
 from service.settings import Limits, Settings
@@ -173,6 +174,6 @@ async def fractal_tile(z: int, x: int, y: int, params: Annotated[TileParams, Que
 
 
 def warmup(settings: Settings) -> None:
-    """Compile the kernels of the default 512×512 view (float32, both kinds) at start-up."""
-    for kind in ("mandelbrot", "julia"):
-        render.counts(_fractal(kind, FractalParams(), settings.limits))
+    """Compile the float32 kernels of every bucket, then render the default view once."""
+    escape.compile_kernels(np.float32)
+    render.png(_fractal("mandelbrot", FractalParams(), settings.limits))
