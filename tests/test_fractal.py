@@ -359,3 +359,11 @@ def test_bad_post_bodies(api):
             "y_max": 1.0, "max_iter": 5}
     assert_problem(post(api, format="npy", **fine), 422)
     assert npy_counts(api, precision="float64", **fine).shape == (1, 100)
+
+
+def test_start_up_warm_up_compiles_and_renders():
+    """warmup() runs at start-up, where a failure would only be logged: it must work."""
+    from service.fractal.router import warmup
+    from service.settings import Settings
+
+    warmup(Settings(warmup=False, log_json=False))
