@@ -164,6 +164,7 @@ def test_body_over_the_limit_is_413_before_parsing(test_api):
     body = assert_problem(test_api.post("/v1/test/echo", content=b"x" * 2000,
                                         headers={"content-type": "application/json"}), 413)
     assert body["limit"] == "max_body_bytes" and body["maximum"] == 1000
+    assert body["instance"] == "/v1/test/echo" and body["request_id"]
 
 
 def test_chunked_body_over_the_limit_is_413(test_api):

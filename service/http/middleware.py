@@ -73,13 +73,14 @@ class BodySizeLimitMiddleware:
         self.app = app
         self.max_bytes = max_bytes
 
-    def _refusal(self, size: int | None):
+    def _refusal(self, path: str, size: int | None):
         said = f" ({size} bytes)" if size is not None else ""
         return problem_response(
             413, "Limit exceeded",
             f"The request body{said} is larger than the limit of {self.max_bytes} bytes "
             "(limits.max_body_bytes).",
-            slug="limit-exceeded", limit="max_body_bytes", maximum=self.max_bytes, value=size,
+            slug="limit-exceeded", instance=path, limit="max_body_bytes", maximum=self.max_bytes,
+            value=size,
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -88,7 +89,7 @@ class BodySizeLimitMiddleware:
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refusal(int(declared))(scope, receive, send)
+            await self._refusal(scope["path"], int(declared))(scope, receive, send)
             return
 
         received = 0
@@ -111,7 +112,7 @@ class BodySizeLimitMiddleware:
             nonlocal refused
             if not refused:
                 refused = True
-                await self._refusal(None)(scope, receive, send)
+                await self._refusal(scope["path"], None)(scope, receive, send)
 
         async def guarded_send(message: Message) -> None:
             if too_large:
