@@ -118,7 +118,7 @@ class _BaseClient:
         return httpx.Timeout(call.timeout or self.timeout, connect=C.DEFAULT_CONNECT_TIMEOUT)
 
     def _retries(self, call: Call) -> int:
-        return self.max_retries if call.max_retries is None else call.max_retries
+        return max(0, self.max_retries if call.max_retries is None else call.max_retries)
 
     @staticmethod
     def _should_retry(response: httpx.Response) -> bool:

@@ -116,6 +116,13 @@ def test_a_missing_backend_is_not_retried(sleeps):
     assert len(calls) == 1 and sleeps == []
 
 
+def test_negative_max_retries_means_one_try(sleeps):
+    transport, calls = scripted(problem(503))
+    with Client("http://x", transport=transport, max_retries=-1) as lc, pytest.raises(InternalServerError):
+        lc.info()
+    assert len(calls) == 1
+
+
 def test_per_call_max_retries(sleeps):
     transport, calls = scripted(problem(429))
     with Client("http://x", transport=transport, max_retries=5) as lc, pytest.raises(RateLimitError):
