@@ -16,7 +16,8 @@ class Limits(BaseModel):
 
     # --- whole requests
     max_body_bytes: int = Field(64 * 1024 * 1024, description="Largest request body accepted (bytes).")
-    max_wall_seconds: float = Field(60.0, description="Wall time one compute job may run (s).")
+    max_wall_seconds: float = Field(60.0, gt=0, description="Wall time one compute job may run, "
+                                    "from admission, queue wait included (s).")
 
     # --- the expression / program language (gradient, minimize)
     max_text_length: int = Field(20_000, description="Characters in an expression or program.")
@@ -71,9 +72,9 @@ class Settings(BaseSettings):
 
     # Compute runner: at most `max_concurrent_jobs` run at once, at most `max_queued_jobs` wait;
     # any more get 429 with Retry-After.
-    max_concurrent_jobs: int = 2
-    max_queued_jobs: int = 16
-    retry_after_seconds: int = 2
+    max_concurrent_jobs: int = Field(2, ge=1)  # 0 would fail every computation, not at start-up
+    max_queued_jobs: int = Field(16, ge=0)
+    retry_after_seconds: int = Field(2, ge=0)
 
     # Optional API keys: when any is set, every /v1 route needs `Authorization: Bearer <key>`
     # (or `X-API-Key: <key>`). Health routes stay open for load balancers.

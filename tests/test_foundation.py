@@ -356,6 +356,15 @@ def test_serve_binds_where_asked(monkeypatch, argv, env, expected):
     assert bound == [expected]
 
 
+@pytest.mark.parametrize("env", [{"LABCRUNCH_MAX_CONCURRENT_JOBS": "0"},
+                                 {"LABCRUNCH_LIMITS__MAX_WALL_SECONDS": "-1"}])
+def test_unusable_settings_fail_at_start_up(monkeypatch, env):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError):
+        Settings()
+
+
 def test_gpu_etiquette_is_set_before_frameworks_start():
     import os
 
