@@ -72,11 +72,13 @@ def to_npz(arrays: dict[str, Any]) -> bytes:
 
 
 def read_npy(
-    data: bytes, *, max_elements: int, where: str = "body", limit: str = "max_points"
+    data: bytes, *, max_elements: int, where: str = "body", limit: str = "max_points",
+    max_rows: int | None = None,
 ) -> np.ndarray:
     """Parse ``.npy`` bytes into a numeric array; 422 for anything else, 413 when too large.
 
-    ``limit`` names the setting ``max_elements`` comes from, for the 413 answer.
+    ``limit`` names the setting ``max_elements`` (or ``max_rows``, a bound on the first axis: a
+    table of points) comes from, for the 413 answer.
     """
     try:
         buf = io.BytesIO(data)
@@ -90,6 +92,11 @@ def read_npy(
             f"The {where} is not a valid .npy array: {exc}",
             errors=[{"loc": [where], "msg": str(exc), "type": "npy"}],
         ) from None
+    if max_rows is not None and shape and shape[0] > max_rows:
+        raise LimitExceeded(
+            f"The array has {shape[0]} rows; at most {max_rows} are accepted (limits.{limit}).",
+            limit=limit, maximum=max_rows, value=shape[0],
+        )
     count = math.prod(shape)
     if count > max_elements:
         raise LimitExceeded(

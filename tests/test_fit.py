@@ -218,7 +218,9 @@ def test_over_limit_work_is_413_naming_the_limit(small_api):
     body = assert_problem(small_api.post(ROUTE, json={"x": x.tolist(), "y": x.tolist()}), 413)
     assert (body["limit"], body["maximum"], body["value"]) == ("max_fit_points", 50, 60)
     body = assert_problem(post_npy(small_api, np.column_stack([x, x, x + 1])), 413)
-    assert body["limit"] == "max_fit_points"
+    assert (body["limit"], body["maximum"], body["value"]) == ("max_fit_points", 50, 60)
+    body = assert_problem(post_npy(small_api, np.zeros((500, 2))), 413)  # in points, not elements
+    assert (body["limit"], body["maximum"], body["value"]) == ("max_fit_points", 50, 500)
     points = {"x": x[:40].tolist(), "y": x[:40].tolist(), "method": "gradient_descent"}
     body = assert_problem(small_api.post(ROUTE, json=points | {"gd": {"epochs": 5}}), 413)
     assert (body["limit"], body["value"]) == ("max_fit_epochs", 5)

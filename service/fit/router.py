@@ -175,7 +175,8 @@ def _media_type(request: Request) -> str:
 
 
 def _points_from_npy(body: bytes, limits: Limits) -> tuple[Any, Any, Any]:
-    table = encoding.read_npy(body, max_elements=3 * limits.max_fit_points, limit="max_fit_points")
+    table = encoding.read_npy(body, max_elements=3 * limits.max_fit_points, limit="max_fit_points",
+                              max_rows=limits.max_fit_points)
     if table.ndim != 2 or table.shape[1] not in (2, 3):
         raise InvalidInput(
             f"The .npy body has shape {table.shape}; expected (N, 2) [x, y] or (N, 3) [x, y, sigma].",
