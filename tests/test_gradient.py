@@ -480,3 +480,19 @@ def test_conditional_expressions_differentiate_only_the_side_taken(api, backend)
         np.testing.assert_allclose(out["hessian"][i], hess, rtol=1e-12, err_msg=f"{x}, {y}")
     one = post(api, expression="sqrt(x) if x > 0 else 0", at={"x": -1.0}, backend=backend)
     assert one["gradient"]["x"] == 0.0
+
+
+def test_npz_writer_round_trips_like_savez():
+    from service.gradient.router import npz_bytes
+
+    arrays = {"variables": np.array(["x", "yy"]), "value": np.linspace(0, 1, 1000),
+              "gradient": np.arange(6.0).reshape(3, 2)[:, ::-1],  # not contiguous
+              "hessian": np.zeros((0, 0)), "f32": np.ones(3, np.float32), "elapsed_ms": np.float64(1.5),
+              "device": np.array("cuda:0 (NVIDIA H100)"), "none": np.array([], dtype=str),
+              "nan": np.array([np.nan, np.inf, -np.inf])}
+    with np.load(io.BytesIO(npz_bytes(arrays)), allow_pickle=False) as ours:
+        assert sorted(ours.files) == sorted(arrays)
+        for name, expected in arrays.items():
+            got = ours[name]
+            assert got.dtype == np.asarray(expected).dtype and got.shape == np.shape(expected), name
+            np.testing.assert_array_equal(got, expected)
