@@ -201,6 +201,28 @@ def test_request_id_is_echoed_or_generated(api):
     assert body["request_id"] == "trace-7"
 
 
+def test_request_id_with_a_trailing_newline_is_replaced():
+    """`$` matches before a final newline; the id must match the whole value."""
+    from service.http.middleware import RequestContextMiddleware
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": [(b"x-request-id", b"abc\n")]}
+    asyncio.run(RequestContextMiddleware(app)(scope, receive, send))
+    echoed = dict(sent[0]["headers"])[b"x-request-id"]
+    assert b"\n" not in echoed and len(echoed) == 32
+
+
 def test_log_lines_are_json_with_the_request_id():
     record = logging.LogRecord("service", logging.INFO, __file__, 1, "hello %s", ("there",), None)
     token = request_id_var.set("rid-42")

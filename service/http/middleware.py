@@ -15,7 +15,7 @@ from service.http.problems import problem_response
 access_log = logging.getLogger("service.access")
 
 REQUEST_ID_HEADER = "x-request-id"
-_VALID_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+_VALID_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
 
 class RequestContextMiddleware:
@@ -29,7 +29,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         given = dict(scope["headers"]).get(REQUEST_ID_HEADER.encode(), b"").decode("latin-1")
-        rid = given if _VALID_ID.match(given) else uuid.uuid4().hex
+        rid = given if _VALID_ID.fullmatch(given) else uuid.uuid4().hex
         # Also in the scope: an unhandled error is answered outside this middleware (by
         # Starlette's ServerErrorMiddleware), after the context variable has been reset.
         scope[REQUEST_ID_SCOPE_KEY] = rid
