@@ -124,8 +124,7 @@ class _BaseClient:
     def _should_retry(response: httpx.Response) -> bool:
         if response.status_code not in C.RETRY_STATUSES:
             return False
-        # A backend this server does not have (e.g. no TensorFlow) will not appear on retry.
-        return not str(_problem(response).get("type", "")).endswith(C.PERMANENT_503_TYPE)
+        return not str(_problem(response).get("type", "")).endswith(C.PERMANENT_503_TYPES)
 
     def _request_kwargs(self, call: Call) -> dict[str, Any]:
         return {"json": call.json, "content": call.content, "params": call.params,

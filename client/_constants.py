@@ -11,7 +11,9 @@ DEFAULT_MAX_RETRIES = 2
 INITIAL_RETRY_DELAY = 0.5  # seconds, doubling each try
 MAX_RETRY_DELAY = 8.0
 RETRY_STATUSES = frozenset({408, 429, 502, 503, 504})
-PERMANENT_503_TYPE = "/backend-unavailable"  # a 503 problem type that retrying cannot fix
+# 503 problem types that retrying cannot fix: a backend the server lacks, a job over its wall time
+# (retrying would run the same too-long job again).
+PERMANENT_503_TYPES = ("/backend-unavailable", "/timeout")
 
 
 def default_base_url() -> str:

@@ -105,12 +105,13 @@ def test_gives_up_after_max_retries(sleeps):
     assert len(calls) == 3 and err.value.status == 503 and err.value.request_id == "rid-1"
 
 
-def test_a_missing_backend_is_not_retried(sleeps):
-    """503 'backend-unavailable' (e.g. no TensorFlow on that server) is permanent; other 503s
-    (a timed-out job, a server still warming up) are retried."""
-    missing = httpx.Response(503, json={**PROBLEM, "status": 503,
-                                        "type": "https://labcrunch.dev/problems/backend-unavailable"})
-    transport, calls = scripted(missing)
+@pytest.mark.parametrize("slug", ["backend-unavailable", "timeout"])
+def test_permanent_503s_are_not_retried(slug, sleeps):
+    """A missing backend (e.g. no TensorFlow on that server) stays missing, and a job over its wall
+    time would only run again for as long; other 503s (a server warming up) are retried."""
+    permanent = httpx.Response(503, json={**PROBLEM, "status": 503,
+                                          "type": f"https://labcrunch.dev/problems/{slug}"})
+    transport, calls = scripted(permanent)
     with Client("http://x", transport=transport, max_retries=2) as lc, pytest.raises(InternalServerError):
         lc.info()
     assert len(calls) == 1 and sleeps == []

@@ -1,4 +1,8 @@
-"""Dependency aliases shared by the routers (one place, as in the FastAPI template)."""
+"""Dependency aliases shared by the routers (one place, as in the FastAPI template).
+
+All are ``async def``: FastAPI runs a plain ``def`` dependency in a worker thread, which cost
+more than a cached scalar gradient itself.
+"""
 
 from __future__ import annotations
 
@@ -13,15 +17,15 @@ from service.errors import LabcrunchError
 from service.settings import Limits, Settings
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_limits(request: Request) -> Limits:
+async def get_limits(request: Request) -> Limits:
     return request.app.state.settings.limits
 
 
-def get_runner(request: Request) -> Runner:
+async def get_runner(request: Request) -> Runner:
     return request.app.state.runner
 
 
@@ -40,7 +44,7 @@ _bearer = HTTPBearer(auto_error=False, description="An API key, when the server 
 _header = APIKeyHeader(name="X-API-Key", auto_error=False)
 
 
-def require_api_key(
+async def require_api_key(
     settings: SettingsDep,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     header: Annotated[str | None, Depends(_header)],
