@@ -33,7 +33,10 @@ MEMORY_ENV = {
     "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
     "TF_FORCE_GPU_ALLOW_GROWTH": "true",
 }
-MEMORY_FRACTION_ENV = ("XLA_CLIENT_MEM_FRACTION", "XLA_PYTHON_CLIENT_MEM_FRACTION")
+# The memory share: jaxlib reads the older XLA_PYTHON_CLIENT_MEM_FRACTION only when this is
+# unset, and refuses to build its CUDA backend when both are set.
+MEMORY_FRACTION = "XLA_CLIENT_MEM_FRACTION"
+DEPRECATED_MEMORY_FRACTION = "XLA_PYTHON_CLIENT_MEM_FRACTION"
 
 
 def dockerfile_instructions() -> list[tuple[str, str]]:
@@ -153,8 +156,8 @@ def test_dockerfile_sets_the_gpu_sharing_environment_and_compile_cache():
     env = dockerfile_env()
     for key, value in MEMORY_ENV.items():
         assert env[key] == value
-    for key in MEMORY_FRACTION_ENV:
-        assert 0 < float(env[key]) < 1
+    assert 0 < float(env[MEMORY_FRACTION]) < 1
+    assert DEPRECATED_MEMORY_FRACTION not in env
     assert env["JAX_COMPILATION_CACHE_DIR"] == CACHE_DIR
     # The cache directory exists in the image and belongs to the service's user, so a fresh
     # named volume mounted there starts out writable by it alone.
@@ -230,9 +233,36 @@ def test_compose_sets_the_gpu_memory_environment(compose):
     env = compose["services"]["labcrunch"]["environment"]
     for key, value in MEMORY_ENV.items():
         assert env[key] == value
-    for key in MEMORY_FRACTION_ENV:
-        default = re.fullmatch(r"\$\{LABCRUNCH_GPU_MEMORY_FRACTION:-([0-9.]+)\}", env[key]).group(1)
-        assert 0 < float(default) < 1
+    default = re.fullmatch(r"\$\{LABCRUNCH_GPU_MEMORY_FRACTION:-([0-9.]+)\}", env[MEMORY_FRACTION]).group(1)
+    assert 0 < float(default) < 1
+    assert DEPRECATED_MEMORY_FRACTION not in env
+
+
+def compose_gpu_environment(compose: dict) -> dict[str, str]:
+    """The GPU service's environment as the container sees it: the image's ENV, then compose's
+    `environment` with `${VAR:-default}` at its default."""
+    env = dockerfile_env()
+    for key, value in compose["services"]["labcrunch"]["environment"].items():
+        env[key] = re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(value))
+    return env
+
+
+@pytest.mark.parametrize("source", ["Dockerfile.gpu", "docker-compose.yml"])
+def test_jaxlib_accepts_the_gpu_memory_environment(compose, source):
+    """jaxlib's own reader of these variables (it builds the CUDA plugin's options from them)
+    takes the deployment's environment: no preallocation, the configured share. With both the
+    new and the older memory-fraction name set it raises, and JAX quietly falls back to the CPU."""
+    env = dockerfile_env() if source == "Dockerfile.gpu" else compose_gpu_environment(compose)
+    env = {k: v for k, v in env.items() if k.startswith(("XLA_", "TF_"))}
+    code = ("import json; from jaxlib import xla_client; "
+            "print(json.dumps(dict(xla_client.generate_pjrt_gpu_plugin_options())))")
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("XLA_", "TF_"))}
+    result = subprocess.run([sys.executable, "-c", code], env={**base, **env},
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    options = json.loads(result.stdout)
+    assert options["preallocate"] is False
+    assert options["memory_fraction"] == pytest.approx(float(env[MEMORY_FRACTION]))
 
 
 def test_compose_cpu_variant_builds_the_same_dockerfile_without_a_gpu(compose):
