@@ -168,21 +168,27 @@ def start_server(env: dict[str, str] | None = None, ready_timeout_s: float = 300
         env={**os.environ, "LABCRUNCH_LOG_LEVEL": "WARNING", "LABCRUNCH_LOG_JSON": "false", **(env or {})},
     )
     server = Server(f"http://{LOOPBACK}:{port}", process, Path(log.name), 0.0)
-    deadline = time.monotonic() + ready_timeout_s
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"labcrunch serve exited with {process.returncode}:\n{server.log_tail()}")
-        try:
-            if httpx.get(f"{server.url}/readyz", timeout=2.0).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            server.stop()
-            raise RuntimeError(f"labcrunch serve not ready in {ready_timeout_s:g} s:\n{server.log_tail()}")
-        time.sleep(0.2)
-    server.startup_s = time.perf_counter() - started
+    # Registered before the (up to minutes long) wait, so Ctrl-C or SIGTERM during the server's
+    # warm-up still stops it (stop_servers); any failure to come up stops it here.
     _servers.append(server)
+    try:
+        deadline = time.monotonic() + ready_timeout_s
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"labcrunch serve exited with {process.returncode}:\n{server.log_tail()}")
+            try:
+                if httpx.get(f"{server.url}/readyz", timeout=2.0).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"labcrunch serve not ready in {ready_timeout_s:g} s:\n{server.log_tail()}")
+            time.sleep(0.2)
+    except BaseException:
+        _servers.remove(server)
+        server.stop()
+        raise
+    server.startup_s = time.perf_counter() - started
     return server
 
 

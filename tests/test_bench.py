@@ -56,3 +56,37 @@ def test_alternate_interleaves_and_summarizes():
                               repeats=3, warmup=1)
     assert calls == ["a", "b"] * 4
     assert stats["a"]["n"] == 3 and stats["a"]["min_s"] <= stats["a"]["median_s"] <= stats["a"]["max_s"]
+
+
+@pytest.mark.parametrize("failure", ["interrupted during warm-up", "exits before ready"])
+def test_a_server_that_does_not_come_up_is_stopped_and_its_log_removed(monkeypatch, tmp_path, failure):
+    """Ctrl-C (or SIGTERM) while the server warms up, or a server that dies, leaves no process
+    and no log behind (the process stands in for `labcrunch serve`)."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(harness.tempfile, "tempdir", None)  # re-read TMPDIR
+    child = "import time; time.sleep(60)" if failure.startswith("interrupted") else "raise SystemExit(3)"
+    started = []
+    real_popen = subprocess.Popen
+
+    def popen(command, **kwargs):
+        started.append(real_popen([sys.executable, "-c", child], **kwargs))
+        return started[-1]
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(harness.subprocess, "Popen", popen)
+    if failure.startswith("interrupted"):
+        monkeypatch.setattr(harness.httpx, "get", interrupt)
+    try:
+        with pytest.raises(KeyboardInterrupt if failure.startswith("interrupted") else RuntimeError):
+            harness.start_server()
+        (process,) = started
+        assert process.poll() is not None, "the server process was left running"
+        assert not list(tmp_path.glob("labcrunch-bench-*.log"))
+        assert harness._servers == []
+    finally:
+        for process in started:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
