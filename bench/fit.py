@@ -72,6 +72,7 @@ def run(quick: bool) -> dict[str, Any]:
         "title": f"Line fit: least squares on {n:,} points, service vs numpy.polyfit",
         "rows": rows,
         "notes": [f"server {srv.url}; answers checked equal to numpy.polyfit first (rtol 1e-9)",
+                  "ratio = time / numpy.polyfit time: > 1, the service is slower",
                   "service rows: upload + parse + fit + JSON answer, bodies encoded beforehand "
                   "(encoding times in the last two rows, measured once)"],
     }

@@ -27,7 +27,8 @@ import numpy as np
 
 SEED_MODEL = {"simple": {"kind": "uncorrelated_background", "signal": [5.0], "bkg": [10.0],
                          "bkg_uncertainty": [3.5]}}
-# The seed's model at its Asimov data: bestfit (1, 1), covariance = 2·inv(Hessian of −ln L).
+# The seed's model at its Asimov data (n = 15, aux = tau = (10/3.5)**2): bestfit (1, 1),
+# covariance = inv(Hessian of −ln L) = inv([[15·25, 15·50], [15·50, 15·100 + 225 tau]] / 225).
 SEED_MODEL_COVARIANCE = np.array([[1.09, -0.245], [-0.245, 0.1225]])
 BUDGET_S = 300  # the whole smoke test, start-up included, on the GPU server
 LINE_X = np.linspace(0.0, 9.0, 10)

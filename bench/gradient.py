@@ -34,6 +34,18 @@ def batch_function(x: jax.Array, y: jax.Array) -> jax.Array:
     return jnp.sin(x) * y**2 + jnp.exp(-x / 3)
 
 
+def check_scalar(answer: dict[str, Any], x: float, shift: float, with_cos: bool) -> None:
+    """The service's value and derivative of ``(x - shift)**2`` (times ``cos(x)`` when
+    ``with_cos``) at ``x``, against the closed forms."""
+    square, dsquare = (x - shift) ** 2, 2 * (x - shift)
+    if with_cos:
+        value, derivative = square * np.cos(x), dsquare * np.cos(x) - square * np.sin(x)
+    else:
+        value, derivative = square, dsquare
+    np.testing.assert_allclose([answer["value"], answer["gradient"]["x"]], [value, derivative],
+                               rtol=1e-12, atol=1e-15)
+
+
 def _npz(**arrays: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.savez(buf, **arrays)
@@ -52,33 +64,40 @@ def run(quick: bool) -> dict[str, Any]:
         def cached_gradient() -> None:
             client.post("/v1/gradient", json=SCALAR).raise_for_status()
 
-        # 1. HTTP round trip: cached scalar gradient vs /livez.
+        # 1. HTTP round trip: cached scalar gradient vs /livez. The answer first:
+        # (x - 1)**2 at x = 3 is 4, and so is its derivative 2 (x - 1).
+        response = client.post("/v1/gradient", json=SCALAR)
+        response.raise_for_status()
+        check_scalar(response.json(), SCALAR["at"]["x"], 1.0, with_cos=False)
         stats = alternate({"GET /livez": livez, "POST /v1/gradient (cached scalar)": cached_gradient},
                           repeats=20 if quick else 400, warmup=3)
         base = stats["GET /livez"]["median_s"]
         for name, s in stats.items():
             rows.append({"case": name, "median_ms": s["median_s"] * 1e3, "p99_ms": s["p99_s"] * 1e3,
                          "spread": s["spread"], "n": s["n"], "ratio": s["median_s"] / base})
-        notes.append("round trip: ratio = p50 / p50 of GET /livez (target <= 2)")
+        notes.append("round trip: ratio = p50 / p50 of GET /livez (target <= 2); the gradient "
+                     "checked against the closed form first")
 
         # 2. First request of a new expression (compile) vs the same request, cached.
         fresh = itertools.count(1)
 
-        def new_expression() -> dict[str, Any]:
-            return {"expression": f"(x - {next(fresh) / 7:.6f})**2 * cos(x)", "at": {"x": 0.5}}
-
         first, again = [], []
         for _ in range(2 if quick else 8):
-            body = new_expression()
+            shift = f"{next(fresh) / 7:.6f}"
+            body = {"expression": f"(x - {shift})**2 * cos(x)", "at": {"x": 0.5}}
             first.append(client.post("/v1/gradient", json=body))
             again.append(client.post("/v1/gradient", json=body))
+            for response in (first[-1], again[-1]):  # timed as sent; checked before it counts
+                response.raise_for_status()
+                check_scalar(response.json(), 0.5, float(shift), with_cos=True)
         cold = np.median([r.elapsed.total_seconds() for r in first])
         warm = np.median([r.elapsed.total_seconds() for r in again])
         rows.append({"case": "first request, new expression (compile)", "median_ms": cold * 1e3,
                      "n": len(first), "ratio": cold / warm})
         rows.append({"case": "same request again (cached)", "median_ms": warm * 1e3, "n": len(again),
                      "ratio": 1.0})
-        notes.append("compile: ratio = first / cached request of the same new expression")
+        notes.append("compile: ratio = first / cached request of the same new expression; "
+                     "every answer checked against the closed form")
 
         # 3. A batch: service with .npz both ways vs local jit(vmap(value_and_grad)).
         n = 10_000 if quick else 1_000_000

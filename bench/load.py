@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -23,14 +24,20 @@ from bench.harness import percentile_ms, server
 MIX_ROUTES = ("/v1/gradient", "/v1/minimize", "/v1/fit/line", "/v1/pyhf/fit", "/v1/fractal/{kind}.png")
 
 
-def request_mix(routes: set[str]) -> list[tuple[str, dict[str, Any]]]:
-    """(label, httpx request arguments) for /livez and each cheap route the server has."""
-    mix = [("GET /livez", {"method": "GET", "url": "/livez"})]
+def _check_livez(response: httpx.Response) -> None:
+    assert response.json()["status"] == "ok", response.text
+
+
+def request_mix(routes: set[str]) -> list[tuple[str, dict[str, Any], Callable[[httpx.Response], None]]]:
+    """(label, httpx request arguments, check of the answer) for /livez and each cheap route
+    the server has."""
+    mix = [("GET /livez", {"method": "GET", "url": "/livez"}, _check_livez)]
     for smoke in smoke_requests():
         if (smoke.route in MIX_ROUTES and smoke.route in routes
                 and (smoke.json or {}).get("backend") != "tensorflow"):  # jax: TF costs seconds to load
             mix.append((f"{smoke.method} {smoke.route}",
-                        {"method": smoke.method, "url": smoke.url, "json": smoke.json, "params": smoke.params}))
+                        {"method": smoke.method, "url": smoke.url, "json": smoke.json, "params": smoke.params},
+                        smoke.check))
     return mix
 
 
@@ -40,7 +47,7 @@ async def _client(base_url: str, mix: list, offset: int, deadline: float,
                                  limits=httpx.Limits(max_connections=1)) as client:
         i = offset
         while time.perf_counter() < deadline:
-            label, request = mix[i % len(mix)]
+            label, request, _check = mix[i % len(mix)]
             i += 1
             start = time.perf_counter()
             try:
@@ -68,9 +75,13 @@ def run(quick: bool) -> dict[str, Any]:
     routes = set(httpx.get(f"{srv.url}/openapi.json", timeout=30).json()["paths"])
     compute = httpx.get(f"{srv.url}/v1/info", timeout=30).json()["compute"]
     mix = request_mix(routes)
-    with httpx.Client(base_url=srv.url, timeout=300) as warm:  # compile each request's path once
-        for _label, request in mix:
-            warm.request(**request).raise_for_status()
+    # Each request once before the load: it compiles its path, and its answer is checked (the
+    # closed forms of bench/gpu_smoke.py) so the load times right answers.
+    with httpx.Client(base_url=srv.url, timeout=300) as warm:
+        for _label, request, check in mix:
+            response = warm.request(**request)
+            response.raise_for_status()
+            check(response)
     capacity = compute["max_concurrent_jobs"] + compute["max_queued_jobs"]
     levels = [(4, 1.0)] if quick else [(4, 20.0), (2 * capacity, 20.0)]
     rows = []
@@ -99,7 +110,7 @@ def run(quick: bool) -> dict[str, Any]:
             f"server: `labcrunch serve` on {srv.url}, started in {srv.startup_s:.1f} s; "
             f"max_concurrent_jobs={compute['max_concurrent_jobs']}, max_queued_jobs="
             f"{compute['max_queued_jobs']}: beyond {capacity} compute requests in flight it answers 429",
-            "latencies over 200 answers only; status_429 counts refusals (no retries); errors: "
+            "each request's answer checked once before the load; latencies over 200 answers only; status_429 counts refusals (no retries); errors: "
             "any other status or transport error",
             "client and server share this machine's cores",
         ],
