@@ -95,6 +95,17 @@ def test_long_thinned_history_keeps_the_last_step(api, backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("every", [7, 10**30])
+def test_history_every_beyond_the_steps_keeps_the_start_and_the_end(api, backend, every):
+    """history_every past `steps` (even past int64, which was a 500) records steps 0 and 5."""
+    body = post_ok(api, expression="x**2", start={"x": 1.0}, learning_rate=0.25, steps=5,
+                   history_every=every, backend=backend)
+    run = body["runs"][0]
+    assert run["history"]["step"] == [0, 5]
+    assert path(run).tolist() == [1.0, 0.5**5]  # x_k = (1 − 2·0.25)^k, exact in binary
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_bounds_project_each_step(api, backend):
     """(x − 3)² from 0 with x ≤ 1: x_{k+1} = min(1, x_k + 0.2·(3 − x_k))."""
     body = post_ok(api, expression="(x - 3)**2", start={"x": 0.0}, learning_rate=0.1, steps=6,

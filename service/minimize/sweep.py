@@ -185,7 +185,9 @@ def plan_sweep(
         lower=lower.astype(dtype),
         upper=upper.astype(dtype),
         steps=steps,
-        history_every=history_every,
+        # past `steps` a larger n records the same (the start and the last step): clamping keeps
+        # step arithmetic in int64 and lets such requests share one compiled program
+        history_every=min(history_every, max(steps, 1)),
         tolerance=tolerance,
         dtype=dtype,
     )
