@@ -37,6 +37,9 @@ class Limits(BaseModel):
     max_steps: int = Field(100_000, description="Optimiser steps per run.")
     max_learning_rates: int = Field(64, description="Learning rates in one sweep.")
     max_history_entries: int = Field(200_000, description="History entries returned, over all runs.")
+    max_history_values: int = Field(
+        2_000_000, description="Numbers in the histories returned, over all runs: entries x "
+        "(variables + 2).")
 
     # --- fit/line
     max_fit_points: int = Field(20_000_000, description="Data points in one line fit.")

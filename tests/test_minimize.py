@@ -318,6 +318,19 @@ def test_history_limit_counts_thinned_entries(small_api):
     assert (body["limit"], body["maximum"], body["value"]) == ("max_history_entries", 22, 24)
 
 
+def test_history_limit_counts_every_number_of_an_entry(api):
+    """100,001 entries of 30 variables would be 3.2e6 numbers (JSON of 100s of MB); refused
+    before any work, while one variable's 100,001 entries pass the same check."""
+    limits = Limits()
+    names = [f"v{i}" for i in range(30)]
+    request = {"expression": " + ".join(f"{v}**2" for v in names),
+               "start": dict.fromkeys(names, 1.0), "steps": limits.max_steps}
+    body = assert_problem(api.post(ROUTE, json=request), 413)
+    assert (body["limit"], body["maximum"], body["value"]) == (
+        "max_history_values", limits.max_history_values, (limits.max_steps + 1) * 32)
+    assert 3 * (limits.max_steps + 1) <= limits.max_history_values  # the same for x**2 passes
+
+
 # --- landscape and client ---------------------------------------------------------------------
 
 def test_landscape_is_the_function_on_a_grid_over_the_paths(api):

@@ -61,7 +61,8 @@ class MinimizeRequest(BaseModel):
                                           "norm (projected, with `bounds`) is at most this "
                                           "(`converged`).")
     history_every: int = Field(1, ge=1, description="Record every n-th step (the start and the "
-                               "last step are always recorded; limits.max_history_entries).")
+                               "last step are always recorded; limits.max_history_entries, "
+                               "max_history_values).")
     bounds: dict[str, tuple[FiniteFloat | None, FiniteFloat | None]] | None = Field(
         None, description="Per variable `[lower, upper]` (null: open); steps are projected "
         "onto the box.")

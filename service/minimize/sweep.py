@@ -199,6 +199,14 @@ def plan_sweep(
             "history_every or ask for fewer steps or rates.",
             limit="max_history_entries", maximum=limits.max_history_entries, value=entries,
         )
+    values = entries * (len(variables) + 2)  # each entry: every variable, value, grad_norm
+    if values > limits.max_history_values:
+        raise LimitExceeded(
+            f"{entries} history entries × ({len(variables)} variables + value + grad_norm) = "
+            f"{values} numbers; at most {limits.max_history_values} are returned "
+            "(limits.max_history_values): raise history_every or ask for fewer steps or rates.",
+            limit="max_history_values", maximum=limits.max_history_values, value=values,
+        )
     return plan
 
 
