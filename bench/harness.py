@@ -11,11 +11,13 @@ Benchmarks of the service over HTTP share one real ``labcrunch serve`` on a free
 from __future__ import annotations
 
 import atexit
+import ctypes
 import json
 import math
 import os
 import platform
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -152,6 +154,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _dies_with(parent: int) -> Callable[[], None]:
+    """A ``preexec_fn`` (Linux): the child gets SIGTERM when ``parent`` dies, even by SIGKILL
+    (a test's or CI's timeout), where no ``finally`` or ``atexit`` runs. The signal follows the
+    thread that started the child, so servers are started from the main thread."""
+
+    def set_parent_death_signal() -> None:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before the line above
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return set_parent_death_signal
+
+
 def start_server(env: dict[str, str] | None = None, ready_timeout_s: float = 300.0) -> Server:
     """Start ``labcrunch serve`` on a free loopback port and wait until /readyz answers 200.
 
@@ -166,7 +181,9 @@ def start_server(env: dict[str, str] | None = None, ready_timeout_s: float = 300
     process = subprocess.Popen(
         command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         env={**os.environ, "LABCRUNCH_LOG_LEVEL": "WARNING", "LABCRUNCH_LOG_JSON": "false", **(env or {})},
+        preexec_fn=_dies_with(os.getpid()) if sys.platform == "linux" else None,
     )
+    log.close()  # the child writes to its own copy of the descriptor
     server = Server(f"http://{LOOPBACK}:{port}", process, Path(log.name), 0.0)
     # Registered before the (up to minutes long) wait, so Ctrl-C or SIGTERM during the server's
     # warm-up still stops it (stop_servers); any failure to come up stops it here.

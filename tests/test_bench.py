@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +26,12 @@ OWNED = ["gradient", "minimize", "fit", "pyhf", "load"]
 def test_every_benchmark_runs_in_quick_mode(tmp_path):
     for name in ALL:
         (harness.RESULTS / f"{name}-quick.json").unlink(missing_ok=True)
-    result = subprocess.run([sys.executable, "-m", "bench", "--quick"], cwd=ROOT,
-                            env={**os.environ, "TMPDIR": str(tmp_path)},
-                            capture_output=True, text=True, timeout=230)
+    try:
+        result = subprocess.run([sys.executable, "-m", "bench", "--quick"], cwd=ROOT,
+                                env={**os.environ, "TMPDIR": str(tmp_path)},
+                                capture_output=True, text=True, timeout=230)
+    except subprocess.TimeoutExpired as exc:  # say how far it got
+        pytest.fail(f"--quick took over {exc.timeout} s:\n{(exc.stdout or b'').decode()[-4000:]}")
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     # Each server it started was stopped (stop() removes the server's log) and served on loopback.
     assert not list(tmp_path.glob("labcrunch-bench-*.log"))
@@ -90,3 +96,45 @@ def test_a_server_that_does_not_come_up_is_stopped_and_its_log_removed(monkeypat
             if process.poll() is None:
                 process.kill()
                 process.wait()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/status").read_text().split("State:", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")  # a zombie has exited
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the parent-death signal is Linux's")
+def test_a_server_does_not_outlive_a_killed_benchmark(tmp_path):
+    """A benchmark run killed outright (SIGKILL: a timeout) runs no finally or atexit; its
+    server must still stop rather than serve on for ever (the process stands in for it)."""
+    script = tmp_path / "bench_run.py"
+    script.write_text(textwrap.dedent("""
+        import subprocess, sys, time
+        from bench import harness
+        real_popen = subprocess.Popen
+        harness.subprocess.Popen = lambda command, **kwargs: real_popen(
+            [sys.executable, "-c", "import time; time.sleep(120)"], **kwargs)
+        class Ready:
+            status_code = 200
+        harness.httpx.get = lambda *args, **kwargs: Ready()
+        print(harness.start_server().process.pid, flush=True)
+        time.sleep(120)
+    """))
+    run = subprocess.Popen([sys.executable, str(script)], cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                           env={**os.environ, "TMPDIR": str(tmp_path), "PYTHONPATH": str(ROOT)})
+    try:
+        server_pid = int(run.stdout.readline())
+    finally:
+        run.kill()
+        run.wait()
+    deadline = time.monotonic() + 20
+    while _alive(server_pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        assert not _alive(server_pid), "the server outlived the benchmark run that started it"
+    finally:
+        if _alive(server_pid):
+            os.kill(server_pid, signal.SIGKILL)
