@@ -167,6 +167,72 @@ def test_mirror_shortcut_only_for_exactly_symmetric_views():
     assert not mirrored("mandelbrot", xs, ys) and not mirrored("julia", xs, ys)
 
 
+def plain_loop_counts(kind, xs, ys, c, max_iter, dtype) -> np.ndarray:
+    """Every pixel iterated max_iter steps, tested at every step: no cardioid or bulb test, no
+    cycle detection, no mirroring, no blocks. The same expressions as the service's kernel,
+    compiled by XLA too, so both round alike and the counts must agree bit for bit."""
+    import jax
+    import jax.numpy as jnp
+
+    grid_x, grid_y = (a.astype(dtype) for a in np.meshgrid(xs, ys))
+    if kind == "julia":
+        z, cs = (grid_x, grid_y), (np.full_like(grid_x, c.real), np.full_like(grid_x, c.imag))
+    else:
+        z, cs = (np.zeros_like(grid_x), np.zeros_like(grid_x)), (grid_x, grid_y)
+
+    def step(n, state):
+        a, b, count = state
+        a, b = a * a - b * b + cs[0], (a + a) * b + cs[1]
+        first = (count == max_iter) & ~(a * a + b * b <= dtype(4.0))
+        return a, b, jnp.where(first, n + 1, count)
+
+    start = (*z, jnp.full(grid_x.shape, max_iter, jnp.int32))
+    return np.asarray(jax.jit(lambda s: jax.lax.fori_loop(0, max_iter, step, s))(start)[2])
+
+
+@pytest.mark.parametrize("precision", ["float32", "float64"])
+@pytest.mark.parametrize(
+    ("kind", "box", "c"),
+    [
+        ("mandelbrot", (0.2, 0.3, -0.05, 0.05), 0j),  # the cusp: mirrored, cardioid edge
+        ("mandelbrot", (-0.85, -0.65, -0.1, 0.1), 0j),  # where cardioid and bulb meet
+        ("mandelbrot", (-1.3, -1.2, -0.04, 0.06), 0j),  # the bulb's far edge, not mirrored
+        ("mandelbrot", (-0.2, -0.05, 0.65, 0.8), 0j),  # the period-3 bulb: exact cycles
+        ("julia", (-1.6, 1.6, -1.2, 1.2), complex(-1.0, 0.0)),  # basilica: half turn, cycles
+        ("julia", SEED_BOX, complex(-0.12, 0.75)),  # the rabbit: a period-3 cycle
+    ],
+)
+def test_shortcuts_never_change_a_count(api, kind, box, c, precision):
+    """Cardioid/bulb test, exact-cycle detection and mirroring against a plain loop."""
+    view = dict(zip(("x_min", "x_max", "y_min", "y_max"), box, strict=True))
+    size, max_iter = {"width": 48, "height": 36}, 1500
+    extra = {"c_re": c.real, "c_im": c.imag} if kind == "julia" else {}
+    counts = npy_counts(api, kind=kind, precision=precision, max_iter=max_iter, **view, **size,
+                        **extra)
+    dtype = np.float32 if precision == "float32" else np.float64
+    xs = np.array(column_centres(size["width"], *box[:2]))
+    ys = np.array(row_centres(size["height"], *box[2:]))
+    expected = plain_loop_counts(kind, xs, ys, c, max_iter, dtype)
+    np.testing.assert_array_equal(counts, expected)
+    assert (expected == max_iter).sum() > 50 and (expected < max_iter).sum() > 50
+
+
+def test_cardioid_points_are_in_the_set_even_where_a_float32_loop_drifts_out(api):
+    """c (a float32 number) lies exactly inside the main cardioid, a hair from the cusp: it
+    never escapes. A plain float32 loop escapes after ~10^4 steps by rounding; the cardioid
+    test is exact arithmetic's answer, which is the definition's."""
+    from fractions import Fraction
+
+    x, y = float(np.float32(0.25001505)), float(np.float32(1.16844674e-07))
+    a, b = Fraction(x) - Fraction(1, 4), Fraction(y)
+    q = a * a + b * b
+    assert q * (q + a) <= b * b / 4  # inside, in exact rational arithmetic
+    h = 2.0**-10  # a one-pixel box whose centre is exactly (x, y)
+    box = {"x_min": x - h, "x_max": x + h, "y_min": y - h, "y_max": y + h}
+    assert npy_counts(api, kind="mandelbrot", width=1, height=1, max_iter=30_000,
+                      **box).item() == 30_000
+
+
 def test_pixels_near_the_escape_boundary(api):
     """|z_1| a hair either side of R (a margin far above float32 rounding) in a Julia set."""
     # z0 on the real axis with c = 0: z1 = z0², escaping iff z0 > √2 (R = 2).
