@@ -314,3 +314,20 @@ def test_gpu_smoke_refuses_to_pass_without_a_gpu(capsys):
         pytest.skip("this machine has a GPU")
     assert gpu_smoke.main([]) == 2
     assert "FAIL: no GPU visible" in capsys.readouterr().out
+
+
+def test_gpu_smoke_throughput_sizes_fit_the_service_limits():
+    """On a GPU the smoke times 2000² and the largest image one request may have at 1,000
+    iterations (8192² was over max_pixels: a 413, and the script crashed before its summary)."""
+    from bench import gpu_smoke
+
+    limits = Settings().limits
+    sides = gpu_smoke.throughput_sides(True, limits.model_dump(), 1000)
+    assert sides == [2000, 4096]
+    for side in sides:
+        assert side * side <= limits.max_pixels
+        assert side * side * 1000 <= limits.max_pixel_iterations
+    tight = {**limits.model_dump(), "max_pixels": 1000 * 1000}
+    assert gpu_smoke.throughput_sides(True, tight, 1000) == [1000]
+    assert gpu_smoke.throughput_sides(False, limits.model_dump(), 1000) == [256]
+    assert gpu_smoke.throughput_sides(True, limits.model_dump(), 1000, side=512) == [512]
