@@ -105,6 +105,40 @@ def test_history_every_beyond_the_steps_keeps_the_start_and_the_end(api, backend
     assert path(run).tolist() == [1.0, 0.5**5]  # x_k = (1 − 2·0.25)^k, exact in binary
 
 
+@pytest.mark.parametrize(("steps", "every"), [(2501, 3), (4100, 1500), (250, 1)])
+def test_jax_histories_across_chunk_boundaries(api, steps, every):
+    """jax runs at most CHUNK_STEPS steps and CHUNK_RECORDS records per call: the history
+    still holds steps 0, every, 2·every, … and the last, each on x_k = (1 − 2·lr)^k."""
+    assert steps > min(on_jax.CHUNK_RECORDS * every, on_jax.CHUNK_STEPS)
+    body = post_ok(api, expression="x**2", start={"x": 1.0}, learning_rate=[1e-4, 3e-4],
+                   steps=steps, history_every=every)
+    k = np.array(sorted({*range(0, steps + 1, every), steps}))
+    for run, lr in zip(body["runs"], [1e-4, 3e-4], strict=True):
+        assert run["history"]["step"] == k.tolist() and run["steps_taken"] == steps
+        np.testing.assert_allclose(path(run), (1 - 2 * lr) ** k, rtol=1e-12)
+
+
+def test_jax_checks_the_deadline_between_chunks(monkeypatch):
+    """A long sweep is many compiled calls with a wall-time check before each: the job stops
+    at the first check past its deadline instead of running every step in one call."""
+    from service.errors import ComputeTimeout
+    from service.minimize.sweep import minimize_expression
+
+    checks = []
+
+    def check_deadline():
+        checks.append(1)
+        if len(checks) == 3:
+            raise ComputeTimeout("past the wall time")
+
+    monkeypatch.setattr(on_jax, "check_deadline", check_deadline)
+    with pytest.raises(ComputeTimeout):
+        minimize_expression("x**2", backend="jax", limits=Limits(), start={"x": 1.0},
+                            optimizer="sgd", learning_rate=1e-6, options={}, steps=50_000,
+                            tolerance=None, history_every=1_000, bounds=None, dtype="float64")
+    assert len(checks) == 3
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_bounds_project_each_step(api, backend):
     """(x − 3)² from 0 with x ≤ 1: x_{k+1} = min(1, x_k + 0.2·(3 − x_k))."""
@@ -219,9 +253,10 @@ def test_a_sweep_compiles_once_and_a_repeat_compiles_nothing(api):
                "optimizer": "momentum", "learning_rate": [0.01, 0.02, 0.03, 0.04], "steps": 17}
     before = on_jax.traces
     first = post_ok(api, **request)
-    assert on_jax.traces == before + 1  # four rates, one program
-    again = post_ok(api, **request | {"start": {"x": 5.0, "y": -1.0}, "learning_rate": [0.5, 0.1, 0.2, 0.3]})
-    assert on_jax.traces == before + 1
+    assert on_jax.traces == before + 2  # four rates, one program (its start and its steps)
+    again = post_ok(api, **request | {"start": {"x": 5.0, "y": -1.0}, "learning_rate": [0.5, 0.1, 0.2, 0.3],
+                                      "steps": 2345, "history_every": 7})
+    assert on_jax.traces == before + 2  # steps and history_every are run-time numbers
     assert len(first["runs"]) == len(again["runs"]) == 4
 
 

@@ -1,11 +1,14 @@
-"""A sweep on JAX: one compiled program for all learning rates (vmap) and all steps (scan).
+"""A sweep on JAX: one compiled program for all learning rates (vmap), called in chunks of steps.
 
 Each run carries its position, optimiser state, value and gradient. A stopped run (converged
 or diverged) keeps being computed alongside the others, as batched programs must, but
-``jnp.where`` keeps its state frozen, so its record ends where it stopped. The history is
-recorded every ``history_every`` steps by an outer ``lax.scan`` over inner ``fori_loop``s;
-the host then cuts each run's history at its last step and appends that step if it fell
-between records.
+``jnp.where`` keeps its state frozen, so its record ends where it stopped. ``begin`` evaluates
+the start point; ``advance`` takes ``n`` records of ``gap`` steps each (both run-time numbers,
+so one compiled program serves every ``steps`` and ``history_every``). The host calls
+``advance`` for at most ``CHUNK_STEPS`` steps at a time and checks the wall-time deadline
+between calls (one call for all 100,000 steps of an expensive function could run for hours
+after its client had its 503), stops once every run has stopped, then cuts each run's history
+at its last step and appends that step if it fell between records.
 """
 
 from __future__ import annotations
@@ -20,13 +23,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from service import backends
+from service.compute import check_deadline
 from service.minimize.optimizers import build_optax
 from service.minimize.sweep import Objective, Plan, Run, assess
 
 backends.configure()
 
+CHUNK_STEPS = 1_000  # most steps one compiled call takes: bounds the time between deadline checks
+CHUNK_RECORDS = 100  # most history entries one call returns (its record buffer)
 _PROGRAM_CACHE_SIZE = 32
-_programs: OrderedDict[tuple, Callable[..., Any]] = OrderedDict()
+_programs: OrderedDict[tuple, Program] = OrderedDict()
 _programs_lock = threading.Lock()
 traces = 0  # times a sweep program was traced (so compiled): tests count, never time
 
@@ -42,22 +48,39 @@ class RunState(NamedTuple):
     diverged: jax.Array  # bool
 
 
+class Program(NamedTuple):
+    """``begin(rates, start, tolerance, lower, upper)`` → (runs, first record);
+    ``advance(rates, runs, tolerance, lower, upper, n, gap)`` → (runs, records buffer)."""
+
+    begin: Callable[..., Any]
+    advance: Callable[..., Any]
+
+
 def _build_program(loss: Callable[[jax.Array], jax.Array], optimizer: str,
-                   hyper_parameters: dict[str, Any], steps: int, every: int):
-    """jit(vmap over rates) of one run: rates (R,), start, tolerance, lower, upper → records."""
+                   hyper_parameters: dict[str, Any]) -> Program:
+    """jit(vmap over rates) of the start and of the stepping of one run."""
     value_and_grad = jax.value_and_grad(loss)
 
-    def one_run(learning_rate, start, tolerance, lower, upper):
+    def evaluate(x, opt_state, steps_taken, tolerance, lower, upper):
+        value, grad = value_and_grad(x)
+        value, grad = value.astype(x.dtype), grad.astype(x.dtype)  # constants must not promote
+        grad_norm, diverged, converged = assess(jnp, x, value, grad, lower, upper, tolerance)
+        return RunState(x, opt_state, value, grad, grad_norm, steps_taken, converged, diverged)
+
+    def record(run: RunState):
+        return run.x, run.value, run.grad_norm
+
+    def begin(learning_rate, start, tolerance, lower, upper):
         global traces
         traces += 1  # Python runs this body only while jax traces it
-        dtype = start.dtype
         opt = build_optax(optimizer, learning_rate, hyper_parameters)
+        run = evaluate(start, opt.init(start), jnp.zeros([], jnp.int32), tolerance, lower, upper)
+        return run, record(run)
 
-        def evaluate(x, opt_state, steps_taken):
-            value, grad = value_and_grad(x)
-            value, grad = value.astype(dtype), grad.astype(dtype)  # constants must not promote
-            grad_norm, diverged, converged = assess(jnp, x, value, grad, lower, upper, tolerance)
-            return RunState(x, opt_state, value, grad, grad_norm, steps_taken, converged, diverged)
+    def advance(learning_rate, run: RunState, tolerance, lower, upper, n, gap):
+        global traces
+        traces += 1
+        opt = build_optax(optimizer, learning_rate, hyper_parameters)
 
         def step(_, run: RunState) -> RunState:
             if optimizer == "lbfgs":  # the line search needs the value and the function itself
@@ -65,32 +88,27 @@ def _build_program(loss: Callable[[jax.Array], jax.Array], optimizer: str,
             else:
                 extra = {}
             updates, opt_state = opt.update(run.grad, run.opt_state, run.x, **extra)
-            x = jnp.clip(run.x + updates.astype(dtype), lower, upper)  # projected step
-            moved = evaluate(x, opt_state, run.steps_taken + 1)
+            x = jnp.clip(run.x + updates.astype(run.x.dtype), lower, upper)  # projected step
+            moved = evaluate(x, opt_state, run.steps_taken + 1, tolerance, lower, upper)
             stopped = run.converged | run.diverged
             return jax.tree.map(lambda old, new: jnp.where(stopped, old, new), run, moved)
 
-        def record(run: RunState):
-            return run.x, run.value, run.grad_norm
+        def one_record(i, carry):
+            run, records = carry
+            run = jax.lax.fori_loop(0, gap, step, run)
+            records = jax.tree.map(lambda buf, r: buf.at[i].set(r), records, record(run))
+            return run, records
 
-        def advance(run: RunState, _):
-            run = jax.lax.fori_loop(0, every, step, run)
-            return run, record(run)
+        buffers = jax.tree.map(lambda r: jnp.zeros((CHUNK_RECORDS, *r.shape), r.dtype), record(run))
+        return jax.lax.fori_loop(0, n, one_record, (run, buffers))
 
-        run = evaluate(start, opt.init(start), jnp.zeros([], jnp.int32))
-        first = record(run)
-        run, records = jax.lax.scan(advance, run, length=steps // every)
-        run = jax.lax.fori_loop(0, steps % every, step, run)
-        history = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first, records)
-        return run._replace(opt_state=None, grad=None), history
-
-    return jax.jit(jax.vmap(one_run, in_axes=(0, None, None, None, None)))
+    return Program(jax.jit(jax.vmap(begin, in_axes=(0, None, None, None, None))),
+                   jax.jit(jax.vmap(advance, in_axes=(0, 0, None, None, None, None, None))))
 
 
-def _program(objective: Objective, plan: Plan):
-    """The compiled program for this function, optimiser and step plan (cached, LRU)."""
-    key = (objective.key, plan.dtype, plan.optimizer, tuple(sorted(plan.hyper_parameters.items())),
-           plan.steps, plan.history_every)
+def _program(objective: Objective, plan: Plan) -> Program:
+    """The compiled program for this function, dtype and optimiser (cached, LRU)."""
+    key = (objective.key, plan.dtype, plan.optimizer, tuple(sorted(plan.hyper_parameters.items())))
     with _programs_lock:
         program = _programs.get(key)
         if program is not None:
@@ -101,31 +119,65 @@ def _program(objective: Objective, plan: Plan):
     def loss(x: jax.Array) -> jax.Array:
         return fn(*(x[i] for i in range(x.shape[0])))
 
-    program = _build_program(loss, plan.optimizer, plan.hyper_parameters, plan.steps,
-                             plan.history_every)
+    program = _build_program(loss, plan.optimizer, plan.hyper_parameters)
     with _programs_lock:
-        _programs[key] = program
+        program = _programs.setdefault(key, program)  # a concurrent twin may have won
         while len(_programs) > _PROGRAM_CACHE_SIZE:
             _programs.popitem(last=False)
     return program
 
 
+def _calls(steps: int, every: int):
+    """``(n, gap, recorded)`` per ``advance`` call: at most CHUNK_STEPS steps and CHUNK_RECORDS
+    records each; ``recorded`` when its n records fall on multiples of ``every``."""
+    done = 0
+    while done < steps:
+        to_record = every - done % every  # steps to the next multiple of `every`
+        if to_record > steps - done:  # the tail after the last record
+            gap = min(steps - done, CHUNK_STEPS)
+            yield 1, gap, False
+            done += gap
+        elif to_record < every or every > CHUNK_STEPS:  # a long gap, split
+            gap = min(to_record, CHUNK_STEPS)
+            yield 1, gap, gap == to_record
+            done += gap
+        else:
+            n = min(CHUNK_RECORDS, CHUNK_STEPS // every, (steps - done) // every)
+            yield n, every, True
+            done += n * every
+
+
 def run_sweep(objective: Objective, plan: Plan) -> list[Run]:
     dtype = np.dtype(plan.dtype)
-    rates = np.array([0.0 if r is None else r for r in plan.learning_rates], dtype=dtype)
-    tolerance = np.asarray(-1.0 if plan.tolerance is None else plan.tolerance, dtype=dtype)
-    final, history = _program(objective, plan)(
-        jnp.asarray(rates), jnp.asarray(plan.start), jnp.asarray(tolerance),
-        jnp.asarray(plan.lower), jnp.asarray(plan.upper))
-    final, history = jax.device_get((final, history))
-    record_steps = np.arange(history[1].shape[1]) * plan.history_every
+    program = _program(objective, plan)
+    rates = jnp.asarray(np.array([0.0 if r is None else r for r in plan.learning_rates], dtype=dtype))
+    fixed = (jnp.asarray(np.asarray(-1.0 if plan.tolerance is None else plan.tolerance, dtype=dtype)),
+             jnp.asarray(plan.lower), jnp.asarray(plan.upper))
+    state, first = program.begin(rates, jnp.asarray(plan.start), *fixed)
+    record_steps, records = [0], [tuple(a[:, None] for a in jax.device_get(first))]
+    done = 0
+    for n, gap, recorded in _calls(plan.steps, plan.history_every):
+        if bool(np.all(jax.device_get(state.converged | state.diverged))):
+            break  # every run has stopped
+        check_deadline()
+        state, buffers = program.advance(rates, state, *fixed, np.int32(n), np.int32(gap))
+        buffers = jax.device_get(buffers)  # waits for the call: the deadline checks real time
+        if recorded:
+            record_steps += [done + gap * (i + 1) for i in range(n)]
+            records.append(tuple(b[:, :n] for b in buffers))
+        done += n * gap
+    final = jax.device_get(state)
+    # (rates, entries, ...) for x, value and grad_norm
+    history_x, history_value, history_norm = (
+        np.concatenate(column, axis=1) for column in zip(*records, strict=True))
+    record_steps = np.array(record_steps)
 
     runs = []
     for r, rate in enumerate(plan.learning_rates):
         taken = int(final.steps_taken[r])
         keep = record_steps <= taken
         steps = record_steps[keep]
-        hx, hvalue, hnorm = (h[r][keep] for h in history)
+        hx, hvalue, hnorm = history_x[r][keep], history_value[r][keep], history_norm[r][keep]
         if steps[-1] != taken:  # stopped (or ended) between two records: add the last step
             steps = np.append(steps, taken)
             hx = np.vstack([hx, final.x[r][None]])
