@@ -308,6 +308,20 @@ def test_every_colormap_renders(api, colormap):
     assert image.size == (16, 16)
 
 
+@pytest.mark.parametrize(
+    ("smooth", "v"), [("true", 3 - math.log2(math.log(6) / math.log(2))), ("false", 2.0)]
+)
+def test_pixel_colour_is_log_of_the_count_through_the_colormap(api, smooth, v):
+    """c = 2 escapes at n = 2 with z_2 = 6: colour = magma(log(1 + v) / log(1 + max_iter))."""
+    import matplotlib
+
+    image = png_image(api.get("/v1/fractal/mandelbrot.png?width=5&height=5&x_min=-2.5&x_max=2.5"
+                              f"&y_min=-2.5&y_max=2.5&max_iter=50&colormap=magma&smooth={smooth}"))
+    expected = np.array(matplotlib.colormaps["magma"](math.log1p(v) / math.log1p(50))[:3]) * 255
+    assert np.abs(np.asarray(image)[2, 4] - expected).max() <= 6
+    assert np.asarray(image)[2, 0].tolist() == [0, 0, 0]  # c = -2 never escapes: black
+
+
 def test_colormap_tables_follow_matplotlib():
     """The 33-point tables, interpolated, stay within a few levels of matplotlib's maps."""
     import matplotlib
