@@ -522,7 +522,7 @@ def _static_cost(body: list[ast.stmt]) -> float:
             trips = 1
             if bounds and all(b is not None and math.isfinite(b) and b.is_integer() for b in bounds) \
                     and not (len(bounds) == 3 and bounds[2] == 0):
-                trips = len(range(*(int(b) for b in bounds)))
+                trips = _range_length([int(b) for b in bounds])
             total += _node_count(stmt.iter) + trips * _static_cost(stmt.body)
         elif isinstance(stmt, ast.If):
             total += _node_count(stmt.test) + min(_static_cost(stmt.body), _static_cost(stmt.orelse))
@@ -547,7 +547,14 @@ def _trip_count(bounds: list[float], loc: tuple[str, ...], node: ast.AST) -> int
     ints = [int(b) for b in bounds]
     if len(ints) == 3 and ints[2] == 0:
         raise _invalid(loc, node, "range() step must not be zero", "range")
-    return len(range(*ints))
+    return _range_length(ints)
+
+
+def _range_length(bounds: list[int]) -> int:
+    """``len(range(*bounds))`` without its overflow: ``len`` of a range longer than 2**63 raises
+    OverflowError, and the bounds may be any size here (``range(10**20)``, ``range(x)`` at 1e300)."""
+    start, stop, step = (0, bounds[0], 1) if len(bounds) == 1 else (*bounds, 1)[:3]
+    return max(0, -((start - stop) // step))
 
 
 def _check_kinds(tree: ast.AST, checker: _Checker, allowed: tuple[type, ...]) -> None:
