@@ -47,7 +47,7 @@ class Smoke:
     check: Callable[[Any], None]
     json: dict[str, Any] | None = None
     params: dict[str, Any] = field(default_factory=dict)
-    on_gpu: bool = True  # the answer's `device` must name the GPU (false: no device, e.g. a list)
+    on_gpu: bool = True  # the answer's `device` must name the GPU (false: a list, or CPU by design)
 
 
 def _json(response: Any) -> dict[str, Any]:
@@ -80,6 +80,12 @@ def _check_fit(response: Any) -> None:
     body = _json(response)
     m, q = np.polyfit(LINE_X, LINE_Y, 1)
     _close([body["m"], body["q"]], [m, q], rtol=1e-8)
+
+
+def _check_fit_descent(response: Any) -> None:
+    body = _json(response)
+    m, q = np.polyfit(LINE_X, LINE_Y, 1)
+    _close([body["m"], body["q"]], [m, q], rtol=1e-6)
 
 
 def _check_pyhf_fit(response: Any) -> None:
@@ -140,8 +146,13 @@ def smoke_requests() -> list[Smoke]:
                     "learning_rate": [0.1, 0.01], "steps": 10}),
         Smoke("/v1/minimize/optimizers", "GET", "/v1/minimize/optimizers", _check_optimizers,
               on_gpu=False),
+        # Least squares is closed-form numpy on the CPU by design (its `device` says cpu).
         Smoke("/v1/fit/line", "POST", "/v1/fit/line", _check_fit,
-              json={"x": LINE_X.tolist(), "y": LINE_Y.tolist(), "method": "least_squares"}),
+              json={"x": LINE_X.tolist(), "y": LINE_Y.tolist(), "method": "least_squares"}, on_gpu=False),
+        # Full-batch SGD on jax (standardized x): a quadratic, so it reaches the least-squares line.
+        Smoke("/v1/fit/line", "POST", "/v1/fit/line", _check_fit_descent,
+              json={"x": LINE_X.tolist(), "y": LINE_Y.tolist(), "method": "gradient_descent",
+                    "gd": {"optimizer": "sgd", "learning_rate": 0.1, "epochs": 200, "batch_size": 10}}),
         Smoke("/v1/pyhf/fit", "POST", "/v1/pyhf/fit", _check_pyhf_fit, json=pyhf),
         Smoke("/v1/pyhf/scan", "POST", "/v1/pyhf/scan", _check_pyhf_scan,
               json={**pyhf, "x": {"name": "mu", "low": 0.0, "high": 2.0, "points": 4},
