@@ -496,3 +496,35 @@ def test_npz_writer_round_trips_like_savez():
             got = ours[name]
             assert got.dtype == np.asarray(expected).dtype and got.shape == np.shape(expected), name
             np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.timeout(60)
+def test_long_formulas_run_eagerly_instead_of_compiling(api):
+    """XLA compiles a 100-trip loop's Hessian in seconds, 400 trips in minutes (and a compile
+    cannot be stopped at the wall time): paths over MAX_COMPILED_OPERATIONS are not compiled,
+    and still give jax.hessian of the Python function."""
+    program = "def f(x, y):\n    for i in range(100):\n        x = sin(x) * 1.0001 + y / 128\n    return x\n"
+
+    def reference(x, y):
+        for _ in range(100):
+            x = jnp.sin(x) * 1.0001 + y / 128
+        return x
+
+    before = derivatives.TRACES["jax"]
+    out = post(api, program=program, function="f", at={"x": [0.5, -0.25], "y": [0.1, 0.3]}, order=2)
+    expression = " + ".join(f"sin(x * {k}) * y" for k in range(1, 41))  # 40 terms, ~330 nodes
+    xs, ys = np.array([0.3, 1.1]), np.array([2.0, -1.0])
+    out_expression = post(api, expression=expression, at={"x": xs.tolist(), "y": ys.tolist()}, order=2)
+    assert derivatives.TRACES["jax"] == before
+    for i, (x, y) in enumerate([(0.5, 0.1), (-0.25, 0.3)]):
+        grad = jax.grad(reference, argnums=(0, 1))(x, y)
+        assert [out["gradient"]["x"][i], out["gradient"]["y"][i]] == pytest.approx([float(g) for g in grad],
+                                                                                   rel=1e-12)
+        hess = np.array(jax.hessian(reference, argnums=(0, 1))(x, y), dtype=float)
+        np.testing.assert_allclose(out["hessian"][i], hess, rtol=1e-10)
+    k = np.arange(1, 41)[:, None]
+    np.testing.assert_allclose(out_expression["gradient"]["x"], (k * np.cos(k * xs) * ys).sum(0), rtol=1e-12)
+    np.testing.assert_allclose(np.array(out_expression["hessian"])[:, 0, 0],
+                               -(k**2 * np.sin(k * xs) * ys).sum(0), rtol=1e-12)
+    np.testing.assert_allclose(np.array(out_expression["hessian"])[:, 0, 1], (k * np.cos(k * xs)).sum(0),
+                               rtol=1e-12)

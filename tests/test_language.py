@@ -340,10 +340,11 @@ def test_program_path_replay_is_traceable():
     """A point's path, found on plain numbers, makes the program traceable under jit/vmap for
     every point on that path."""
     formula = compile_program(SEED, "f", LIMITS)
-    path = formula.path((3.4,))
+    path, operations = formula.path((3.4,))
     assert path == (True, 2.0)  # the if, then the bound of range(2)
+    assert operations > 10
     replay = formula.to_callable("jax", path=path)
     xs = jnp.array([3.4, 1.0, 0.1], dtype=jnp.float64)
     grads = jax.jit(jax.vmap(jax.grad(replay)))(xs)
     np.testing.assert_allclose(grads, [float(jax.grad(seed_f)(x)) for x in (3.4, 1.0, 0.1)], rtol=1e-12)
-    assert formula.path((-1.0,)) != path
+    assert formula.path((-1.0,))[0] != path

@@ -37,6 +37,11 @@ backends.configure()
 ORDERS = (1, 2)
 CACHE_SIZE = 256  # compiled functions kept; each holds a small XLA executable or tf graph
 MAX_COMPILED_PATHS = 8  # per program request; points on rarer paths are evaluated eagerly
+#: Largest formula (interpreted operations: an expression's nodes, a program path's operations)
+#: that JAX compiles, per order. XLA's compile time grows faster than the formula: a 200-trip
+#: loop of sin() compiles its Hessian in ~40 s, 400 trips in ~200 s, and a compile cannot be
+#: interrupted at the wall time; evaluated eagerly the same path takes a fraction of a second.
+MAX_COMPILED_OPERATIONS = {1: 2_000, 2: 200}
 TRACES: collections.Counter[str] = collections.Counter()  # backend → times a function was traced
 
 
@@ -251,7 +256,8 @@ def _run_eager(formula: Formula, columns: list[np.ndarray], batch: bool, order: 
                backend: str, dtype: str, path: tuple[Any, ...] | None = None,
                ) -> tuple[Any, Any, Any]:
     """Evaluate without compiling: TensorFlow programs (small batches run faster eagerly than
-    through a tf.function traced per path) and JAX paths beyond ``MAX_COMPILED_PATHS``."""
+    through a tf.function traced per path), JAX paths beyond ``MAX_COMPILED_PATHS`` and JAX
+    formulas over ``MAX_COMPILED_OPERATIONS``."""
     if backend == "tensorflow":
         tf = backends.tensorflow()
         columns = [tf.constant(c, dtype=tf.as_dtype(dtype)) for c in columns]
@@ -266,12 +272,23 @@ def _expression_derivatives(formula: Formula, columns: list[np.ndarray], batch: 
     differentiated, as ``jax.grad`` of the Python expression would."""
     if not formula.variables:
         return _no_variables(formula, backend, dtype, order)  # no variables: never a batch
+    run = _run_compiled if _compiles(formula, backend, order, formula.operations) else _run_eager
     if not formula.branches:
-        return _run_compiled(formula, columns, batch, order, backend, dtype)
+        return run(formula, columns, batch, order, backend, dtype)
     conditions = formula.branch_conditions(columns, dtype)
     if not batch:
-        return _run_compiled(formula, columns, False, order, backend, dtype, tuple(conditions.tolist()))
-    return _run_groups(formula, columns, _groups_of(conditions), order, backend, dtype)
+        return run(formula, columns, False, order, backend, dtype, tuple(conditions.tolist()))
+    groups = [(path, rows, formula.operations) for path, rows in _groups_of(conditions)]
+    return _run_groups(formula, columns, groups, order, backend, dtype)
+
+
+def _compiles(formula: Formula, backend: str, order: int, operations: int) -> bool:
+    """Whether a path is worth compiling: TensorFlow programs (small batches) run faster eagerly
+    than through a tf.function traced per path; JAX formulas over ``MAX_COMPILED_OPERATIONS``
+    would compile for longer than they take to evaluate eagerly."""
+    if backend == "tensorflow":
+        return not formula.is_program
+    return operations <= MAX_COMPILED_OPERATIONS[order]
 
 
 def _groups_of(conditions: np.ndarray) -> list[tuple[tuple[bool, ...], np.ndarray]]:
@@ -289,18 +306,18 @@ def _groups_of(conditions: np.ndarray) -> list[tuple[tuple[bool, ...], np.ndarra
 
 
 def _run_groups(formula: Formula, columns: list[np.ndarray],
-                groups: list[tuple[tuple[Any, ...], np.ndarray]], order: int, backend: str,
+                groups: list[tuple[tuple[Any, ...], np.ndarray, int]], order: int, backend: str,
                 dtype: str) -> tuple[Any, Any, Any]:
-    """Differentiate each group of points (rows of ``columns``) along its own path."""
+    """Differentiate each group of points (rows of ``columns``) along its own path
+    (``groups``: path, row indices, operations along the path)."""
     count, n = len(columns[0]), len(columns)
     value = np.empty(count, dtype)
     gradient = np.empty((count, n), dtype)
     hessian = np.empty((count, n, n), dtype) if order == 2 else None
-    for rank, (path, index) in enumerate(sorted(groups, key=lambda group: -len(group[1]))):
+    for rank, (path, index, operations) in enumerate(sorted(groups, key=lambda group: -len(group[1]))):
         check_deadline()
-        # compiling costs ~0.1-0.3 s a path: the most common paths pay it, rare ones run eagerly;
-        # TensorFlow programs (small batches) always run eagerly
-        compiled = rank < MAX_COMPILED_PATHS and (backend == "jax" or not formula.is_program)
+        # compiling costs ~0.1-0.3 s a path: the most common paths pay it, rare ones run eagerly
+        compiled = rank < MAX_COMPILED_PATHS and _compiles(formula, backend, order, operations)
         run = _run_compiled if compiled else _run_eager
         v, g, h = run(formula, [c[index] for c in columns], True, order, backend, dtype, path)
         value[index], gradient[index] = v, g
@@ -321,15 +338,18 @@ def _program_derivatives(formula: Formula, columns: list[np.ndarray], batch: boo
         return _no_variables(formula, backend, dtype, order)
     points = np.stack(columns, axis=-1).reshape(-1, len(columns))
     groups: dict[tuple[Any, ...], list[int]] = {}
+    operations: dict[tuple[Any, ...], int] = {}
     for i, point in enumerate(points):
         check_deadline()
-        groups.setdefault(formula.path(tuple(point), dtype), []).append(i)
+        path, operations_on_path = formula.path(tuple(point), dtype)
+        groups.setdefault(path, []).append(i)
+        operations[path] = operations_on_path
     if not batch:
         (path,) = groups
-        run = _run_compiled if backend == "jax" else _run_eager
+        run = _run_compiled if _compiles(formula, backend, order, operations[path]) else _run_eager
         return run(formula, columns, False, order, backend, dtype, path)
-    return _run_groups(formula, columns, [(path, np.asarray(rows)) for path, rows in groups.items()],
-                       order, backend, dtype)
+    return _run_groups(formula, columns, [(path, np.asarray(rows), operations[path])
+                                          for path, rows in groups.items()], order, backend, dtype)
 
 
 # --- the domain entry point -----------------------------------------------------------------

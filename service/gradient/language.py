@@ -625,13 +625,19 @@ class Formula:
         return np.stack([np.broadcast_to(np.asarray(interpreter.branch_tests[id(n)], dtype=bool), shape)
                          for n in self.branches], axis=-1)
 
-    def path(self, values: tuple[float, ...], dtype: str = "float64") -> tuple[Any, ...]:
-        """The decisions (branches taken, loop bounds) a program makes at one point, found by
-        running it on plain numpy numbers: fast, and every limit is enforced on the way."""
+    @functools.cached_property
+    def operations(self) -> int:
+        """An expression's operations: every node is evaluated once (both sides of a branch)."""
+        return _node_count(self.tree)
+
+    def path(self, values: tuple[float, ...], dtype: str = "float64") -> tuple[tuple[Any, ...], int]:
+        """The decisions (branches taken, loop bounds) a program makes at one point, and the
+        operations it runs along them, found by running it on plain numpy numbers: fast, and
+        every limit is enforced on the way."""
         interpreter = _Interpreter(self, backend_ops("numpy", dtype), record=True)
         with np.errstate(all="ignore"):
             self._evaluate(interpreter, values)
-        return tuple(interpreter.decisions)
+        return tuple(interpreter.decisions), interpreter.operations
 
     def _evaluate(self, interpreter: _Interpreter, values: tuple[Any, ...]) -> Any:
         if len(values) != len(self.variables):
