@@ -415,6 +415,9 @@ def test_info_lists_the_fractal_limits(api):
         ("/v1/fractal/mandelbrot.png?x_min=0&x_max=1&y_min=0&y_max=1&scale=2", "scale"),
         ("/v1/fractal/mandelbrot.png?center_x=0.3", "scale"),
         ("/v1/fractal/mandelbrot.png?scale=0", "scale"),
+        # a centre form past the box bound: float32 |z_1|² overflowed, smooth was -Infinity
+        ("/v1/fractal/julia.png?center_x=0&center_y=0&scale=1e9&width=1&height=30000", "y_min"),
+        ("/v1/fractal/mandelbrot.png?center_x=1e9&center_y=0&scale=2&precision=float64", "x_max"),
         ("/v1/fractal/mandelbrot.png?escape_radius=1.5", "escape_radius"),
         ("/v1/fractal/mandelbrot.png?c_re=0.3", "c_re"),
         ("/v1/fractal/julia.png?c_re=-2.5", "escape_radius"),

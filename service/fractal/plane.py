@@ -29,6 +29,8 @@ TILE_WORLD = (-2.5, 1.5, -2.0, 2.0)
 TILE_PIXELS = 256
 BOX_FIELDS = ("x_min", "x_max", "y_min", "y_max")
 CENTRE_FIELDS = ("center_x", "center_y", "scale")
+# |coordinate| bound of a view (and of c): past it float32 |z|² overflows within a step or two
+MAX_COORDINATE = 1e9
 
 
 def _invalid(field: str, msg: str, kind: str = "value_error") -> InvalidInput:
@@ -90,6 +92,10 @@ def make_plane(width: int, height: int, **given: float | None) -> Plane:
         half_w = centre["scale"] / 2
         half_h = half_w * height / width
         box = {"x_min": cx - half_w, "x_max": cx + half_w, "y_min": cy - half_h, "y_max": cy + half_h}
+        for field, value in box.items():  # the box fields' bound holds for a derived box too
+            if abs(value) > MAX_COORDINATE:
+                raise _invalid(field, f"the view reaches {value:g}, past ±{MAX_COORDINATE:g}: "
+                               "use a smaller scale or a less tall picture", "out_of_range")
     elif has_box:
         missing = [f for f, v in box.items() if v is None]
         if missing:

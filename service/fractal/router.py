@@ -28,7 +28,8 @@ router = APIRouter(prefix="/v1/fractal", tags=["fractal"])
 
 Kind = Literal["mandelbrot", "julia"]
 Colormap = Literal[colour.COLORMAPS]  # type: ignore[valid-type]
-Coordinate = Annotated[float, Field(allow_inf_nan=False, ge=-1e9, le=1e9)]
+Coordinate = Annotated[float, Field(allow_inf_nan=False, ge=-plane.MAX_COORDINATE,
+                                     le=plane.MAX_COORDINATE)]
 PNG_MEDIA_TYPE = "image/png"
 
 
