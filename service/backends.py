@@ -84,7 +84,7 @@ def _version(dist: str) -> str | None:
 
 
 def jax_device() -> str:
-    """The device JAX computes on by default, e.g. ``cpu`` or ``cuda:0 (NVIDIA H100)``."""
+    """The device JAX computes on by default, e.g. ``cpu`` or ``gpu:0 (NVIDIA H100 80GB HBM3)``."""
     import jax
 
     dev = jax.devices()[0]
