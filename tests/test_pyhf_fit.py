@@ -232,3 +232,24 @@ def test_model_cache_is_a_bounded_lru():
     assert built == ["a", "b", "c", "b"] and len(cache) == 2
     assert (cache.builds, cache.hits) == (4, 1)
     assert canonical_key({"x": 1, "y": [1.5]}) == canonical_key({"y": [1.5], "x": 1})
+
+
+@pytest.mark.parametrize("nbins", [3, 20])  # 4 and 21 parameters: both sides of FORWARD_HESSIAN_MAX_PARAMETERS
+def test_many_bin_hessian_against_closed_form(api, nbins):
+    """NLL = Σᵢ λᵢ − nᵢ ln λᵢ + τᵢγᵢ − aᵢ ln(τᵢγᵢ), λᵢ = sᵢμ + bᵢγᵢ, τᵢ = (bᵢ/σᵢ)²: its Hessian at
+    the best fit is ∂²μμ = Σ nᵢsᵢ²/λᵢ², ∂²μγᵢ = nᵢsᵢbᵢ/λᵢ², ∂²γᵢγᵢ = nᵢbᵢ²/λᵢ² + aᵢ/γᵢ²."""
+    s = np.linspace(1.0, 4.0, nbins)
+    b = np.linspace(10.0, 20.0, nbins)
+    sigma = np.linspace(2.0, 3.0, nbins)
+    n = np.round(s * 1.3 + b * 1.05)
+    tau = (b / sigma) ** 2
+    out = fit(api, model={"simple": {"kind": "uncorrelated_background", "signal": s.tolist(), "bkg": b.tolist(),
+                                     "bkg_uncertainty": sigma.tolist()}}, data=n.tolist())
+    mu, gamma = out["bestfit"][0], np.asarray(out["bestfit"][1:])
+    lam = s * mu + b * gamma
+    h = np.zeros((nbins + 1, nbins + 1))
+    h[0, 0] = np.sum(n * s**2 / lam**2)
+    h[0, 1:] = h[1:, 0] = n * s * b / lam**2
+    h[1:, 1:] = np.diag(n * b**2 / lam**2 + tau / gamma**2)
+    np.testing.assert_allclose(out["hessian"], 2 * h, rtol=1e-9)
+    np.testing.assert_allclose(out["covariance"], np.linalg.inv(h), rtol=1e-9)

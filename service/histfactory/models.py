@@ -32,6 +32,11 @@ from service.errors import InvalidInput, LimitExceeded
 backends.configure()
 
 SIMPLE_KINDS = ("uncorrelated_background", "correlated_background")
+# Up to this many parameters the Hessian is taken forward-over-forward, which XLA compiles in
+# about half the time of jax.hessian's forward-over-reverse (example workspace, 8 parameters:
+# ~1 s against ~2.3 s) but which costs n² instead of n derivative passes when it runs (50
+# parameters: 4 ms against 0.4 ms; 200: 1.7 s against 40 ms). Both are exact.
+FORWARD_HESSIAN_MAX_PARAMETERS = 16
 # The per-point function in a scan is mapped over the grid in batches of this many points, which
 # bounds device memory for big models while keeping each batch vectorised.
 SCAN_BATCH = 4096
@@ -87,7 +92,9 @@ class CompiledModel:
             return jax.lax.map(grad, rows, batch_size=SCAN_BATCH)
 
         self.gradients = jax.jit(_counting(self.traces, "gradients", gradients))
-        self.hessian = jax.jit(_counting(self.traces, "hessian", jax.hessian(twice_nll)))
+        small = model.config.npars <= FORWARD_HESSIAN_MAX_PARAMETERS
+        hessian = jax.jacfwd(jax.jacfwd(twice_nll)) if small else jax.hessian(twice_nll)
+        self.hessian = jax.jit(_counting(self.traces, "hessian", hessian))
         self.scan_values = jax.jit(_counting(self.traces, "scan_values", scan_values))
         self.scan_gradients = jax.jit(_counting(self.traces, "scan_gradients", scan_gradients))
 
