@@ -499,10 +499,11 @@ def test_npz_writer_round_trips_like_savez():
 
 
 @pytest.mark.timeout(60)
-def test_long_formulas_run_eagerly_instead_of_compiling(api):
+def test_long_formulas_run_eagerly_instead_of_compiling(api, monkeypatch):
     """XLA compiles a 100-trip loop's Hessian in seconds, 400 trips in minutes (and a compile
     cannot be stopped at the wall time): paths over MAX_COMPILED_OPERATIONS are not compiled,
-    and still give jax.hessian of the Python function."""
+    and still give jax.hessian of the Python function (large batches chunk by chunk)."""
+    monkeypatch.setattr(derivatives, "EAGER_CHUNK", 2)
     program = "def f(x, y):\n    for i in range(100):\n        x = sin(x) * 1.0001 + y / 128\n    return x\n"
 
     def reference(x, y):
@@ -513,7 +514,7 @@ def test_long_formulas_run_eagerly_instead_of_compiling(api):
     before = derivatives.TRACES["jax"]
     out = post(api, program=program, function="f", at={"x": [0.5, -0.25], "y": [0.1, 0.3]}, order=2)
     expression = " + ".join(f"sin(x * {k}) * y" for k in range(1, 41))  # 40 terms, ~330 nodes
-    xs, ys = np.array([0.3, 1.1]), np.array([2.0, -1.0])
+    xs, ys = np.array([0.3, 1.1, -0.7, 2.5, 0.0]), np.array([2.0, -1.0, 0.5, 1.5, -3.0])  # 3 chunks
     out_expression = post(api, expression=expression, at={"x": xs.tolist(), "y": ys.tolist()}, order=2)
     assert derivatives.TRACES["jax"] == before
     for i, (x, y) in enumerate([(0.5, 0.1), (-0.25, 0.3)]):

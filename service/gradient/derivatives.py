@@ -42,6 +42,7 @@ MAX_COMPILED_PATHS = 8  # per program request; points on rarer paths are evaluat
 #: loop of sin() compiles its Hessian in ~40 s, 400 trips in ~200 s, and a compile cannot be
 #: interrupted at the wall time; evaluated eagerly the same path takes a fraction of a second.
 MAX_COMPILED_OPERATIONS = {1: 2_000, 2: 200}
+EAGER_CHUNK = 131_072  # points per eager evaluation (memory: ~8 bytes x points x operations x 4)
 TRACES: collections.Counter[str] = collections.Counter()  # backend → times a function was traced
 
 
@@ -257,12 +258,25 @@ def _run_eager(formula: Formula, columns: list[np.ndarray], batch: bool, order: 
                ) -> tuple[Any, Any, Any]:
     """Evaluate without compiling: TensorFlow programs (small batches run faster eagerly than
     through a tf.function traced per path), JAX paths beyond ``MAX_COMPILED_PATHS`` and JAX
-    formulas over ``MAX_COMPILED_OPERATIONS``."""
-    if backend == "tensorflow":
-        tf = backends.tensorflow()
-        columns = [tf.constant(c, dtype=tf.as_dtype(dtype)) for c in columns]
-    value, gradient, hessian = _derivative_function(formula, backend, order, dtype, path, batch)(*columns)
-    return np.asarray(value), np.asarray(gradient), None if hessian is None else np.asarray(hessian)
+    formulas over ``MAX_COMPILED_OPERATIONS``. Large batches go ``EAGER_CHUNK`` points at a
+    time: eagerly, every operation's result (and residual) is a whole column in memory."""
+    derivatives = _derivative_function(formula, backend, order, dtype, path, batch)
+    tf = backends.tensorflow() if backend == "tensorflow" else None
+
+    def run(cols: list[np.ndarray]) -> tuple[Any, Any, Any]:
+        if tf is not None:
+            cols = [tf.constant(c, dtype=tf.as_dtype(dtype)) for c in cols]
+        value, gradient, hessian = derivatives(*cols)
+        return np.asarray(value), np.asarray(gradient), None if hessian is None else np.asarray(hessian)
+
+    count = len(columns[0]) if batch else 0
+    if count <= EAGER_CHUNK:
+        return run(columns)
+    parts = []
+    for start in range(0, count, EAGER_CHUNK):
+        check_deadline()
+        parts.append(run([c[start:start + EAGER_CHUNK] for c in columns]))
+    return tuple(None if part[0] is None else np.concatenate(part) for part in zip(*parts, strict=True))
 
 
 def _expression_derivatives(formula: Formula, columns: list[np.ndarray], batch: bool, order: int,
