@@ -253,3 +253,40 @@ def test_many_bin_hessian_against_closed_form(api, nbins):
     h[1:, 1:] = np.diag(n * b**2 / lam**2 + tau / gamma**2)
     np.testing.assert_allclose(out["hessian"], 2 * h, rtol=1e-9)
     np.testing.assert_allclose(out["covariance"], np.linalg.inv(h), rtol=1e-9)
+
+
+def test_model_cache_builds_outside_its_lock():
+    """A slow build (seconds, for a big workspace) holds up neither other models nor, twice,
+    its own: a second request for the same key waits for the first build."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from service.histfactory.models import ModelCache
+
+    cache = ModelCache(4)
+    release = threading.Event()
+    calls = []
+
+    def slow():
+        calls.append("slow")
+        assert release.wait(10)
+        return "slow model"
+
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(cache.get_or_build, "slow", slow)
+        while not calls:
+            threading.Event().wait(0.01)
+        second = pool.submit(cache.get_or_build, "slow", slow)
+        other = ThreadPoolExecutor(1).submit(cache.get_or_build, "quick", lambda: "quick model")
+        assert other.result(timeout=2) == "quick model"  # the old cache built under one lock: stuck
+        release.set()
+        assert first.result(timeout=5) == second.result(timeout=5) == "slow model"
+    assert calls == ["slow"] and cache.builds == 2
+
+    def broken():
+        raise ValueError("bad spec")
+
+    with pytest.raises(ValueError):
+        cache.get_or_build("broken", broken)
+    with pytest.raises(ValueError):  # a failed build is not cached: the next request tries again
+        cache.get_or_build("broken", broken)

@@ -12,6 +12,7 @@ pyhf's backend is JAX, selected once by :func:`service.backends.configure` (neve
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import hashlib
 import json
 import math
@@ -122,13 +123,19 @@ class CompiledModel:
 
 
 class ModelCache:
-    """Bounded LRU of built models, keyed by the hash of their canonical JSON."""
+    """Bounded LRU of built models, keyed by the hash of their canonical JSON.
+
+    A build (pyhf's validation and model set-up) takes seconds, so it runs outside the cache's
+    lock: requests for other models are not held up, and a second request for a model being
+    built waits for that build instead of repeating it.
+    """
 
     def __init__(self, maxsize: int) -> None:
         self.maxsize = max(1, maxsize)
         self.builds = 0
         self.hits = 0
         self._models: collections.OrderedDict[str, CompiledModel] = collections.OrderedDict()
+        self._building: dict[str, concurrent.futures.Future] = {}
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -141,14 +148,27 @@ class ModelCache:
                 self._models.move_to_end(key)
                 self.hits += 1
                 return found
-            # Built under the lock: a build is milliseconds, and two requests for one new
-            # model must not compile it twice.
+            pending = self._building.get(key)
+            building = pending is None
+            if building:
+                pending = self._building[key] = concurrent.futures.Future()
+        if not building:
+            return pending.result()  # the other request's model, or its exception
+        try:
             built = build()
+        except BaseException as exc:
+            with self._lock:
+                del self._building[key]
+            pending.set_exception(exc)
+            raise
+        with self._lock:
+            del self._building[key]
             self.builds += 1
             self._models[key] = built
             while len(self._models) > self.maxsize:
                 self._models.popitem(last=False)
-            return built
+        pending.set_result(built)
+        return built
 
 
 def canonical_key(spec: dict[str, Any]) -> str:
