@@ -14,15 +14,14 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException
 
 from service import backends, encoding
 from service.errors import InvalidInput
 from service.fit import DescentOptions, LineFit, fit_line
+from service.http.bodies import json_or_binary
 from service.http.deps import LimitsDep, RunnerDep
 from service.http.problems import problem_responses
 from service.settings import Limits, Settings
@@ -170,10 +169,6 @@ def _fit_payload(fit: LineFit) -> dict[str, Any]:
             "diverged": fit.diverged, "history": fit.history}
 
 
-def _media_type(request: Request) -> str:
-    return request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
-
-
 def _points_from_npy(body: bytes, limits: Limits) -> tuple[Any, Any, Any]:
     table = encoding.read_npy(body, max_elements=3 * limits.max_fit_points, limit="max_fit_points",
                               max_rows=limits.max_fit_points)
@@ -182,14 +177,6 @@ def _points_from_npy(body: bytes, limits: Limits) -> tuple[Any, Any, Any]:
             f"The .npy body has shape {table.shape}; expected (N, 2) [x, y] or (N, 3) [x, y, sigma].",
             errors=[{"loc": ["body"], "msg": f"shape {table.shape}", "type": "shape"}])
     return table[:, 0], table[:, 1], table[:, 2] if table.shape[1] == 3 else None
-
-
-def _request_from_json(body: bytes) -> FitLineRequest:
-    try:
-        return FitLineRequest.model_validate_json(body or b"null")
-    except ValidationError as exc:
-        errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
-        raise RequestValidationError(errors) from None
 
 
 @router.post(
@@ -211,24 +198,13 @@ async def fit_line_route(
     runner: RunnerDep,
     limits: LimitsDep,
 ) -> Response:
-    body = await request.body()
-    media_type = _media_type(request)
-    # Parsing up to limits.max_body_bytes of JSON takes ~0.5 s: in a worker thread, never on the
-    # event loop (which also answers /livez and every other request).
-    if media_type == encoding.NPY_MEDIA_TYPE:
-        x, y, sigma = await run_in_threadpool(_points_from_npy, body, limits)
-        options = _options_from_query(query)
-    elif media_type == "application/json" or media_type.endswith("+json"):
-        if request.query_params:
-            raise InvalidInput(
-                "With a JSON body the options go in the body; query parameters are for .npy bodies.",
-                errors=[{"loc": ["query", name], "msg": "not allowed with a JSON body",
-                         "type": "extra_forbidden"} for name in request.query_params])
-        fit_request = await run_in_threadpool(_request_from_json, body)
-        x, y, sigma, options = fit_request.x, fit_request.y, fit_request.sigma, fit_request
+    content = await json_or_binary(request, FitLineRequest, encoding.NPY_MEDIA_TYPE)
+    if isinstance(content, bytes):
+        # Reading up to limits.max_body_bytes of .npy is slow enough to keep off the event loop.
+        x, y, sigma = await run_in_threadpool(_points_from_npy, content, limits)
+        options: FitOptions = _options_from_query(query)
     else:
-        raise HTTPException(415, f"Content-Type {media_type!r} is not accepted; send application/json "
-                                 f"or {encoding.NPY_MEDIA_TYPE}.")
+        x, y, sigma, options = content.x, content.y, content.sigma, content
     timed = await runner.run(fit_line, x, y, sigma, method=options.method, backend=options.backend,
                              descent=options.descent(), limits=limits)
     payload = _fit_payload(timed.result)

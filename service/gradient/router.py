@@ -20,16 +20,15 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 from fastapi import APIRouter, Query, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException
 
 from service import backends, encoding
 from service.compute import Timed
 from service.errors import InvalidInput, LimitExceeded
 from service.gradient import derivatives
+from service.http.bodies import json_or_binary
 from service.http.deps import LimitsDep, RunnerDep
 from service.http.problems import problem_responses
 from service.settings import Limits, Settings
@@ -175,18 +174,6 @@ def _gradient_from_npz(body: bytes, options: GradientOptions, limits: Limits) ->
     return derivatives.gradient(**options.model_dump(), at=at, limits=limits)
 
 
-def _request_from_json(body: bytes) -> GradientRequest:
-    try:
-        return GradientRequest.model_validate_json(body or b"null")
-    except ValidationError as exc:
-        errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
-        raise RequestValidationError(errors) from None
-
-
-def _media_type(value: str | None) -> str:
-    return (value or "application/json").split(";")[0].strip().lower()
-
-
 def _answer(timed: Timed[derivatives.Derivatives], options: GradientOptions, accept: str) -> Response:
     result = timed.result
     device = backends.device_for(options.backend)
@@ -223,22 +210,13 @@ async def gradient_route(
     runner: RunnerDep,
     limits: LimitsDep,
 ) -> Response:
-    body = await request.body()
-    media_type = _media_type(request.headers.get("content-type"))
-    if media_type == encoding.NPZ_MEDIA_TYPE:
-        options = query
-        timed = await runner.run(_gradient_from_npz, body, options, limits)
-    elif media_type == "application/json" or media_type.endswith("+json"):
-        if request.query_params:
-            raise InvalidInput(
-                "With a JSON body the options go in the body; query parameters are for .npz bodies.",
-                errors=[{"loc": ["query", name], "msg": "not allowed with a JSON body",
-                         "type": "extra_forbidden"} for name in request.query_params])
-        options = _request_from_json(body)
-        timed = await runner.run(derivatives.gradient, **options.model_dump(), limits=limits)
+    content = await json_or_binary(request, GradientRequest, encoding.NPZ_MEDIA_TYPE)
+    if isinstance(content, bytes):
+        options: GradientOptions = query
+        timed = await runner.run(_gradient_from_npz, content, options, limits)
     else:
-        raise HTTPException(415, f"Content-Type {media_type!r} is not accepted; send "
-                                 f"application/json or {encoding.NPZ_MEDIA_TYPE}.")
+        options = content
+        timed = await runner.run(derivatives.gradient, **options.model_dump(), limits=limits)
     accept = request.headers.get("accept", "")
     if timed.result.value.size <= _ENCODE_INLINE_POINTS:
         return _answer(timed, options, accept)
