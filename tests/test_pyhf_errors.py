@@ -225,3 +225,11 @@ def test_parameter_precount_equals_pyhf(measurement):
     assert _declared_parameters({"workspace": WORKSPACE, "measurement": measurement}) == model.config.npars
     assert _declared_parameters({"simple": {**SIMPLE["simple"], "signal": [1.0, 2.0]}}) == 3
     assert _declared_parameters({"workspace": {"channels": 3}}) is None  # malformed: pyhf will say where
+
+
+def test_scan_axis_whose_width_overflows(api):
+    """low = −1e308, high = 1e308: each finite, but the width is inf and linspace gave NaN points."""
+    body = assert_problem(api.post("/v1/pyhf/scan", json={
+        "model": SIMPLE, "x": {"name": "mu", "low": -1e308, "high": 1e308, "points": 3},
+        "y": {"name": "uncorr_bkguncrt[0]", "low": 0.5, "high": 1.5, "points": 3}}), 422)
+    assert "finite" in body["detail"] or any("finite" in e["msg"] for e in body["errors"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from typing import Annotated, Any, Literal
 
@@ -99,6 +100,8 @@ class ScanAxis(BaseModel):
     def _ordered(self) -> ScanAxis:
         if not self.low < self.high:
             raise ValueError("low must be below high")
+        if not math.isfinite(self.high - self.low):  # np.linspace would give NaN and inf points
+            raise ValueError("high - low must be a finite number")
         return self
 
 
