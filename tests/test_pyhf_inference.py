@@ -155,3 +155,46 @@ def test_hypotest_with_q_statistic(api, seed):
     out = post(api, "hypotest", model=SIMPLE, poi_values=[1.5], test_stat="q")
     assert out["test_stat"] == "q"
     assert out["cls"][0] == pytest.approx(float(pyhf.infer.hypotest(1.5, data, model, test_stat="q")), rel=1e-5)
+
+
+def test_cls_against_hand_written_asymptotics(api):
+    """Independent of pyhf: the seed's NLL written out, minimised with scipy's L-BFGS-B, and the
+    q̃μ asymptotic formulae (Cowan et al. 2011, eqs. 65-66) with the Asimov data at μ = 0."""
+    from scipy.optimize import minimize
+    from scipy.stats import norm
+
+    s, b, tau = 5.0, 10.0, (10.0 / 3.5) ** 2
+
+    def nll(mu, gamma, n, a):
+        lam = s * mu + b * gamma
+        return lam - n * np.log(lam) + tau * gamma - a * np.log(tau * gamma)
+
+    def minimum(n, a, mu=None):
+        opts = {"ftol": 1e-15, "gtol": 1e-12}
+        if mu is None:
+            r = minimize(lambda x: nll(x[0], x[1], n, a), [1.0, 1.0], bounds=[(0, 10), (1e-10, 10)],
+                         method="L-BFGS-B", options=opts)
+            return r.x[0], r.x[1], r.fun
+        r = minimize(lambda x: nll(mu, x[0], n, a), [1.0], bounds=[(1e-10, 10)], method="L-BFGS-B", options=opts)
+        return mu, r.x[0], r.fun
+
+    def qtilde(mu, n, a):
+        mu_hat, _, f_hat = minimum(n, a)
+        return 0.0 if mu_hat > mu else max(2 * (minimum(n, a, mu)[2] - f_hat), 0.0)
+
+    def cls(mu, n):
+        q = qtilde(mu, n, tau)
+        gamma0 = minimum(n, tau, 0.0)[1]
+        q_a = qtilde(mu, b * gamma0, tau * gamma0)
+        if q <= q_a:
+            clsb, clb = norm.sf(np.sqrt(q)), norm.sf(np.sqrt(q) - np.sqrt(q_a))
+        else:
+            clsb, clb = norm.sf((q + q_a) / (2 * np.sqrt(q_a))), norm.sf((q - q_a) / (2 * np.sqrt(q_a)))
+        return clsb / clb, clsb, clb
+
+    for n in (8.0, 18.0):
+        out = post(api, "hypotest", model=SIMPLE, data=[n], poi_values=[0.5, 1.5, 3.0])
+        for k, mu in enumerate((0.5, 1.5, 3.0)):
+            expected = cls(mu, n)
+            # 1e-4: both sides minimise numerically (SLSQP in pyhf, L-BFGS-B here)
+            assert [out["cls"][k], out["clsb"][k], out["clb"][k]] == pytest.approx(expected, rel=1e-4, abs=1e-7)
