@@ -392,3 +392,22 @@ def test_gpu_etiquette_is_set_before_frameworks_start():
 
     assert os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
     assert os.environ["TF_FORCE_GPU_ALLOW_GROWTH"] == "true"
+
+
+def test_lru_cache_builds_once_and_evicts_the_least_recently_used():
+    from service.cache import LruCache
+
+    cache: LruCache[str] = LruCache(2)
+    builds: list[str] = []
+
+    def build(name: str):
+        return lambda: builds.append(name) or name.upper()
+
+    assert cache.get_or_build("a", build("a")) == "A"
+    assert cache.get_or_build("a", build("a")) == "A" and builds == ["a"]
+    cache.get_or_build("b", build("b"))
+    cache.get("a")                       # a is now the most recent
+    cache.get_or_build("c", build("c"))  # evicts b
+    assert cache.get("b") is None and cache.get("a") == "A" and len(cache) == 2
+    assert cache.put("a", "other") == "A"  # a concurrent twin does not replace what is stored
+    assert cache.put("a", "other", replace=True) == "other"

@@ -19,7 +19,6 @@ repeated request compiles nothing (a counter, not a clock).
 from __future__ import annotations
 
 import collections
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from service import backends
+from service.cache import LruCache
 from service.compute import check_deadline
 from service.errors import InvalidInput, LimitExceeded
 from service.gradient.language import Formula, compile_expression, compile_program
@@ -121,29 +121,17 @@ def bucket_size(count: int) -> int:
 
 # --- compiled functions for expressions -----------------------------------------------------
 
-_cache: collections.OrderedDict[tuple, Callable[..., Any]] = collections.OrderedDict()
-_cache_lock = threading.Lock()
-_formulas: collections.OrderedDict[tuple, tuple[Limits, Formula]] = collections.OrderedDict()
+_cache: LruCache[Callable[..., Any]] = LruCache(CACHE_SIZE)
+_formulas: LruCache[tuple[Limits, Formula]] = LruCache(CACHE_SIZE)
 
 
 def _cached(key: tuple, build: Callable[[], Callable[..., Any]]) -> Callable[..., Any]:
-    with _cache_lock:
-        fn = _cache.get(key)
-        if fn is not None:
-            _cache.move_to_end(key)
-            return fn
-    fn = build()
-    with _cache_lock:
-        fn = _cache.setdefault(key, fn)  # a concurrent builder may have won; keep one
-        while len(_cache) > CACHE_SIZE:
-            _cache.popitem(last=False)
-    return fn
+    return _cache.get_or_build(key, build)
 
 
 def cache_clear() -> None:
-    with _cache_lock:
-        _cache.clear()
-        _formulas.clear()
+    _cache.clear()
+    _formulas.clear()
 
 
 def _jax_derivatives(f: Callable[..., Any], n: int, order: int) -> Callable[..., Any]:
@@ -386,17 +374,12 @@ def compile_formula(*, expression: str | None, program: str | None, function: st
                                     "type": "missing"}])
     # Checked formulas are kept too: parsing and checking cost more than a cached gradient.
     key = (expression, program, function, id(limits))
-    with _cache_lock:
-        hit = _formulas.get(key)
-        if hit is not None and hit[0] is limits:
-            _formulas.move_to_end(key)
-            return hit[1]
+    hit = _formulas.get(key)
+    if hit is not None and hit[0] is limits:  # the same Limits object, not a later one at its id
+        return hit[1]
     formula = (compile_expression(expression, limits) if expression is not None
                else compile_program(program, function, limits))
-    with _cache_lock:
-        _formulas[key] = (limits, formula)
-        while len(_formulas) > CACHE_SIZE:
-            _formulas.popitem(last=False)
+    _formulas.put(key, (limits, formula), replace=True)
     return formula
 
 

@@ -13,8 +13,6 @@ at its last step and appends that step if it fell between records.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -23,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from service import backends
+from service.cache import LruCache
 from service.compute import check_deadline
 from service.minimize.optimizers import build_optax
 from service.minimize.sweep import Objective, Plan, Run, assess
@@ -31,9 +30,7 @@ backends.configure()
 
 CHUNK_STEPS = 1_000  # most steps one compiled call takes: bounds the time between deadline checks
 CHUNK_RECORDS = 100  # most history entries one call returns (its record buffer)
-_PROGRAM_CACHE_SIZE = 32
-_programs: OrderedDict[tuple, Program] = OrderedDict()
-_programs_lock = threading.Lock()
+_programs: LruCache[Program] = LruCache(32)
 traces = 0  # times a sweep program was traced (so compiled): tests count, never time
 
 
@@ -109,22 +106,16 @@ def _build_program(loss: Callable[[jax.Array], jax.Array], optimizer: str,
 def _program(objective: Objective, plan: Plan) -> Program:
     """The compiled program for this function, dtype and optimiser (cached, LRU)."""
     key = (objective.key, plan.dtype, plan.optimizer, tuple(sorted(plan.hyper_parameters.items())))
-    with _programs_lock:
-        program = _programs.get(key)
-        if program is not None:
-            _programs.move_to_end(key)
-            return program
-    fn = objective.make("jax", plan.dtype)
 
-    def loss(x: jax.Array) -> jax.Array:
-        return fn(*(x[i] for i in range(x.shape[0])))
+    def build() -> Program:
+        fn = objective.make("jax", plan.dtype)
 
-    program = _build_program(loss, plan.optimizer, plan.hyper_parameters)
-    with _programs_lock:
-        program = _programs.setdefault(key, program)  # a concurrent twin may have won
-        while len(_programs) > _PROGRAM_CACHE_SIZE:
-            _programs.popitem(last=False)
-    return program
+        def loss(x: jax.Array) -> jax.Array:
+            return fn(*(x[i] for i in range(x.shape[0])))
+
+        return _build_program(loss, plan.optimizer, plan.hyper_parameters)
+
+    return _programs.get_or_build(key, build)
 
 
 def _calls(steps: int, every: int):

@@ -14,22 +14,20 @@ stops match :mod:`.on_jax`.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from service import backends
+from service.cache import LruCache
 from service.compute import check_deadline
 from service.minimize.optimizers import build_keras
 from service.minimize.sweep import Objective, Plan, Run, assess
 
 # Most steps one tf.function call takes: bounds the time between two deadline checks.
 MAX_CHUNK = 1_000
-_STEPPER_CACHE_SIZE = 16
-_steppers: OrderedDict[tuple, Stepper] = OrderedDict()
-_steppers_lock = threading.Lock()
+_steppers: LruCache[Stepper] = LruCache(16)
 traces = 0  # times the objective was traced: tests count, never time
 
 
@@ -130,19 +128,9 @@ class Stepper:
 def _stepper(objective: Objective, plan: Plan) -> Stepper:
     """The stepper for this function, dtype and optimiser (cached, LRU)."""
     key = (objective.key, plan.dtype, plan.optimizer, tuple(sorted(plan.hyper_parameters.items())))
-    with _steppers_lock:
-        stepper = _steppers.get(key)
-        if stepper is not None:
-            _steppers.move_to_end(key)
-            return stepper
-    tf = backends.tensorflow()
-    stepper = Stepper(tf, objective.make("tensorflow", plan.dtype), len(objective.variables),
-                      plan.dtype, plan.optimizer, plan.hyper_parameters)
-    with _steppers_lock:
-        stepper = _steppers.setdefault(key, stepper)  # a concurrent twin may have won
-        while len(_steppers) > _STEPPER_CACHE_SIZE:
-            _steppers.popitem(last=False)
-    return stepper
+    return _steppers.get_or_build(key, lambda: Stepper(
+        backends.tensorflow(), objective.make("tensorflow", plan.dtype), len(objective.variables),
+        plan.dtype, plan.optimizer, plan.hyper_parameters))
 
 
 def run_sweep(objective: Objective, plan: Plan) -> list[Run]:
