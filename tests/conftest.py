@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -36,6 +39,15 @@ def app(settings: Settings):
 @pytest.fixture(scope="session")
 def api(app):
     """A TestClient over the session's app, lifespan started and warm-up done."""
+    with TestClient(app) as client:
+        wait_ready(client)
+        yield client
+
+
+@contextmanager
+def serving(**settings: Any) -> Iterator[TestClient]:
+    """A TestClient over a fresh app with these settings (e.g. tiny limits), ready to use."""
+    app = create_app(Settings(warmup=False, load_tensorflow=False, log_json=False, **settings))
     with TestClient(app) as client:
         wait_ready(client)
         yield client

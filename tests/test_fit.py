@@ -12,11 +12,9 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from fastapi.testclient import TestClient
 
-from service.app import create_app
-from service.settings import Limits, Settings
-from tests.conftest import assert_problem, wait_ready
+from service.settings import Limits
+from tests.conftest import assert_problem, serving
 
 ROUTE = "/v1/fit/line"
 
@@ -207,9 +205,7 @@ def test_query_options_with_json_and_other_media_types_are_refused(api):
 def small_api():
     """An app with tiny fit limits, to see the 413 answers without big requests."""
     limits = Limits(max_fit_points=50, max_fit_epochs=4, max_fit_batches=10)
-    app = create_app(Settings(warmup=False, load_tensorflow=False, log_json=False, limits=limits))
-    with TestClient(app) as client:
-        wait_ready(client)
+    with serving(limits=limits) as client:
         yield client
 
 

@@ -6,13 +6,11 @@ import math
 
 import numpy as np
 import pytest
-from fastapi.testclient import TestClient
 
 from client._arrays import array, number
-from service.app import create_app
 from service.minimize import on_jax, on_tensorflow
-from service.settings import Limits, Settings
-from tests.conftest import assert_problem, wait_ready
+from service.settings import Limits
+from tests.conftest import assert_problem, serving
 
 ROUTE = "/v1/minimize"
 SEED_RATES = [0.1, 0.99, 0.001]  # the seed notebook's three SGD learning rates
@@ -361,9 +359,7 @@ def test_over_limit_work_is_413_naming_the_limit(api):
 def small_api():
     """Tiny minimize limits, to check the history limit at its edge."""
     limits = Limits(max_steps=100, max_learning_rates=2, max_history_entries=22)
-    app = create_app(Settings(warmup=False, load_tensorflow=False, log_json=False, limits=limits))
-    with TestClient(app) as client:
-        wait_ready(client)
+    with serving(limits=limits) as client:
         yield client
 
 
