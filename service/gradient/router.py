@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import io
 import zipfile
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import numpy as np
 from fastapi import APIRouter, Query, Request
@@ -133,42 +133,6 @@ def read_npz_columns(data: bytes, limits: Limits) -> dict[str, np.ndarray]:
     return columns
 
 
-class _Parts:
-    """A write-only stream for zipfile that keeps the buffers it is given instead of copying them
-    into a growing BytesIO (zipfile then writes a data descriptor per member)."""
-
-    def __init__(self) -> None:
-        self.parts: list[Any] = []
-        self.size = 0
-
-    def write(self, data: Any) -> int:
-        self.parts.append(data)
-        self.size += memoryview(data).nbytes
-        return memoryview(data).nbytes
-
-    def tell(self) -> int:
-        return self.size
-
-    def flush(self) -> None:
-        pass
-
-
-def npz_bytes(arrays: dict[str, Any]) -> bytes:
-    """The same .npz as ``np.savez`` (stored, no pickles), about 3x quicker for large arrays: each
-    array's memory goes into the archive by reference and is copied once, by the final join."""
-    out = _Parts()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
-        for name, value in arrays.items():
-            arr = np.asarray(value)
-            if not arr.flags.c_contiguous:
-                arr = arr.copy()
-            with archive.open(name + ".npy", "w", force_zip64=True) as member:
-                np.lib.format.write_array_header_1_0(member, np.lib.format.header_data_from_array_1_0(arr))
-                numeric = arr.dtype.kind in "fiub" and arr.size
-                member.write(memoryview(arr.reshape(-1)).cast("B") if numeric else arr.tobytes())
-    return b"".join(out.parts)
-
-
 def _gradient_from_npz(body: bytes, options: GradientOptions, limits: Limits) -> derivatives.Derivatives:
     at = read_npz_columns(body, limits)
     return derivatives.gradient(**options.model_dump(), at=at, limits=limits)
@@ -183,7 +147,7 @@ def _answer(timed: Timed[derivatives.Derivatives], options: GradientOptions, acc
                   "device": np.array(device)}
         if result.hessian is not None:
             arrays["hessian"] = result.hessian
-        return Response(npz_bytes(arrays), media_type=encoding.NPZ_MEDIA_TYPE,
+        return Response(encoding.to_npz(arrays), media_type=encoding.NPZ_MEDIA_TYPE,
                         headers={"X-Elapsed-Ms": f"{timed.elapsed_ms:.3f}", "X-Device": device})
     payload = derivatives.as_columns(result) | {
         "backend": options.backend, "dtype": options.dtype, "device": device,
