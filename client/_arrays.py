@@ -56,6 +56,12 @@ def to_npy(arr: Any) -> bytes:
     return buf.getvalue()
 
 
+def to_npz(arrays: dict[str, Any]) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+    return buf.getvalue()
+
+
 def from_npy(data: bytes) -> np.ndarray:
     return np.load(io.BytesIO(data), allow_pickle=False)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -63,12 +62,6 @@ def _from_npz(response: httpx.Response, backend: str, dtype: str) -> GradientRes
         device=str(arrays["device"]), elapsed_ms=float(arrays["elapsed_ms"]))
 
 
-def _npz(columns: Mapping[str, np.ndarray]) -> bytes:
-    buf = io.BytesIO()
-    np.savez(buf, **columns)
-    return buf.getvalue()
-
-
 class GradientAPI:
     """Mixin: every method builds a Call and returns ``self._send(call)``."""
 
@@ -100,7 +93,7 @@ class GradientAPI:
             binary = max((c.size for c in columns.values()), default=0) >= BINARY_THRESHOLD
         if binary:
             return self._send(Call(
-                "POST", "/v1/gradient", content=_npz(columns), params=options,
+                "POST", "/v1/gradient", content=_arrays.to_npz(columns), params=options,
                 headers={"Content-Type": _arrays.NPZ_MEDIA_TYPE, "Accept": _arrays.NPZ_MEDIA_TYPE},
                 parse=lambda r: _from_npz(r, backend, dtype), **call_options))
         body = {**options, "at": {k: _jsonable(c) for k, c in columns.items()}}
