@@ -4,9 +4,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
-# Installs are stamped with a hash of pyproject.toml: a second run does not reinstall,
+# Installs are stamped with a checksum (POSIX cksum, also on macOS) of pyproject.toml: a second run does not reinstall,
 # an edited pyproject.toml does.
-HASH         := $(shell sha1sum pyproject.toml | cut -c1-12)
+HASH         := $(shell cksum pyproject.toml | cut -d' ' -f1)
 SERVER_STAMP := $(VENV)/.stamp-server-$(HASH)
 TEST_STAMP   := $(VENV)/.stamp-test-$(HASH)
 
