@@ -10,7 +10,7 @@ HASH         := $(shell cksum pyproject.toml | cut -d' ' -f1)
 SERVER_STAMP := $(VENV)/.stamp-server-$(HASH)
 TEST_STAMP   := $(VENV)/.stamp-test-$(HASH)
 
-.PHONY: serve test lint bench bench-quick clean
+.PHONY: serve test test-fast lint bench bench-quick clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ serve: $(SERVER_STAMP)
 
 test: $(TEST_STAMP)
 	$(BIN)/python -m pytest
+
+# For quick edits: skips the tests marked `slow` (server processes, benchmarks, builds). CI runs `make test`.
+test-fast: $(TEST_STAMP)
+	$(BIN)/python -m pytest -m "not slow"
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check service client tests bench

@@ -1,7 +1,7 @@
 """Fractal renderer: the service's compiled renderer vs the seed's eager TensorFlow loop, numpy
 and numba, on the seed's view ([-1.5, 1.5]², 2000×2000, 1,000 iterations), in one process.
 
-- ``service``: ``service.fractal.escape.escape_counts`` in float32 (the service default), the
+- ``service``: ``labcrunch_service.fractal.escape.escape_counts`` in float32 (the service default), the
   function the endpoints call, kernels compiled before timing. The seed's view is symmetric,
   so the service computes half of it and mirrors it (exactly); ``service-no-mirror`` times
   a view shifted by 0.1 in y, where no half repeats, to show the renderer without that.
@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 
 from bench.harness import alternate, summarize
-from service.fractal import colour
-from service.fractal.escape import escape_counts
-from service.fractal.plane import SEED_JULIA_C, Plane
+from labcrunch_service.fractal import colour
+from labcrunch_service.fractal.escape import escape_counts
+from labcrunch_service.fractal.plane import SEED_JULIA_C, Plane
 
 SEED_STEPS = 100
 SHORT = 50  # orbits this short are decided the same way by any float32 evaluation order
@@ -92,7 +92,7 @@ def numpy_counts(xs, ys, c, max_iter, julia):
 
 def seed_tf_loop(xs, ys, steps, julia):
     """The seed notebook's cell, as written (eager TensorFlow, one op per line per step)."""
-    from service import backends
+    from labcrunch_service import backends
 
     tf = backends.tensorflow()
     grid_x, grid_y = np.meshgrid(xs, ys)

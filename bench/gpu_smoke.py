@@ -175,7 +175,7 @@ def check_devices(allow_cpu: bool) -> tuple[bool, list[str]]:
     """Whether JAX (and TensorFlow, when installed) see a GPU; the lines to print."""
     import jax
 
-    from service import backends
+    from labcrunch_service import backends
 
     backends.configure()
     jax_gpus = [d for d in jax.devices() if d.platform == "gpu"]
@@ -269,8 +269,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from fastapi.testclient import TestClient
 
-    from service.app import create_app
-    from service.settings import Settings
+    from labcrunch_service.app import create_app
+    from labcrunch_service.settings import Settings
 
     app = create_app(Settings(warmup=not args.no_warmup, log_json=False))
     routes = {path for path in app.openapi()["paths"] if path.startswith("/v1/")} - {"/v1/info"}

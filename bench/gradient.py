@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bench.harness import alternate, server
-from service import backends
+from labcrunch_service import backends
 
 backends.configure()  # float64, as the service computes by default
 

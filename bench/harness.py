@@ -174,7 +174,7 @@ def start_server(env: dict[str, str] | None = None, ready_timeout_s: float = 300
     """
     port = free_port()
     script = shutil.which("labcrunch", path=str(Path(sys.executable).parent))
-    command = [script] if script else [sys.executable, "-m", "service.cli"]
+    command = [script] if script else [sys.executable, "-m", "labcrunch_service.cli"]
     command += ["serve", "--host", LOOPBACK, "--port", str(port)]
     log = tempfile.NamedTemporaryFile(prefix="labcrunch-bench-", suffix=".log", delete=False)
     started = time.perf_counter()

@@ -1,11 +1,12 @@
-"""labcrunch client: ``from client import Client``.
+"""labcrunch client: ``from labcrunch import Client``.
 
     with Client("http://gpu-server:8000") as lc:
         print(lc.info()["backends"]["jax"]["default_device"])
 """
 
-from client._client import AsyncClient, Client
-from client.exceptions import (
+from labcrunch._client import AsyncClient, Client
+from labcrunch._version import __version__
+from labcrunch.exceptions import (
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
@@ -20,6 +21,7 @@ from client.exceptions import (
 )
 
 __all__ = [
+    "__version__",
     "APIConnectionError",
     "APIStatusError",
     "APITimeoutError",

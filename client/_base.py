@@ -21,8 +21,8 @@ from typing import Any
 
 import httpx
 
-from client import _constants as C
-from client.exceptions import APIConnectionError, APITimeoutError, error_for_status
+from labcrunch import _constants as C
+from labcrunch.exceptions import APIConnectionError, APITimeoutError, error_for_status
 
 _NOT_GIVEN: Any = object()
 

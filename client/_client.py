@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from client._base import AsyncTransport, Call, SyncTransport
-from client.fit import FitAPI
-from client.fractal import FractalAPI
-from client.gradient import GradientAPI
-from client.histfactory import PyhfAPI
-from client.minimize import MinimizeAPI
+from labcrunch._base import AsyncTransport, Call, SyncTransport
+from labcrunch.fit import FitAPI
+from labcrunch.fractal import FractalAPI
+from labcrunch.gradient import GradientAPI
+from labcrunch.minimize import MinimizeAPI
+from labcrunch.pyhf import PyhfAPI
 
 
 class ServiceAPI:

@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 import numpy as np
 
-from client._arrays import NPY_MEDIA_TYPE, array, json_numbers, number, to_npy
-from client._base import Call
+from labcrunch._arrays import NPY_MEDIA_TYPE, array, json_numbers, number, to_npy
+from labcrunch._base import Call
 
 # Above this many points the data travel as one .npy body instead of JSON lists.
 BINARY_THRESHOLD = 10_000

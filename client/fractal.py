@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import numpy as np
 
-from client._arrays import NPY_MEDIA_TYPE, array, from_npy
-from client._base import Call
+from labcrunch._arrays import NPY_MEDIA_TYPE, array, from_npy
+from labcrunch._base import Call
 
 
 @dataclass(frozen=True)

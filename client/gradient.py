@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import numpy as np
 
-from client import _arrays
-from client._base import Call
+from labcrunch import _arrays
+from labcrunch._base import Call
 
 #: Batches at least this large travel as .npz both ways (unless ``binary`` says otherwise).
 BINARY_THRESHOLD = 10_000

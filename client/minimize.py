@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 import numpy as np
 
-from client._arrays import array, number
-from client._base import Call
+from labcrunch._arrays import array, number
+from labcrunch._base import Call
 
 # Grid points per axis asked for with a 1- or 2-variable minimisation, so plot() can draw the
 # function itself (the server evaluates it; the client never evaluates expressions).

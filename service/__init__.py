@@ -5,10 +5,11 @@ most of the card's memory at start-up, and TensorFlow must grow its memory on de
 An operator's explicit environment still wins (``setdefault``).
 """
 
+import importlib.metadata
 import os
 
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-__version__ = "0.1.0"
+__version__ = importlib.metadata.version("labcrunch")  # written once, in client/_version.py

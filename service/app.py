@@ -9,23 +9,23 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
-from service import __version__, backends
-from service.compute import Runner
-from service.fit import router as fit_routes
-from service.fractal import router as fractal_routes
-from service.gradient import router as gradient_routes
-from service.histfactory import router as histfactory_routes
-from service.http import health
-from service.http.deps import require_api_key
-from service.http.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
-from service.http.problems import install_problem_handlers
-from service.minimize import router as minimize_routes
-from service.settings import Settings, get_settings
+from labcrunch_service import __version__, backends
+from labcrunch_service.compute import Runner
+from labcrunch_service.fit import router as fit_routes
+from labcrunch_service.fractal import router as fractal_routes
+from labcrunch_service.gradient import router as gradient_routes
+from labcrunch_service.http import health
+from labcrunch_service.http.deps import require_api_key
+from labcrunch_service.http.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from labcrunch_service.http.problems import install_problem_handlers
+from labcrunch_service.minimize import router as minimize_routes
+from labcrunch_service.pyhf import router as pyhf_routes
+from labcrunch_service.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
 # Each domain module exposes `router` and, optionally, `warmup(settings)` run once at start-up.
-DOMAINS = (gradient_routes, minimize_routes, fit_routes, histfactory_routes, fractal_routes)
+DOMAINS = (gradient_routes, minimize_routes, fit_routes, pyhf_routes, fractal_routes)
 
 
 def _warm_up(app: FastAPI, settings: Settings) -> None:

@@ -14,7 +14,7 @@ import threading
 from types import ModuleType
 from typing import Any
 
-from service.errors import BackendUnavailable
+from labcrunch_service.errors import BackendUnavailable
 
 log = logging.getLogger(__name__)
 

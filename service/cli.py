@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from service import __version__
+from labcrunch_service import __version__
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -19,9 +19,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "serve":
         import uvicorn
 
-        from service.app import create_app
-        from service.logs import configure_logging
-        from service.settings import get_settings
+        from labcrunch_service.app import create_app
+        from labcrunch_service.logs import configure_logging
+        from labcrunch_service.settings import get_settings
 
         settings = get_settings()
         # --host/--port, else LABCRUNCH_HOST/LABCRUNCH_PORT (as --help says). A generic $HOST is

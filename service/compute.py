@@ -1,11 +1,11 @@
 """The one place where compute runs: off the event loop, bounded, timed.
 
 At most ``max_concurrent`` jobs run at once in a thread pool and at most ``max_queued`` more
-wait; a request beyond that is refused at once with :class:`~service.errors.Busy` (429 +
+wait; a request beyond that is refused at once with :class:`~labcrunch_service.errors.Busy` (429 +
 Retry-After) instead of piling up. The wall time counts from admission (queue wait included):
 past it the request answers 503, a job still waiting is dropped, and a running job's thread,
-which cannot be killed, keeps its slot until it returns. Long loops call :func:`check_deadline`
-(same deadline) to stop as soon as nobody waits for their answer.
+which cannot be killed, keeps its slot until it returns. Long loops call
+:func:`labcrunch_service.progress.report` (same deadline) to stop as soon as nobody waits for their answer.
 """
 
 from __future__ import annotations
@@ -19,18 +19,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from service.errors import Busy, ComputeTimeout
+from labcrunch_service import progress
+from labcrunch_service.errors import Busy, ComputeTimeout
 
 T = TypeVar("T")
-
-_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("deadline", default=None)
-
-
-def check_deadline() -> None:
-    """Raise ComputeTimeout when the current job has run past its wall time."""
-    deadline = _deadline.get()
-    if deadline is not None and time.monotonic() > deadline:
-        raise ComputeTimeout("The computation ran past its wall-time limit (limits.max_wall_seconds).")
 
 
 @dataclass(frozen=True)
@@ -81,10 +73,10 @@ class Runner:
         ctx = contextvars.copy_context()  # carries the request id into the worker's log lines
 
         def job() -> Timed[T]:
-            _deadline.set(deadline)
-            start = time.perf_counter()
-            result = fn(*args, **kwargs)
-            return Timed(result, (time.perf_counter() - start) * 1e3)
+            with progress.tracking(progress.Tracker(deadline)):
+                start = time.perf_counter()
+                result = fn(*args, **kwargs)
+                return Timed(result, (time.perf_counter() - start) * 1e3)
 
         try:
             future = self._pool().submit(ctx.run, job)

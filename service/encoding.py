@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from service.errors import InvalidInput, LimitExceeded
+from labcrunch_service.errors import InvalidInput, LimitExceeded
 
 NPY_MEDIA_TYPE = "application/x-npy"
 NPZ_MEDIA_TYPE = "application/x-npz"

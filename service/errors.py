@@ -1,6 +1,6 @@
 """Domain errors, free of any HTTP framework.
 
-Domain code raises these; ``service.http.problems`` turns each into an RFC 9457
+Domain code raises these; ``labcrunch_service.http.problems`` turns each into an RFC 9457
 ``application/problem+json`` answer. ``status`` is the HTTP status the error maps to,
 ``title`` a short fixed summary of the kind, ``detail`` what exactly was wrong, and
 ``errors`` optional field-level entries ``{"loc": [...], "msg": ..., "type": ...}``

@@ -7,7 +7,7 @@ import logging
 import sys
 import time
 
-from service.http.context import request_id_var
+from labcrunch_service.http.context import request_id_var
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 

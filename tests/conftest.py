@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from service import backends
-from service.app import create_app
-from service.settings import Settings
+from labcrunch_service import backends
+from labcrunch_service.app import create_app
+from labcrunch_service.settings import Settings
 
 backends.configure()  # tests that call domain code directly see the same x64 set-up as the app
 

@@ -10,8 +10,8 @@ import httpx
 import numpy as np
 import pytest
 
-import client._base as base
-from client import (
+import labcrunch._base as base
+from labcrunch import (
     APIConnectionError,
     APITimeoutError,
     AsyncClient,
@@ -24,7 +24,7 @@ from client import (
     RequestTooLargeError,
     ValidationError,
 )
-from client._arrays import array, json_numbers, number
+from labcrunch._arrays import array, json_numbers, number
 
 PROBLEM = {"type": "t", "title": "T", "status": 0, "detail": "what went wrong"}
 

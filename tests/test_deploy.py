@@ -22,7 +22,7 @@ import pytest
 import yaml
 from packaging.requirements import Requirement
 
-from service.settings import Settings
+from labcrunch_service.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile.gpu"
@@ -149,7 +149,7 @@ def test_dockerfile_runs_one_non_root_server_with_a_livez_healthcheck():
     assert "/livez" in healthcheck and "CMD" in healthcheck
     (cmd,) = instruction_args("CMD")
     assert json.loads(cmd) == ["labcrunch", "serve", "--host", "0.0.0.0", "--port", "8000"]
-    assert PYPROJECT["scripts"]["labcrunch"] == "service.cli:main"
+    assert PYPROJECT["scripts"]["labcrunch"] == "labcrunch_service.cli:main"
 
 
 def test_dockerfile_sets_the_gpu_sharing_environment_and_compile_cache():
@@ -337,7 +337,7 @@ def test_gpu_smoke_expects_the_gpu_only_where_the_service_computes_on_it(api, mo
     """With the backends standing in for a GPU, every request the smoke marks `on_gpu` reports it
     (least squares is numpy on the CPU by design: on a GPU server the smoke failed on it)."""
     from bench import gpu_smoke
-    from service import backends
+    from labcrunch_service import backends
 
     monkeypatch.setattr(backends, "device_for", lambda backend: "gpu:0 (stand-in)")
     monkeypatch.setattr(backends, "jax_device", lambda: "gpu:0 (stand-in)")

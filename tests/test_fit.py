@@ -13,7 +13,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from service.settings import Limits
+from labcrunch_service.settings import Limits
 from tests.conftest import assert_problem, serving
 
 ROUTE = "/v1/fit/line"

@@ -1,4 +1,4 @@
-"""client.fit_line against the in-process app: JSON and .npy transfer, results, plot()."""
+"""labcrunch.fit_line against the in-process app: JSON and .npy transfer, results, plot()."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from client import AsyncClient, Client, ValidationError  # noqa: E402
-from client.fit import LineFitResult  # noqa: E402
+from labcrunch import AsyncClient, Client, ValidationError  # noqa: E402
+from labcrunch.fit import LineFitResult  # noqa: E402
 from tests.test_fit import seed_data  # noqa: E402
 
 

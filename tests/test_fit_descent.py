@@ -11,10 +11,10 @@ import time
 import numpy as np
 import pytest
 
-from service import compute
-from service.errors import ComputeTimeout
-from service.fit.descent import DescentOptions, gradient_descent
-from service.fit.line import line_points
+from labcrunch_service import progress
+from labcrunch_service.errors import ComputeTimeout
+from labcrunch_service.fit.descent import DescentOptions, gradient_descent
+from labcrunch_service.fit.line import line_points
 from tests.conftest import assert_problem
 from tests.test_fit import ROUTE, post_npy, seed_data
 
@@ -148,7 +148,7 @@ def test_jax_and_tensorflow_agree_on_the_history(seed_experiment):
 def test_epochs_split_into_several_calls_follow_the_reference_sgd(api, monkeypatch, backend):
     """An epoch longer than CHUNK_BATCHES minibatches runs as several compiled / Keras `fit` calls
     (the deadline is checked between them): same batches, same history as the reference."""
-    from service.fit import descent
+    from labcrunch_service.fit import descent
 
     x, y, _ = seed_data(n=200)
     gd = SEED_GD | {"epochs": 2, "batch_size": 7, "seed": 11}
@@ -242,11 +242,7 @@ def test_one_long_epoch_stops_at_the_wall_time(backend):
     x = np.arange(50_000.0)
     points = line_points(x, 2 * x + 1, max_points=10**6)
     options = DescentOptions(epochs=1 if backend == "tensorflow" else 10_000, batch_size=1)
-    token = compute._deadline.set(time.monotonic() + 1.0)
     start = time.monotonic()
-    try:
-        with pytest.raises(ComputeTimeout):
-            gradient_descent(points, options, backend, max_epochs=10**6, max_batches=10**9)
-    finally:
-        compute._deadline.reset(token)
+    with progress.tracking(progress.Tracker(deadline=start + 1.0)), pytest.raises(ComputeTimeout):
+        gradient_descent(points, options, backend, max_epochs=10**6, max_batches=10**9)
     assert time.monotonic() - start < 8

@@ -13,12 +13,13 @@ from fastapi import Request
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
-from service.app import create_app
-from service.compute import Runner, check_deadline
-from service.errors import ComputeTimeout
-from service.http.context import request_id_var
-from service.logs import JsonFormatter
-from service.settings import Limits, Settings
+from labcrunch_service.app import create_app
+from labcrunch_service.compute import Runner
+from labcrunch_service.errors import ComputeTimeout
+from labcrunch_service.http.context import request_id_var
+from labcrunch_service.logs import JsonFormatter
+from labcrunch_service.progress import check_deadline
+from labcrunch_service.settings import Limits, Settings
 from tests.conftest import assert_problem, wait_ready
 
 
@@ -88,13 +89,13 @@ def test_info_lists_backends_devices_and_every_limit(api, settings):
 
 
 def test_info_says_when_tensorflow_is_absent(monkeypatch):
-    from service import backends
+    from labcrunch_service import backends
 
     monkeypatch.setattr(backends, "_tf", None)
     monkeypatch.setattr(backends, "_tf_error", "ModuleNotFoundError: No module named 'tensorflow'")
     described = backends.describe()["tensorflow"]
     assert described["available"] is False and "tensorflow" in described["reason"]
-    from service.errors import BackendUnavailable
+    from labcrunch_service.errors import BackendUnavailable
 
     with pytest.raises(BackendUnavailable):
         backends.tensorflow()
@@ -203,7 +204,7 @@ def test_request_id_is_echoed_or_generated(api):
 
 def test_request_id_with_a_trailing_newline_is_replaced():
     """`$` matches before a final newline; the id must match the whole value."""
-    from service.http.middleware import RequestContextMiddleware
+    from labcrunch_service.http.middleware import RequestContextMiddleware
 
     async def app(scope, receive, send):
         await send({"type": "http.response.start", "status": 204, "headers": []})
@@ -365,13 +366,13 @@ def test_serve_binds_where_asked(monkeypatch, argv, env, expected):
     """--host/--port, else LABCRUNCH_HOST/PORT, else loopback:8000; a generic $HOST is ignored."""
     import uvicorn
 
-    from service import cli
+    from labcrunch_service import cli
 
     for name in ("LABCRUNCH_HOST", "LABCRUNCH_PORT", "HOST", "PORT"):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setattr("service.logs.configure_logging", lambda *a, **k: None)
+    monkeypatch.setattr("labcrunch_service.logs.configure_logging", lambda *a, **k: None)
     bound = []
     monkeypatch.setattr(uvicorn, "run", lambda app, host, port, **kw: bound.append((host, port)))
     cli.main(["serve", *argv])
@@ -395,7 +396,7 @@ def test_gpu_etiquette_is_set_before_frameworks_start():
 
 
 def test_lru_cache_builds_once_and_evicts_the_least_recently_used():
-    from service.cache import LruCache
+    from labcrunch_service.cache import LruCache
 
     cache: LruCache[str] = LruCache(2)
     builds: list[str] = []
@@ -409,5 +410,5 @@ def test_lru_cache_builds_once_and_evicts_the_least_recently_used():
     cache.get("a")                       # a is now the most recent
     cache.get_or_build("c", build("c"))  # evicts b
     assert cache.get("b") is None and cache.get("a") == "A" and len(cache) == 2
-    assert cache.put("a", "other") == "A"  # a concurrent twin does not replace what is stored
-    assert cache.put("a", "other", replace=True) == "other"
+    assert cache.put("a", "other") == "other" and cache.get("a") == "other"
+    assert (cache.hits, cache.misses) == (1, 3)

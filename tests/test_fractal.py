@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.fractal import plane
-from service.settings import Limits
+from labcrunch_service.fractal import plane
+from labcrunch_service.settings import Limits
 from tests.conftest import assert_problem
 
 UNIT_ROUNDOFF = {"float32": 2.0**-24, "float64": 2.0**-53}
@@ -157,7 +157,7 @@ def test_counts_match_the_reference_on_a_grid(api, kind, precision, box):
 
 
 def test_mirror_shortcut_only_for_exactly_symmetric_views():
-    from service.fractal.escape import mirrored
+    from labcrunch_service.fractal.escape import mirrored
 
     xs, ys = plane.Plane(-1.5, 1.5, -1.5, 1.5, 40, 30).pixel_centres(np.float32)
     assert mirrored("mandelbrot", xs, ys) and mirrored("julia", xs, ys)
@@ -326,7 +326,7 @@ def test_colormap_tables_follow_matplotlib():
     """The 33-point tables, interpolated, stay within a few levels of matplotlib's maps."""
     import matplotlib
 
-    from service.fractal.colour import lookup_table
+    from labcrunch_service.fractal.colour import lookup_table
 
     for name in ("viridis", "magma", "inferno", "plasma", "cividis"):
         ours = lookup_table(name).astype(float)
@@ -446,7 +446,7 @@ def test_bad_post_bodies(api):
 
 def test_start_up_warm_up_compiles_and_renders():
     """warmup() runs at start-up, where a failure would only be logged: it must work."""
-    from service.fractal.router import warmup
-    from service.settings import Settings
+    from labcrunch_service.fractal.router import warmup
+    from labcrunch_service.settings import Settings
 
     warmup(Settings(warmup=False, log_json=False))

@@ -1,12 +1,12 @@
-"""client.fractal / fractal_tile against the in-process app: npy arrays, PNG results, errors."""
+"""labcrunch.fractal / fractal_tile against the in-process app: npy arrays, PNG results, errors."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from client import Client, RequestTooLargeError, ValidationError
-from client.fractal import FractalCounts, FractalImage
+from labcrunch import Client, RequestTooLargeError, ValidationError
+from labcrunch.fractal import FractalCounts, FractalImage
 from tests.test_fractal import LATTICE, reference_count
 
 

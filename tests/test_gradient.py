@@ -17,10 +17,10 @@ import pytest
 import sympy as sp
 from fastapi.testclient import TestClient
 
-from client import Client
-from service.app import create_app
-from service.gradient import derivatives
-from service.settings import Limits, Settings
+from labcrunch import Client
+from labcrunch_service.app import create_app
+from labcrunch_service.gradient import derivatives
+from labcrunch_service.settings import Limits, Settings
 from tests.conftest import assert_problem, wait_ready
 
 BACKENDS = ("jax", "tensorflow")
@@ -430,8 +430,8 @@ def test_empty_batch(api):
 
 
 def test_missing_tensorflow_is_503(api, monkeypatch):
-    from service import backends
-    from service.errors import BackendUnavailable
+    from labcrunch_service import backends
+    from labcrunch_service.errors import BackendUnavailable
 
     def unavailable():
         raise BackendUnavailable("The tensorflow backend is not available on this server; use 'jax'.")
@@ -449,7 +449,7 @@ def test_async_client(app):
 
     import httpx
 
-    from client import AsyncClient
+    from labcrunch import AsyncClient
 
     async def main():
         async with AsyncClient("http://app", transport=httpx.ASGITransport(app=app)) as lc:
@@ -483,7 +483,7 @@ def test_conditional_expressions_differentiate_only_the_side_taken(api, backend)
 
 
 def test_npz_writer_round_trips_like_savez():
-    from service.encoding import to_npz
+    from labcrunch_service.encoding import to_npz
 
     arrays = {"variables": np.array(["x", "yy"]), "value": np.linspace(0, 1, 1000),
               "gradient": np.arange(6.0).reshape(3, 2)[:, ::-1],  # not contiguous

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from scipy import special
 
-from service.errors import InvalidInput, LimitExceeded
-from service.gradient.language import FUNCTIONS, compile_expression, compile_program
-from service.settings import Limits
+from labcrunch_service.errors import InvalidInput, LimitExceeded
+from labcrunch_service.gradient.language import FUNCTIONS, compile_expression, compile_program
+from labcrunch_service.settings import Limits
 
 LIMITS = Limits()
 BACKENDS = ("jax", "tensorflow")

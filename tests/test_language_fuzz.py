@@ -10,10 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
-from service.errors import LabcrunchError
-from service.gradient import derivatives
-from service.gradient.language import FUNCTIONS, compile_expression, compile_program
-from service.settings import Limits
+from labcrunch_service.errors import LabcrunchError
+from labcrunch_service.gradient import derivatives
+from labcrunch_service.gradient.language import FUNCTIONS, compile_expression, compile_program
+from labcrunch_service.settings import Limits
 
 LIMITS = Limits()
 TOKENS = ["x", "y", "1", "2.5", "1e308", "0", "-", "+", "*", "/", "//", "%", "**", "(", ")", ",",

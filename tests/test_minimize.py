@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from client._arrays import array, number
-from service.minimize import on_jax, on_tensorflow
-from service.settings import Limits
+from labcrunch._arrays import array, number
+from labcrunch_service.minimize import on_jax, on_tensorflow
+from labcrunch_service.settings import Limits
 from tests.conftest import assert_problem, serving
 
 ROUTE = "/v1/minimize"
@@ -119,8 +119,8 @@ def test_jax_histories_across_chunk_boundaries(api, steps, every):
 def test_jax_checks_the_deadline_between_chunks(monkeypatch):
     """A long sweep is many compiled calls with a wall-time check before each: the job stops
     at the first check past its deadline instead of running every step in one call."""
-    from service.errors import ComputeTimeout
-    from service.minimize.sweep import minimize_expression
+    from labcrunch_service.errors import ComputeTimeout
+    from labcrunch_service.minimize.sweep import minimize_expression
 
     checks = []
 
@@ -411,7 +411,7 @@ def lc(api):
     """The real client, its requests answered by the in-process app."""
     import httpx
 
-    from client import Client
+    from labcrunch import Client
 
     def forward(request: httpx.Request) -> httpx.Response:
         return api.request(request.method, request.url.path, content=request.content,
@@ -447,7 +447,7 @@ def test_client_minimize_returns_numpy_histories_and_plots(lc):
 
 
 def test_client_maps_errors_and_lists_optimizers(lc):
-    from client import ValidationError
+    from labcrunch import ValidationError
 
     assert "lbfgs" in {o["name"] for o in lc.minimize_optimizers()}
 
@@ -460,7 +460,7 @@ def test_async_client_minimize(app, api):
 
     import httpx
 
-    from client import AsyncClient
+    from labcrunch import AsyncClient
 
     async def go():
         async with AsyncClient("http://app", transport=httpx.ASGITransport(app=app)) as lc:

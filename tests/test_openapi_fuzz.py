@@ -10,8 +10,8 @@ import hypothesis
 import schemathesis
 from hypothesis import HealthCheck
 
-from service.app import create_app
-from service.settings import Limits, Settings
+from labcrunch_service.app import create_app
+from labcrunch_service.settings import Limits, Settings
 
 SMALL = Limits(
     max_wall_seconds=20, max_text_length=300, max_ast_nodes=200, max_points=64,

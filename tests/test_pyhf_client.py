@@ -1,4 +1,4 @@
-"""client.pyhf_* against the in-process app: numpy results, errors, and the plot() helpers under Agg."""
+"""labcrunch.pyhf_* against the in-process app: numpy results, errors, and the plot() helpers under Agg."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import pytest  # noqa: E402
 from matplotlib.collections import QuadMesh  # noqa: E402
 from matplotlib.quiver import Quiver  # noqa: E402
 
-from client import Client, ValidationError  # noqa: E402
-from client.histfactory import (  # noqa: E402
+from labcrunch import Client, ValidationError  # noqa: E402
+from labcrunch.pyhf import (  # noqa: E402
     HypotestResult,
     PyhfFitResult,
     PyhfScanResult,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.histfactory.ellipses import delta_chi2, ellipse_from_covariance
+from labcrunch_service.pyhf.ellipses import delta_chi2, ellipse_from_covariance
 
 CORRELATED = np.array([[2.0, 1.2], [1.2, 1.0]])  # major axis ≈ 31.7° from x, not along an axis
 ANTI = np.array([[1.0, -0.6], [-0.6, 0.5]])  # negative correlation: major axis below the x axis

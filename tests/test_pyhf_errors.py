@@ -219,7 +219,7 @@ def test_parameter_precount_equals_pyhf(measurement):
     """The count taken from the raw JSON equals pyhf's npars (shared names, per-bin modifiers)."""
     import pyhf
 
-    from service.histfactory.models import _declared_parameters
+    from labcrunch_service.pyhf.models import _declared_parameters
 
     model = pyhf.Workspace(WORKSPACE).model(measurement_name=measurement)
     assert _declared_parameters({"workspace": WORKSPACE, "measurement": measurement}) == model.config.npars

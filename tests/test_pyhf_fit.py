@@ -219,7 +219,7 @@ def test_workspace_patch_is_applied(api):
 
 
 def test_model_cache_is_a_bounded_lru():
-    from service.histfactory.models import ModelCache, canonical_key
+    from labcrunch_service.pyhf.models import ModelCache, canonical_key
 
     cache = ModelCache(2)
     built = []
@@ -261,7 +261,7 @@ def test_model_cache_builds_outside_its_lock():
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    from service.histfactory.models import ModelCache
+    from labcrunch_service.pyhf.models import ModelCache
 
     cache = ModelCache(4)
     release = threading.Event()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from client import Client, NotFoundError
+from labcrunch import Client, NotFoundError
 
 
 def free_port() -> int:
@@ -63,7 +63,7 @@ def test_served_info_through_the_client(server):
 
 def test_served_errors_map_to_exceptions_with_request_ids(server):
     url, log_path = server
-    from client._base import Call
+    from labcrunch._base import Call
 
     with Client(url) as lc:
         with pytest.raises(NotFoundError) as err:

@@ -1,7 +1,7 @@
 """/v1/fit/line: straight-line fits, exactly (least squares) or by minibatch gradient descent.
 
-:func:`fit_line` is the domain entry point the router runs; :mod:`service.fit.line` holds the
-data checks, the closed-form fit and the uncertainty conventions, :mod:`service.fit.descent`
+:func:`fit_line` is the domain entry point the router runs; :mod:`labcrunch_service.fit.line` holds the
+data checks, the closed-form fit and the uncertainty conventions, :mod:`labcrunch_service.fit.descent`
 the gradient-descent fit on JAX or TensorFlow.
 """
 
@@ -9,10 +9,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.errors import InvalidInput
-from service.fit.descent import DescentOptions, gradient_descent
-from service.fit.line import GRADIENT_DESCENT, LEAST_SQUARES, LineFit, least_squares, line_points
-from service.settings import Limits
+from labcrunch_service.errors import InvalidInput
+from labcrunch_service.fit.descent import DescentOptions, gradient_descent
+from labcrunch_service.fit.line import (
+    GRADIENT_DESCENT,
+    LEAST_SQUARES,
+    LineFit,
+    least_squares,
+    line_points,
+)
+from labcrunch_service.settings import Limits
 
 __all__ = ["DescentOptions", "LineFit", "fit_line"]
 

@@ -18,7 +18,7 @@ its loss is then the weighted mean squared residual with weights of mean 1.
 
 The covariance comes from the autodiff Hessian H of χ²(m, q) = Σ wᵢ rᵢ² at the end point:
 cov = 2·H⁻¹ (χ² is -2 log L for Gaussian errors), scaled by the residual variance χ²/ndf when
-no σ was given — the conventions of :mod:`service.fit.line`. The Hessian is taken in
+no σ was given — the conventions of :mod:`labcrunch_service.fit.line`. The Hessian is taken in
 standardized coordinates (well conditioned) and propagated to (m, q).
 
 On JAX an epoch is compiled ``lax.scan`` calls over tables of at most ``CHUNK_BATCHES``
@@ -40,10 +40,16 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from service import backends
-from service.compute import check_deadline
-from service.errors import InvalidInput, LimitExceeded
-from service.fit.line import GRADIENT_DESCENT, LineFit, LinePoints, Standardization, line_fit
+from labcrunch_service import backends
+from labcrunch_service.errors import InvalidInput, LimitExceeded
+from labcrunch_service.fit.line import (
+    GRADIENT_DESCENT,
+    LineFit,
+    LinePoints,
+    Standardization,
+    line_fit,
+)
+from labcrunch_service.progress import check_deadline
 
 backends.configure()
 

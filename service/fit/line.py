@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from service.errors import InvalidInput, LimitExceeded
+from labcrunch_service.errors import InvalidInput, LimitExceeded
 
 LEAST_SQUARES = "least_squares"
 GRADIENT_DESCENT = "gradient_descent"

@@ -18,13 +18,13 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, create_model
 from starlette.concurrency import run_in_threadpool
 
-from service import backends, encoding
-from service.errors import InvalidInput
-from service.fit import DescentOptions, LineFit, fit_line
-from service.http.bodies import json_or_binary
-from service.http.deps import LimitsDep, RunnerDep
-from service.http.problems import problem_responses
-from service.settings import Limits, Settings
+from labcrunch_service import backends, encoding
+from labcrunch_service.errors import InvalidInput
+from labcrunch_service.fit import DescentOptions, LineFit, fit_line
+from labcrunch_service.http.bodies import json_or_binary
+from labcrunch_service.http.deps import LimitsDep, RunnerDep
+from labcrunch_service.http.problems import problem_responses
+from labcrunch_service.settings import Limits, Settings
 
 router = APIRouter(prefix="/v1/fit/line", tags=["fit"])
 

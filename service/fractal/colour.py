@@ -20,7 +20,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from service.fractal.escape import Escape
+from labcrunch_service.fractal.escape import Escape
 
 # 33 colours each, evenly spaced from 0 to 1, as rrggbb hex.
 _CONTROL_POINTS = {

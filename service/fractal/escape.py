@@ -43,8 +43,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from service import backends
-from service.compute import check_deadline
+from labcrunch_service import backends
+from labcrunch_service.progress import check_deadline
 
 backends.configure()
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.errors import InvalidInput, LimitExceeded, NotFound
-from service.settings import Limits
+from labcrunch_service.errors import InvalidInput, LimitExceeded, NotFound
+from labcrunch_service.settings import Limits
 
 SEED_BOX = (-1.5, 1.5, -1.5, 1.5)  # the seed notebook's view of both sets
 SEED_JULIA_C = complex(-0.7269, 0.1889)  # the seed notebook's Julia constant

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from service.errors import InvalidInput
-from service.fractal import colour
-from service.fractal.escape import DTYPES, KINDS, Escape, escape_counts
-from service.fractal.plane import SEED_JULIA_C, Plane, check_limits, check_resolution
-from service.settings import Limits
+from labcrunch_service.errors import InvalidInput
+from labcrunch_service.fractal import colour
+from labcrunch_service.fractal.escape import DTYPES, KINDS, Escape, escape_counts
+from labcrunch_service.fractal.plane import SEED_JULIA_C, Plane, check_limits, check_resolution
+from labcrunch_service.settings import Limits
 
 MIN_ESCAPE_RADIUS = 2.0  # below 2 (or |c|) an orbit may come back: escaping would not be final
 MAX_ESCAPE_RADIUS = 1e6  # keeps |z|² of an escaped float32 orbit finite

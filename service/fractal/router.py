@@ -16,13 +16,13 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from service import backends, encoding
-from service.compute import Timed
-from service.errors import LimitExceeded
-from service.fractal import colour, escape, plane, render
-from service.http.deps import LimitsDep, RunnerDep
-from service.http.problems import problem_responses
-from service.settings import Limits, Settings
+from labcrunch_service import backends, encoding
+from labcrunch_service.compute import Timed
+from labcrunch_service.errors import LimitExceeded
+from labcrunch_service.fractal import colour, escape, plane, render
+from labcrunch_service.http.deps import LimitsDep, RunnerDep
+from labcrunch_service.http.problems import problem_responses
+from labcrunch_service.settings import Limits, Settings
 
 router = APIRouter(prefix="/v1/fractal", tags=["fractal"])
 

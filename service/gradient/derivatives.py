@@ -1,4 +1,4 @@
-"""Values, gradients and Hessians of a :class:`~service.gradient.language.Formula` at points.
+"""Values, gradients and Hessians of a :class:`~labcrunch_service.gradient.language.Formula` at points.
 
 Expressions run as one compiled, batched function per (normalised text, backend, order, dtype,
 batch-size bucket), kept in a small LRU cache: JAX as ``jit(vmap(...))``, TensorFlow as a
@@ -25,12 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from service import backends
-from service.cache import LruCache
-from service.compute import check_deadline
-from service.errors import InvalidInput, LimitExceeded
-from service.gradient.language import Formula, compile_expression, compile_program
-from service.settings import Limits
+from labcrunch_service import backends
+from labcrunch_service.cache import LruCache
+from labcrunch_service.errors import InvalidInput, LimitExceeded
+from labcrunch_service.gradient.language import Formula, compile_expression, compile_program
+from labcrunch_service.progress import check_deadline
+from labcrunch_service.settings import Limits
 
 backends.configure()
 
@@ -379,7 +379,7 @@ def compile_formula(*, expression: str | None, program: str | None, function: st
         return hit[1]
     formula = (compile_expression(expression, limits) if expression is not None
                else compile_program(program, function, limits))
-    _formulas.put(key, (limits, formula), replace=True)
+    _formulas.put(key, (limits, formula))
     return formula
 
 

@@ -23,8 +23,8 @@ true. ``a // b`` is ``floor(a / b)`` and ``a % b`` is ``a - b * floor(a / b)`` o
 Dotted names resolve to the same whitelist: ``jax.numpy.sqrt``, ``jnp.sqrt``, ``np.sqrt``,
 ``math.sqrt``, ``tf.sqrt``, ``tf.math.sqrt``, ``tf.nn.relu``, ``jax.nn.relu``, ``np.pi``, ...
 
-Every refusal is :class:`~service.errors.InvalidInput` (422) or
-:class:`~service.errors.LimitExceeded` (413, naming the limit), with ``errors`` entries that carry
+Every refusal is :class:`~labcrunch_service.errors.InvalidInput` (422) or
+:class:`~labcrunch_service.errors.LimitExceeded` (413, naming the limit), with ``errors`` entries that carry
 ``loc``, ``msg``, ``type`` and the 1-based ``line`` and ``column`` of the offending construct.
 """
 
@@ -39,9 +39,9 @@ from typing import Any
 
 import numpy as np
 
-from service.compute import check_deadline
-from service.errors import InvalidInput, LimitExceeded
-from service.settings import Limits
+from labcrunch_service.errors import InvalidInput, LimitExceeded
+from labcrunch_service.progress import check_deadline
+from labcrunch_service.settings import Limits
 
 # --- the vocabulary -------------------------------------------------------------------------
 
@@ -744,7 +744,7 @@ def _jax_ops(dtype: str) -> BackendOps:
     import jax.numpy as jnp
     from jax.scipy import special
 
-    from service import backends
+    from labcrunch_service import backends
 
     backends.configure()
     dt = jnp.dtype(dtype)
@@ -780,7 +780,7 @@ def _numpy_ops(dtype: str) -> BackendOps:
 
 
 def _tensorflow_ops(dtype: str) -> BackendOps:
-    from service import backends
+    from labcrunch_service import backends
 
     tf = backends.tensorflow()
     dt = tf.as_dtype(dtype)

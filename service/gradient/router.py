@@ -3,7 +3,7 @@
 One route, two body formats both ways:
 
 * JSON in (``{"expression": ..., "at": {...}}``), JSON out: non-finite numbers as the strings
-  ``"NaN"``, ``"Infinity"``, ``"-Infinity"`` (see ``service.encoding``).
+  ``"NaN"``, ``"Infinity"``, ``"-Infinity"`` (see ``labcrunch_service.encoding``).
 * ``Content-Type: application/x-npz`` in: one 1-D (or 0-d) array per variable, named by the
   variable, with the options (``expression`` or ``program`` + ``function``, ``order``,
   ``backend``, ``dtype``) as query parameters -- the practical way to send 10^6 points.
@@ -24,14 +24,14 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from service import backends, encoding
-from service.compute import Timed
-from service.errors import InvalidInput, LimitExceeded
-from service.gradient import derivatives
-from service.http.bodies import json_or_binary
-from service.http.deps import LimitsDep, RunnerDep
-from service.http.problems import problem_responses
-from service.settings import Limits, Settings
+from labcrunch_service import backends, encoding
+from labcrunch_service.compute import Timed
+from labcrunch_service.errors import InvalidInput, LimitExceeded
+from labcrunch_service.gradient import derivatives
+from labcrunch_service.http.bodies import json_or_binary
+from labcrunch_service.http.deps import LimitsDep, RunnerDep
+from labcrunch_service.http.problems import problem_responses
+from labcrunch_service.settings import Limits, Settings
 
 router = APIRouter(prefix="/v1/gradient", tags=["gradient"])
 

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from service.errors import InvalidInput
+from labcrunch_service.errors import InvalidInput
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -12,9 +12,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from service.compute import Runner
-from service.errors import LabcrunchError
-from service.settings import Limits, Settings
+from labcrunch_service.compute import Runner
+from labcrunch_service.errors import LabcrunchError
+from labcrunch_service.settings import Limits, Settings
 
 
 async def get_settings(request: Request) -> Settings:

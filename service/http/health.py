@@ -7,9 +7,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from service import __version__, backends
-from service.http.deps import SettingsDep
-from service.http.problems import Problem, problem_response, problem_responses
+from labcrunch_service import __version__, backends
+from labcrunch_service.http.deps import SettingsDep
+from labcrunch_service.http.problems import Problem, problem_response, problem_responses
 
 router = APIRouter(tags=["health"])
 

@@ -9,10 +9,10 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.http.context import REQUEST_ID_SCOPE_KEY, request_id_var
-from service.http.problems import problem_response
+from labcrunch_service.http.context import REQUEST_ID_SCOPE_KEY, request_id_var
+from labcrunch_service.http.problems import problem_response
 
-access_log = logging.getLogger("service.access")
+access_log = logging.getLogger("labcrunch_service.access")
 
 REQUEST_ID_HEADER = "x-request-id"
 _VALID_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")

@@ -12,11 +12,11 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service.encoding import dumps, jsonable
-from service.errors import PROBLEM_TYPE_BASE, LabcrunchError
-from service.http.context import REQUEST_ID_SCOPE_KEY, request_id_var
+from labcrunch_service.encoding import dumps, jsonable
+from labcrunch_service.errors import PROBLEM_TYPE_BASE, LabcrunchError
+from labcrunch_service.http.context import REQUEST_ID_SCOPE_KEY, request_id_var
 
-log = logging.getLogger("service.http")
+log = logging.getLogger("labcrunch_service.http")
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 

@@ -20,11 +20,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from service import backends
-from service.cache import LruCache
-from service.compute import check_deadline
-from service.minimize.optimizers import build_optax
-from service.minimize.sweep import Objective, Plan, Run, assess
+from labcrunch_service import backends
+from labcrunch_service.cache import LruCache
+from labcrunch_service.minimize.optimizers import build_optax
+from labcrunch_service.minimize.sweep import Objective, Plan, Run, assess
+from labcrunch_service.progress import check_deadline
 
 backends.configure()
 

@@ -19,11 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from service import backends
-from service.cache import LruCache
-from service.compute import check_deadline
-from service.minimize.optimizers import build_keras
-from service.minimize.sweep import Objective, Plan, Run, assess
+from labcrunch_service import backends
+from labcrunch_service.cache import LruCache
+from labcrunch_service.minimize.optimizers import build_keras
+from labcrunch_service.minimize.sweep import Objective, Plan, Run, assess
+from labcrunch_service.progress import check_deadline
 
 # Most steps one tf.function call takes: bounds the time between two deadline checks.
 MAX_CHUNK = 1_000

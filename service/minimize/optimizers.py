@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from service.errors import InvalidInput
+from labcrunch_service.errors import InvalidInput
 
 
 @dataclass(frozen=True)

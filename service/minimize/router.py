@@ -9,12 +9,12 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from service import backends, encoding
-from service.http.deps import LimitsDep, RunnerDep
-from service.http.problems import problem_responses
-from service.minimize import optimizers
-from service.minimize.sweep import Sweep, minimize_expression
-from service.settings import Settings
+from labcrunch_service import backends, encoding
+from labcrunch_service.http.deps import LimitsDep, RunnerDep
+from labcrunch_service.http.problems import problem_responses
+from labcrunch_service.minimize import optimizers
+from labcrunch_service.minimize.sweep import Sweep, minimize_expression
+from labcrunch_service.settings import Settings
 
 router = APIRouter(prefix="/v1/minimize", tags=["minimize"])
 

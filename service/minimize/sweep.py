@@ -18,11 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from service.errors import InvalidInput, LimitExceeded
-from service.gradient.derivatives import differentiate
-from service.gradient.language import Formula, compile_expression
-from service.minimize import optimizers
-from service.settings import Limits
+from labcrunch_service.errors import InvalidInput, LimitExceeded
+from labcrunch_service.gradient.derivatives import differentiate
+from labcrunch_service.gradient.language import Formula, compile_expression
+from labcrunch_service.minimize import optimizers
+from labcrunch_service.settings import Limits
 
 
 @dataclass(frozen=True)
@@ -213,10 +213,10 @@ def plan_sweep(
 def run_sweep(objective: Objective, plan: Plan, backend: str) -> list[Run]:
     """Run every learning rate of ``plan`` on ``backend``."""
     if backend == "tensorflow":
-        from service.minimize import on_tensorflow
+        from labcrunch_service.minimize import on_tensorflow
 
         return on_tensorflow.run_sweep(objective, plan)
-    from service.minimize import on_jax
+    from labcrunch_service.minimize import on_jax
 
     return on_jax.run_sweep(objective, plan)
 

@@ -6,7 +6,7 @@ built models live in a bounded LRU keyed by a hash of the canonical JSON of thei
 :class:`CompiledModel` carries its own jitted likelihood, Hessian and scan functions, which
 JAX then reuses for every later request with the same model.
 
-pyhf's backend is JAX, selected once by :func:`service.backends.configure` (never per request).
+pyhf's backend is JAX, selected once by :func:`labcrunch_service.backends.configure` (never per request).
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ import jsonpatch
 import numpy as np
 import pyhf
 
-from service import backends
-from service.errors import InvalidInput, LimitExceeded
+from labcrunch_service import backends
+from labcrunch_service.errors import InvalidInput, LimitExceeded
 
 backends.configure()
 

@@ -14,10 +14,15 @@ import jax.numpy as jnp
 import numpy as np
 import pyhf
 
-from service.compute import check_deadline
-from service.errors import InvalidInput, LimitExceeded
-from service.histfactory.fit import FitSettings, refusing_failed_fits
-from service.histfactory.models import CompiledModel, fixed_mask, parameter_bounds, parameter_values
+from labcrunch_service.errors import InvalidInput, LimitExceeded
+from labcrunch_service.progress import check_deadline
+from labcrunch_service.pyhf.fit import FitSettings, refusing_failed_fits
+from labcrunch_service.pyhf.models import (
+    CompiledModel,
+    fixed_mask,
+    parameter_bounds,
+    parameter_values,
+)
 
 TestStat = Literal["qtilde", "q"]
 # The order of pyhf's expected set: the band from −2σ to +2σ.

@@ -20,10 +20,15 @@ import jax.numpy as jnp
 import numpy as np
 import pyhf
 
-from service.compute import check_deadline
-from service.errors import InvalidInput, LimitExceeded
-from service.histfactory.fit import FitSettings, best_fit
-from service.histfactory.models import CompiledModel, fixed_mask, parameter_bounds, parameter_values
+from labcrunch_service.errors import InvalidInput, LimitExceeded
+from labcrunch_service.progress import check_deadline
+from labcrunch_service.pyhf.fit import FitSettings, best_fit
+from labcrunch_service.pyhf.models import (
+    CompiledModel,
+    fixed_mask,
+    parameter_bounds,
+    parameter_values,
+)
 
 Quantity = Literal["logpdf", "twice_nll"]
 PROFILE_TOLERANCE = 1e-10

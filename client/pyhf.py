@@ -1,4 +1,4 @@
-"""Client methods and result types for the histfactory endpoints (/v1/pyhf).
+"""Client methods and result types for the pyhf endpoints (/v1/pyhf).
 
 A model is sent as the server expects it: ``simple_model(...)`` or ``workspace_model(...)`` build
 that dict (or pass one by hand). Results carry numpy arrays; ``plot()`` helpers draw the seed
@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import numpy as np
 
-from client._arrays import NPZ_MEDIA_TYPE, array, from_npz, number
-from client._base import Call
+from labcrunch._arrays import NPZ_MEDIA_TYPE, array, from_npz, number
+from labcrunch._base import Call
 
 # Scans with more grid points than this come back as one .npz body instead of JSON lists.
 BINARY_THRESHOLD = 10_000

@@ -19,9 +19,9 @@ import jax.numpy as jnp
 import numpy as np
 import pyhf
 
-from service.errors import InvalidInput, LimitExceeded
-from service.histfactory.ellipses import Region, ellipse_from_covariance
-from service.histfactory.models import (
+from labcrunch_service.errors import InvalidInput, LimitExceeded
+from labcrunch_service.pyhf.ellipses import Region, ellipse_from_covariance
+from labcrunch_service.pyhf.models import (
     CompiledModel,
     fixed_mask,
     parameter_bounds,

@@ -11,18 +11,18 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, model_validator
 
-from service import backends, encoding
-from service.compute import Timed
-from service.histfactory import fit as fitting
-from service.histfactory import inference, models
-from service.histfactory import scan as scanning
-from service.http.deps import LimitsDep, RunnerDep
-from service.http.problems import problem_responses
-from service.settings import Limits, Settings
+from labcrunch_service import backends, encoding
+from labcrunch_service.compute import Timed
+from labcrunch_service.http.deps import LimitsDep, RunnerDep
+from labcrunch_service.http.problems import problem_responses
+from labcrunch_service.pyhf import fit as fitting
+from labcrunch_service.pyhf import inference, models
+from labcrunch_service.pyhf import scan as scanning
+from labcrunch_service.settings import Limits, Settings
 
-router = APIRouter(prefix="/v1/pyhf", tags=["histfactory"])
+router = APIRouter(prefix="/v1/pyhf", tags=["pyhf"])
 
-BACKEND = "jax"  # pyhf's backend, chosen once at start-up (service.backends.configure)
+BACKEND = "jax"  # pyhf's backend, chosen once at start-up (labcrunch_service.backends.configure)
 
 
 # --- request schemas ------------------------------------------------------------------------
