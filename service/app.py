@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
-from labcrunch_service import __version__, backends
+from labcrunch_service import __version__, backends, cache
 from labcrunch_service.compute import Runner
 from labcrunch_service.fit import router as fit_routes
 from labcrunch_service.fractal import router as fractal_routes
@@ -69,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=_lifespan,
     )
     app.state.settings = settings
+    cache.configure(settings)  # compiled-function and model caches are per process
     app.state.ready = threading.Event()
     app.state.warmup_errors = {}
     app.state.runner = Runner(

@@ -25,6 +25,9 @@ from typing import Any, Generic, TypeVar
 V = TypeVar("V")
 F = TypeVar("F", bound=Callable[..., Any])
 
+#: Every cache made with a ``setting``: :func:`configure` sizes them from the service's settings.
+_SIZED: list[tuple[LruCache[Any], str]] = []
+
 #: name → times a function registered under that name was traced (see :func:`counting_traces`).
 TRACES: collections.Counter[str] = collections.Counter()
 
@@ -48,16 +51,38 @@ def bucket_size(count: int) -> int:
     return -(-count // step) * step
 
 
-class LruCache(Generic[V]):
-    """A bounded LRU map with single-flight builds; ``hits``/``misses`` feed tests and metrics."""
+def configure(settings: Any) -> None:
+    """Size every cache made with ``setting=`` from ``settings`` (a dotted attribute path, e.g.
+    ``"compile_cache_size"`` or ``"limits.model_cache_size"``); once per compute process."""
+    for cache, setting in _SIZED:
+        value: Any = settings
+        for part in setting.split("."):
+            value = getattr(value, part)
+        cache.resize(int(value))
 
-    def __init__(self, maxsize: int) -> None:
+
+class LruCache(Generic[V]):
+    """A bounded LRU map with single-flight builds; ``hits``/``misses`` feed tests and metrics.
+
+    ``name`` labels the cache in metrics; ``setting`` names the setting that sizes it (see
+    :func:`configure`), otherwise ``maxsize`` stays as given.
+    """
+
+    def __init__(self, maxsize: int = 256, *, name: str = "", setting: str | None = None) -> None:
         self.maxsize = max(1, maxsize)
+        self.name = name
         self.hits = 0
         self.misses = 0
         self._items: OrderedDict[Hashable, V] = OrderedDict()
         self._building: dict[Hashable, Future[V]] = {}
         self._lock = threading.Lock()
+        if setting is not None:
+            _SIZED.append((self, setting))
+
+    def resize(self, maxsize: int) -> None:
+        with self._lock:
+            self.maxsize = max(1, maxsize)
+            self._trim()
 
     def get(self, key: Hashable) -> V | None:
         with self._lock:
@@ -74,6 +99,9 @@ class LruCache(Generic[V]):
     def _store(self, key: Hashable, value: V) -> None:
         self._items[key] = value
         self._items.move_to_end(key)
+        self._trim()
+
+    def _trim(self) -> None:
         while len(self._items) > self.maxsize:
             self._items.popitem(last=False)
 

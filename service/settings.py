@@ -83,6 +83,10 @@ class Settings(BaseSettings):
     # (or `X-API-Key: <key>`). Health routes stay open for load balancers.
     api_keys: list[str] = Field(default_factory=list)
 
+    # Compiled functions (XLA executables, tf.functions) kept per cache, least recently used
+    # dropped first: gradient, minimize and fit each keep one cache of this size.
+    compile_cache_size: int = Field(1024, ge=1)
+
     # Start-up warm-up (imports frameworks, compiles the hot paths); /readyz is 503 until done.
     warmup: bool = True
     # Import TensorFlow at start-up; when false it is imported on first use.
