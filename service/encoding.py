@@ -3,7 +3,8 @@
 JSON has no NaN or infinity. labcrunch writes them as the strings ``"NaN"``, ``"Infinity"``
 and ``"-Infinity"`` (the spellings Python's ``float()`` and JavaScript's ``Number()`` read
 back); every other number is a JSON number. Large arrays travel as ``.npy`` (``application/x-npy``)
-or, for several named arrays, ``.npz`` (``application/x-npz``); pickled objects are refused.
+or, for several named arrays, ``.npz`` (``application/x-npz``); pickled objects are refused, and
+sizes are checked from the headers before anything is loaded.
 """
 
 from __future__ import annotations
@@ -148,3 +149,39 @@ def read_npy(
         return np.load(io.BytesIO(data), allow_pickle=False)
     except Exception as exc:
         raise InvalidInput(f"The {where} .npy array could not be read: {exc}") from None
+
+
+def read_npz(
+    data: bytes, *, max_arrays: int, max_elements: int, arrays_limit: str = "max_variables",
+    elements_limit: str = "max_points", where: str = "body",
+) -> dict[str, np.ndarray]:
+    """Named numeric arrays from ``.npz`` bytes, each checked by :func:`read_npy` (numeric, no
+    pickles, at most ``max_elements``) before it is loaded; 422 for a broken archive, 413 for
+    more than ``max_arrays`` arrays. ``arrays_limit``/``elements_limit`` name the settings the
+    maxima come from, for the 413 answer."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        members = archive.infolist()
+    except zipfile.BadZipFile as exc:
+        raise InvalidInput(f"The {where} is not a valid .npz archive: {exc}.",
+                           errors=[{"loc": [where], "msg": str(exc), "type": "npz"}]) from None
+    if len(members) > max_arrays:
+        raise LimitExceeded(f"The .npz holds {len(members)} arrays; at most {max_arrays} "
+                            f"{_limit_noun(arrays_limit)} are accepted (limits.{arrays_limit}).",
+                            limit=arrays_limit, maximum=max_arrays, value=len(members))
+    arrays = {}
+    for member in members:
+        name = member.filename.removesuffix(".npy")
+        if member.file_size > 8 * max_elements + 4096:  # declared size, before inflating
+            raise LimitExceeded(
+                f"The .npz member {name!r} is {member.file_size} bytes; at most "
+                f"{max_elements} {_limit_noun(elements_limit)} are accepted (limits.{elements_limit}).",
+                limit=elements_limit, maximum=max_elements)
+        arrays[name] = read_npy(archive.read(member), max_elements=max_elements, where=name,
+                                limit=elements_limit)
+    return arrays
+
+
+def _limit_noun(limit: str) -> str:
+    """What a limit counts, from its name: ``max_points`` → ``points``."""
+    return limit.removeprefix("max_").replace("_", " ")

@@ -9,7 +9,9 @@ Domain code raises these; ``labcrunch_service.http.problems`` turns each into an
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
 PROBLEM_TYPE_BASE = "https://labcrunch.dev/problems/"
 
@@ -91,3 +93,33 @@ class BackendUnavailable(LabcrunchError):
     status = 503
     title = "Backend unavailable"
     slug = "backend-unavailable"
+
+
+E = TypeVar("E", bound=LabcrunchError)
+
+
+def rooted(error: E, root: str, roots: Mapping[str, str] | None = None) -> E:
+    """A copy of ``error`` whose ``errors[].loc`` start with where the request carried them:
+    ``root`` (``"body"``, ``"query"``), or ``roots[loc[0]]`` for a field carried elsewhere.
+    Domain code names fields relative to its inputs (``["expression"]``, ``["at", "x"]``); the
+    HTTP edge knows the part of the request each came in."""
+    if not error.errors:
+        return error
+    roots = roots or {}
+    copy = type(error).__new__(type(error), *error.args)
+    copy.__dict__.update(vars(error))
+    copy.errors = [{**e, "loc": [roots.get(e["loc"][0], root) if e["loc"] else root, *e["loc"]]}
+                   for e in error.errors]
+    return copy
+
+
+@contextmanager
+def located(root: str, roots: Mapping[str, str] | None = None) -> Iterator[None]:
+    """Re-raise a :class:`LabcrunchError` from the block with its ``loc`` rooted (see :func:`rooted`).
+    The error is copied, not changed: a cache may hand the same exception to other callers."""
+    try:
+        yield
+    except LabcrunchError as error:
+        if not error.errors:
+            raise
+        raise rooted(error, root, roots).with_traceback(error.__traceback__) from None
