@@ -18,6 +18,7 @@ import sympy as sp
 from fastapi.testclient import TestClient
 
 from labcrunch import Client
+from labcrunch_service import cache
 from labcrunch_service.app import create_app
 from labcrunch_service.gradient import derivatives
 from labcrunch_service.settings import Limits, Settings
@@ -366,20 +367,20 @@ def test_limits_on_points_and_info():
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_repeated_request_does_not_trace_again(api, backend):
     expression = f"cosh(x) * 3.25 + y  # {backend}".split("  #")[0]
-    before = derivatives.TRACES[backend]
+    before = cache.TRACES[f"gradient.{backend}"]
     post(api, expression=expression, at={"x": [0.1] * 9, "y": [1.0] * 9}, backend=backend)
-    assert derivatives.TRACES[backend] == before + 1
+    assert cache.TRACES[f"gradient.{backend}"] == before + 1
     # same normalised text, same bucket (9 and 10 points share one), other spacing
     post(api, expression="cosh( x )*3.25+y", at={"x": [0.4] * 10, "y": [2.0] * 10}, backend=backend)
-    assert derivatives.TRACES[backend] == before + 1
+    assert cache.TRACES[f"gradient.{backend}"] == before + 1
     post(api, expression=expression, at={"x": [0.1] * 100, "y": [1.0] * 100}, backend=backend)
-    assert derivatives.TRACES[backend] == before + 2  # a new bucket compiles once
+    assert cache.TRACES[f"gradient.{backend}"] == before + 2  # a new bucket compiles once
 
 
 def test_bucket_sizes():
-    assert [derivatives.bucket_size(n) for n in (1, 2, 3, 5, 8, 9, 1000, 1_000_000)] == \
+    assert [cache.bucket_size(n) for n in (1, 2, 3, 5, 8, 9, 1000, 1_000_000)] == \
         [1, 2, 3, 5, 8, 10, 1024, 1_048_576]
-    assert all(n <= derivatives.bucket_size(n) <= 1.25 * n for n in range(1, 5000))
+    assert all(n <= cache.bucket_size(n) <= 1.25 * n for n in range(1, 5000))
 
 
 # --- the client -----------------------------------------------------------------------------
@@ -413,13 +414,13 @@ def test_program_points_are_grouped_by_path_and_compiled_once_per_path(api):
             return x / 10.25
         return reference(reference(x**2)) + 1
 
-    before = derivatives.TRACES["jax"]
+    before = cache.TRACES["gradient.jax"]
     out = post(api, program=program, function="f", at={"x": xs})
-    assert derivatives.TRACES["jax"] == before + 2
+    assert cache.TRACES["gradient.jax"] == before + 2
     np.testing.assert_allclose(out["gradient"]["x"], [float(jax.grad(reference)(x)) for x in xs],
                                rtol=1e-12)
     post(api, program=program, function="f", at={"x": [x + 0.01 for x in xs]})
-    assert derivatives.TRACES["jax"] == before + 2
+    assert cache.TRACES["gradient.jax"] == before + 2
 
 
 def test_empty_batch(api):
@@ -511,12 +512,12 @@ def test_long_formulas_run_eagerly_instead_of_compiling(api, monkeypatch):
             x = jnp.sin(x) * 1.0001 + y / 128
         return x
 
-    before = derivatives.TRACES["jax"]
+    before = cache.TRACES["gradient.jax"]
     out = post(api, program=program, function="f", at={"x": [0.5, -0.25], "y": [0.1, 0.3]}, order=2)
     expression = " + ".join(f"sin(x * {k}) * y" for k in range(1, 41))  # 40 terms, ~330 nodes
     xs, ys = np.array([0.3, 1.1, -0.7, 2.5, 0.0]), np.array([2.0, -1.0, 0.5, 1.5, -3.0])  # 3 chunks
     out_expression = post(api, expression=expression, at={"x": xs.tolist(), "y": ys.tolist()}, order=2)
-    assert derivatives.TRACES["jax"] == before
+    assert cache.TRACES["gradient.jax"] == before
     for i, (x, y) in enumerate([(0.5, 0.1), (-0.25, 0.3)]):
         grad = jax.grad(reference, argnums=(0, 1))(x, y)
         assert [out["gradient"]["x"][i], out["gradient"]["y"][i]] == pytest.approx([float(g) for g in grad],

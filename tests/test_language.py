@@ -7,6 +7,7 @@ Oracles: numpy/scipy/math for every function, plain Python for operators and pro
 from __future__ import annotations
 
 import math
+import time
 
 import jax
 import jax.numpy as jnp
@@ -14,8 +15,9 @@ import numpy as np
 import pytest
 from scipy import special
 
-from labcrunch_service.errors import InvalidInput, LimitExceeded
-from labcrunch_service.gradient.language import FUNCTIONS, compile_expression, compile_program
+from labcrunch_service import progress
+from labcrunch_service.errors import ComputeTimeout, InvalidInput, LimitExceeded
+from labcrunch_service.language import FUNCTIONS, compile_expression, compile_program
 from labcrunch_service.settings import Limits
 
 LIMITS = Limits()
@@ -241,7 +243,7 @@ def test_refusals_point_at_the_construct(text, line, column, kind):
         compile_expression(text, LIMITS)
     first = err.value.errors[0]
     assert (first["line"], first["column"], first["type"]) == (line, column, kind), err.value.errors
-    assert first["loc"] == ["body", "expression"]
+    assert first["loc"] == ["expression"]
     assert f"line {line}, column {column}" in err.value.detail
 
 
@@ -269,13 +271,13 @@ def test_program_refusals_point_at_the_construct(source, line, column):
         compile_program(source, "f", LIMITS)
     first = err.value.errors[0]
     assert (first["line"], first["column"]) == (line, column), err.value.errors
-    assert first["loc"] == ["body", "program"]
+    assert first["loc"] == ["program"]
 
 
 def test_unknown_function_name_and_runtime_errors():
     with pytest.raises(InvalidInput) as err:
         compile_program("def g(x):\n    return x\n", "f", LIMITS)
-    assert err.value.errors[0]["loc"] == ["body", "function"] and "g" in err.value.detail
+    assert err.value.errors[0]["loc"] == ["function"] and "g" in err.value.detail
     unassigned = "def f(x):\n    if x > 0:\n        y = 1\n    return y\n"
     assert run_program(unassigned, "jax", "f", 1.0) == 1.0
     with pytest.raises(InvalidInput, match="'y' is used before it is assigned"):
@@ -334,6 +336,32 @@ def test_program_limits():
     with pytest.raises(LimitExceeded) as err:
         formula(2.0, 500)
     assert err.value.extra["limit"] == "max_operations"
+
+
+LONG_LOOP = "def f(x, n):\n    for i in range(n):\n        pass\n    return x\n"
+
+
+@pytest.mark.parametrize("run", [
+    lambda formula: formula.path((1.0, 1e7)),
+    lambda formula: formula.to_callable("jax")(1.0, 10**7),
+], ids=["path on numpy", "jax"])
+def test_a_long_program_loop_stops_at_the_deadline(run):
+    """10^7 trips of a loop whose body runs no operation take seconds; past the
+    computation's deadline the interpreter stops within a few trips."""
+    formula = compile_program(LONG_LOOP, "f", Limits(max_loop_trips=10**7))
+    assert formula.path((1.0, 30.0)) == ((30.0,), 2)  # outside a tracked computation it runs
+    with progress.tracking(progress.Tracker(deadline=time.monotonic() - 1.0)):
+        with pytest.raises(ComputeTimeout):
+            run(formula)
+
+
+def test_recursion_checks_the_deadline():
+    calls = "def f(x, n):\n    return x if n <= 0 else f(x, n - 1)\n"
+    formula = compile_program(calls, "f", LIMITS)
+    assert float(formula.to_callable("jax")(2.0, 60)) == 2.0
+    with progress.tracking(progress.Tracker(deadline=time.monotonic() - 1.0)):
+        with pytest.raises(ComputeTimeout):
+            formula.to_callable("jax")(2.0, 60)
 
 
 def test_program_path_replay_is_traceable():

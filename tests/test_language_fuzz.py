@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from labcrunch_service.errors import LabcrunchError
 from labcrunch_service.gradient import derivatives
-from labcrunch_service.gradient.language import FUNCTIONS, compile_expression, compile_program
+from labcrunch_service.language import FUNCTIONS, compile_expression, compile_program
 from labcrunch_service.settings import Limits
 
 LIMITS = Limits()

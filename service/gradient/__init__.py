@@ -1,1 +1,2 @@
-"""/v1/gradient (domain package; see its issue)."""
+"""/v1/gradient: values, gradients and Hessians of an expression or program of the maths
+language (:mod:`labcrunch_service.language`) at one point or a batch, on JAX or TensorFlow."""

@@ -1,4 +1,8 @@
-"""Values, gradients and Hessians of a :class:`~labcrunch_service.gradient.language.Formula` at points.
+"""Values, gradients and Hessians of a :class:`~labcrunch_service.language.Formula` at points.
+
+:func:`gradient` is the whole ``/v1/gradient`` computation (compile the text, differentiate at
+the points). Errors name fields relative to its arguments (``["at", "x"]``, ``["expression"]``);
+the router roots them in the request.
 
 Expressions run as one compiled, batched function per (normalised text, backend, order, dtype,
 batch-size bucket), kept in a small LRU cache: JAX as ``jit(vmap(...))``, TensorFlow as a
@@ -12,13 +16,13 @@ share a path are then differentiated together by a function compiled for that pa
 like an expression with the path in its key, or eagerly (TensorFlow: small batches run faster
 eagerly than through a tf.function traced per path).
 
-:data:`TRACES` counts how often a compiled function was traced, so tests can prove that a
-repeated request compiles nothing (a counter, not a clock).
+Compiled functions count their traces in ``cache.TRACES["gradient.jax"]`` and
+``["gradient.tensorflow"]``, so tests can prove that a repeated request compiles nothing (a
+counter, not a clock).
 """
 
 from __future__ import annotations
 
-import collections
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -26,16 +30,15 @@ from typing import Any
 import numpy as np
 
 from labcrunch_service import backends
-from labcrunch_service.cache import LruCache
+from labcrunch_service.cache import LruCache, bucket_size, counting_traces
 from labcrunch_service.errors import InvalidInput, LimitExceeded
-from labcrunch_service.gradient.language import Formula, compile_expression, compile_program
+from labcrunch_service.language import Formula, compile_expression, compile_program
 from labcrunch_service.progress import check_deadline
 from labcrunch_service.settings import Limits
 
 backends.configure()
 
 ORDERS = (1, 2)
-CACHE_SIZE = 256  # compiled functions kept; each holds a small XLA executable or tf graph
 MAX_COMPILED_PATHS = 8  # per program request; points on rarer paths are evaluated eagerly
 #: Largest formula (interpreted operations: an expression's nodes, a program path's operations)
 #: that JAX compiles, per order. XLA's compile time grows faster than the formula: a 200-trip
@@ -43,7 +46,6 @@ MAX_COMPILED_PATHS = 8  # per program request; points on rarer paths are evaluat
 #: interrupted at the wall time; evaluated eagerly the same path takes a fraction of a second.
 MAX_COMPILED_OPERATIONS = {1: 2_000, 2: 200}
 EAGER_CHUNK = 131_072  # points per eager evaluation (memory: ~8 bytes x points x operations x 4)
-TRACES: collections.Counter[str] = collections.Counter()  # backend → times a function was traced
 
 
 @dataclass(frozen=True)
@@ -68,10 +70,10 @@ def prepare_points(formula: Formula, at: Mapping[str, Any], dtype: str, limits: 
     missing = [v for v in formula.variables if v not in at]
     extra = [k for k in at if k not in formula.variables]
     if missing or extra:
-        errors = [{"loc": ["body", "at", v], "msg": "missing: a free variable of the "
+        errors = [{"loc": ["at", v], "msg": "missing: a free variable of the "
                    f"{'program' if formula.is_program else 'expression'} needs a value",
                    "type": "missing_variable"} for v in missing]
-        errors += [{"loc": ["body", "at", k], "msg": "not a variable of the "
+        errors += [{"loc": ["at", k], "msg": "not a variable of the "
                     f"{'program' if formula.is_program else 'expression'}",
                     "type": "extra_variable"} for k in extra]
         said = "; ".join(filter(None, [missing and f"missing value for {', '.join(missing[:20])}",
@@ -83,7 +85,7 @@ def prepare_points(formula: Formula, at: Mapping[str, Any], dtype: str, limits: 
         arr = np.asarray(at[name])
         if arr.ndim > 1 or arr.dtype.kind not in "fiub":
             raise InvalidInput(f"at.{name} must be a number or a flat list of numbers.",
-                               errors=[{"loc": ["body", "at", name], "msg": "not a number or a "
+                               errors=[{"loc": ["at", name], "msg": "not a number or a "
                                         "flat list of numbers", "type": "shape"}])
         arrays[name] = arr
     lengths = {len(a) for a in arrays.values() if a.ndim == 1}
@@ -91,7 +93,7 @@ def prepare_points(formula: Formula, at: Mapping[str, Any], dtype: str, limits: 
         raise InvalidInput(
             "The lists in 'at' have different lengths: "
             + ", ".join(f"{k}: {len(a)}" for k, a in arrays.items() if a.ndim == 1) + ".",
-            errors=[{"loc": ["body", "at", k], "msg": f"length {len(a)}", "type": "length"}
+            errors=[{"loc": ["at", k], "msg": f"length {len(a)}", "type": "length"}
                     for k, a in arrays.items() if a.ndim == 1])
     batch = bool(lengths)
     count = lengths.pop() if batch else 1
@@ -112,21 +114,12 @@ def prepare_points(formula: Formula, at: Mapping[str, Any], dtype: str, limits: 
     return columns, batch
 
 
-def bucket_size(count: int) -> int:
-    """The padded batch size: ``count`` rounded up to 4..8 × a power of two (≤ 25 % padding),
-    so nearby batch sizes share a compiled function."""
-    step = 1 << max(0, count.bit_length() - 3)
-    return -(-count // step) * step
-
-
 # --- compiled functions for expressions -----------------------------------------------------
 
-_cache: LruCache[Callable[..., Any]] = LruCache(CACHE_SIZE)
-_formulas: LruCache[tuple[Limits, Formula]] = LruCache(CACHE_SIZE)
-
-
-def _cached(key: tuple, build: Callable[[], Callable[..., Any]]) -> Callable[..., Any]:
-    return _cache.get_or_build(key, build)
+# compiled functions (each holds a small XLA executable or tf graph), and checked formulas
+_cache: LruCache[Callable[..., Any]] = LruCache(name="gradient.compiled", setting="compile_cache_size")
+_formulas: LruCache[tuple[Limits, Formula]] = LruCache(name="gradient.formulas",
+                                                       setting="compile_cache_size")
 
 
 def cache_clear() -> None:
@@ -205,11 +198,7 @@ def _compiled(formula: Formula, backend: str, order: int, dtype: str, bucket: in
 
     def build() -> Callable[..., Any]:
         derivatives = _derivative_function(formula, backend, order, dtype, path, bucket is not None)
-
-        def traced(*cols: Any) -> Any:
-            TRACES[backend] += 1  # runs only while jax or tf.function traces, never when cached
-            return derivatives(*cols)
-
+        traced = counting_traces(f"gradient.{backend}", derivatives)
         if backend == "jax":
             import jax
 
@@ -218,7 +207,7 @@ def _compiled(formula: Formula, backend: str, order: int, dtype: str, bucket: in
         spec = [tf.TensorSpec([bucket] if bucket is not None else [], tf.as_dtype(dtype))]
         return tf.function(traced, input_signature=spec * len(formula.variables))
 
-    return _cached(key, build)
+    return _cache.get_or_build(key, build)
 
 
 def _no_variables(formula: Formula, backend: str, dtype: str, order: int) -> tuple[Any, Any, Any]:
@@ -361,16 +350,16 @@ def compile_formula(*, expression: str | None, program: str | None, function: st
     """The request's formula: exactly one of ``expression`` or ``program`` (+ ``function``)."""
     if (expression is None) == (program is None):
         raise InvalidInput("Send exactly one of 'expression' or 'program'.",
-                           errors=[{"loc": ["body"], "msg": "exactly one of expression, program",
+                           errors=[{"loc": [], "msg": "exactly one of expression, program",
                                     "type": "one_of"}])
     if expression is not None:
         if function is not None:
             raise InvalidInput("'function' goes with 'program', not with 'expression'.",
-                               errors=[{"loc": ["body", "function"], "msg": "only with program",
+                               errors=[{"loc": ["function"], "msg": "only with program",
                                         "type": "extra"}])
     elif not function:
         raise InvalidInput("A 'program' needs 'function': the name of the def to differentiate.",
-                           errors=[{"loc": ["body", "function"], "msg": "required with program",
+                           errors=[{"loc": ["function"], "msg": "required with program",
                                     "type": "missing"}])
     # Checked formulas are kept too: parsing and checking cost more than a cached gradient.
     key = (expression, program, function, id(limits))
@@ -388,7 +377,7 @@ def differentiate(formula: Formula, at: Mapping[str, Any], *, order: int = 1,
     """Value, gradient and (order 2) Hessian of ``formula`` at one point or a batch."""
     if order not in ORDERS:
         raise InvalidInput(f"order must be 1 or 2, not {order!r}.",
-                           errors=[{"loc": ["body", "order"], "msg": "1 or 2", "type": "enum"}])
+                           errors=[{"loc": ["order"], "msg": "1 or 2", "type": "enum"}])
     columns, batch = prepare_points(formula, at, dtype, limits, order)
     run = _program_derivatives if formula.is_program else _expression_derivatives
     value, gradient, hessian = run(formula, columns, batch, order, backend, dtype)
@@ -403,15 +392,3 @@ def gradient(*, expression: str | None = None, program: str | None = None,
     formula = compile_formula(expression=expression, program=program, function=function,
                               limits=limits)
     return differentiate(formula, at, order=order, backend=backend, dtype=dtype, limits=limits)
-
-
-def as_columns(result: Derivatives) -> dict[str, Any]:
-    """The JSON shape: value, gradient as {variable: values}, hessian (rows/cols in variable order)."""
-    out: dict[str, Any] = {
-        "variables": list(result.variables),
-        "value": result.value,
-        "gradient": {v: result.gradient[..., i] for i, v in enumerate(result.variables)},
-    }
-    if result.hessian is not None:
-        out["hessian"] = result.hessian
-    return out

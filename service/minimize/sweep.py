@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from labcrunch_service.errors import InvalidInput, LimitExceeded
+from labcrunch_service.errors import InvalidInput, LimitExceeded, located
 from labcrunch_service.gradient.derivatives import differentiate
-from labcrunch_service.gradient.language import Formula, compile_expression
+from labcrunch_service.language import Formula, compile_expression
 from labcrunch_service.minimize import optimizers
 from labcrunch_service.settings import Limits
 
@@ -288,7 +288,8 @@ def minimize_expression(expression: str, *, backend: str, limits: Limits,
     ``request`` holds the keyword arguments of :func:`plan_sweep`; ``landscape`` asks for the
     function on a grid of that many points per axis as well (see :class:`Landscape`).
     """
-    formula = compile_expression(expression, limits)
+    with located("body"):
+        formula = compile_expression(expression, limits)
     objective = Objective(formula.key, formula.variables, formula.to_callable)
     plan = plan_sweep(objective.variables, backend=backend, limits=limits, **request)
     if landscape is not None:
