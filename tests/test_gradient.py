@@ -261,6 +261,10 @@ def test_npz_refusals(api):
     body = assert_problem(api.post("/v1/gradient", params={"expression": "x + y"},
                                    content=npz(x=np.ones(3)), headers={"Content-Type": NPZ}), 422)
     assert body["errors"][0]["loc"] == ["body", "at", "y"]
+    # beside an .npz body the options are query parameters, and errors say so
+    body = assert_problem(api.post("/v1/gradient", params={"expression": "x +* 1"},
+                                   content=npz(x=np.ones(3)), headers={"Content-Type": NPZ}), 422)
+    assert body["errors"][0]["loc"] == ["query", "expression"]
     assert_problem(api.post("/v1/gradient", params={"expression": "x"}, json={"at": {"x": 1}}), 422)
     assert_problem(api.post("/v1/gradient", content=b"x", headers={"Content-Type": "text/plain"}), 415)
 
