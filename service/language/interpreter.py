@@ -11,6 +11,7 @@ the computation's deadline every :data:`DEADLINE_EVERY` steps.
 from __future__ import annotations
 
 import ast
+import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -33,8 +34,8 @@ from labcrunch_service.progress import check_deadline
 if TYPE_CHECKING:
     from labcrunch_service.language.formula import Formula
 
-#: Interpreter steps (evaluated nodes, loop trips, calls) between two deadline checks: a check
-#: costs ~0.1 µs, a step ~1 µs, and a node over a large batch up to milliseconds.
+#: Operations (evaluated nodes), or loop trips and calls, between two deadline checks: a check
+#: costs ~0.1 µs, an operation ~1 µs, and one over a large batch up to milliseconds.
 DEADLINE_EVERY = 64
 
 
@@ -64,8 +65,9 @@ class Interpreter(ast.NodeVisitor):
         self.branch_choice = (dict(zip((id(n) for n in formula.branches), replay, strict=True))
                               if replay is not None and not formula.is_program else None)
         self.branch_tests: dict[int, Any] | None = {} if record and not formula.is_program else None
-        self.operations = 0
-        self.steps = 0
+        self.operations = 0  # evaluated nodes
+        self.max_operations = self.limits.max_operations if formula.is_program else math.inf
+        self.steps = 0  # loop trips and calls
         self.depth = 0
         self.env: dict[str, Any] = {}  # the variables of the expression, or of the running def
         self.functions: dict[str, ast.FunctionDef] = (
@@ -87,7 +89,8 @@ class Interpreter(ast.NodeVisitor):
                              "max_recursion_depth", self.limits.max_recursion_depth) from None
 
     def step(self) -> None:
-        """Count one step of work; every ``DEADLINE_EVERY`` steps, stop if past the deadline."""
+        """Count a loop trip or a call; every ``DEADLINE_EVERY``, stop if past the deadline
+        (:meth:`evaluate` does the same for operations)."""
         self.steps += 1
         if self.steps % DEADLINE_EVERY == 0:
             check_deadline()
@@ -97,16 +100,15 @@ class Interpreter(ast.NodeVisitor):
 
     # expressions
     def evaluate(self, node: ast.AST) -> Any:
-        """An expression node's value; in a program each node is one operation."""
-        if self.formula.is_program:
-            self.operations += 1
-            if self.operations > self.limits.max_operations:
-                raise over_limit(self.loc, node, "the program ran too many operations",
-                                 "max_operations", self.limits.max_operations, self.operations)
-        self.steps += 1  # self.step(), inlined: this runs for every node
-        if self.steps % DEADLINE_EVERY == 0:
+        """An expression node's value; each node is one operation (limited in a program)."""
+        self.operations += 1
+        if self.operations % DEADLINE_EVERY == 0:
             check_deadline()
-        return self.visit(node)
+        if self.operations > self.max_operations:
+            raise over_limit(self.loc, node, "the program ran too many operations",
+                             "max_operations", self.limits.max_operations, self.operations)
+        # self.visit(node), without its extra frame: this runs for every node
+        return getattr(self, "visit_" + type(node).__name__, self.generic_visit)(node)
 
     def visit_Constant(self, node: ast.Constant) -> Any:
         return literal(node.value)
