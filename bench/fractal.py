@@ -11,7 +11,7 @@ and numba, on the seed's view ([-1.5, 1.5]², 2000×2000, 1,000 iterations), in 
 - ``seed-tf``: the seed notebook's eager loop (complex64, ``tf.abs(z) < 4`` counted every step),
   timed for ``SEED_STEPS`` steps and scaled linearly to 1,000: each of its steps does the same
   work on every pixel, so the scaling is fair (said in the notes).
-- PNG colouring + encoding of the service's 2000×2000 result, timed on its own.
+- PNG coloring + encoding of the service's 2000×2000 result, timed on its own.
 
 Every baseline's counts are checked against the service's before timing: equal on short
 orbits; long chaotic orbits may differ where float32 rounding order decides them (reported). Ratios are medians of
@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from bench.harness import alternate, summarize
-from labcrunch_service.fractal import colour
+from labcrunch_service.fractal import color
 from labcrunch_service.fractal.escape import escape_counts
 from labcrunch_service.fractal.plane import SEED_JULIA_C, Plane
 
@@ -110,9 +110,9 @@ def seed_tf_loop(xs, ys, steps, julia):
 def run(quick: bool) -> dict[str, Any]:
     size, max_iter = (200, 200) if quick else (2000, 1000)
     repeats = 2 if quick else 3
-    xs, ys = Plane(-1.5, 1.5, -1.5, 1.5, size, size).pixel_centres(np.float32)
+    xs, ys = Plane(-1.5, 1.5, -1.5, 1.5, size, size).pixel_centers(np.float32)
     # The same work on a view that is not symmetric (no mirror shortcut): shifted by 0.1.
-    shifted = Plane(-1.5, 1.5, -1.4, 1.6, size, size).pixel_centres(np.float32)[1]
+    shifted = Plane(-1.5, 1.5, -1.4, 1.6, size, size).pixel_centers(np.float32)[1]
     numba_counts = _numba_kernels()
     rows, notes = [], []
     for kind in ("mandelbrot", "julia"):
@@ -164,8 +164,8 @@ def run(quick: bool) -> dict[str, Any]:
             })
 
         result = escape_counts(kind, xs, ys, max_iter=max_iter, c=c, dtype=np.float32)
-        png_stats = alternate({"colour": lambda r=result: colour.colour(r),
-                               "colour+png": lambda r=result: colour.png(colour.colour(r))},
+        png_stats = alternate({"color": lambda r=result: color.colorize(r),
+                               "color+png": lambda r=result: color.png(color.colorize(r))},
                               repeats=repeats)
         for name, s in png_stats.items():
             rows.append({"kind": kind, "case": name, "median_ms": s["median_s"] * 1e3,
@@ -176,14 +176,14 @@ def run(quick: bool) -> dict[str, Any]:
         f"seed-tf ran {min(SEED_STEPS, max_iter)} steps, scaled linearly to {max_iter} "
         "(the seed's loop does the same work every step).",
         "numpy ran once (not alternated). Gpix_iter_per_s = sum of the counts / time.",
-        "colour / colour+png: turning the service's counts into RGB, and then a PNG "
+        "color / color+png: turning the service's counts into RGB, and then a PNG "
         "(Pillow, zlib level 1), reported apart from the renderer.",
     ]
     import jax
 
     if jax.devices()[0].platform != "cpu":  # the big picture only where a GPU is there for it
         n = 8192
-        bx, by = Plane(-1.5, 1.5, -1.5, 1.5, n, n).pixel_centres(np.float32)
+        bx, by = Plane(-1.5, 1.5, -1.5, 1.5, n, n).pixel_centers(np.float32)
         big = alternate({"service-8192": lambda: escape_counts(
             "mandelbrot", bx, by, max_iter=max_iter, dtype=np.float32)}, repeats=2)
         counts = escape_counts("mandelbrot", bx, by, max_iter=max_iter, dtype=np.float32).counts

@@ -185,3 +185,23 @@ def read_npz(
 def _limit_noun(limit: str) -> str:
     """What a limit counts, from its name: ``max_points`` → ``points``."""
     return limit.removeprefix("max_").replace("_", " ")
+
+
+def read_npy_columns(
+    data: bytes, names: tuple[str, ...], *, required: int | None = None, max_rows: int,
+    limit: str, where: str = "body",
+) -> dict[str, np.ndarray]:
+    """A ``.npy`` table of shape (N, k) as named columns ``names[:k]``.
+
+    ``k`` runs from ``required`` (default: every name) to ``len(names)``; any other shape is a
+    422, more than ``max_rows`` rows a 413 naming ``limit``.
+    """
+    least = len(names) if required is None else required
+    table = read_npy(data, max_elements=len(names) * max_rows, where=where, limit=limit,
+                     max_rows=max_rows)
+    if table.ndim != 2 or not least <= table.shape[1] <= len(names):
+        shapes = " or ".join(f"(N, {k}) [{', '.join(names[:k])}]" for k in range(least, len(names) + 1))
+        raise InvalidInput(
+            f"The .npy {where} has shape {table.shape}; expected {shapes}.",
+            errors=[{"loc": [where], "msg": f"shape {table.shape}", "type": "shape"}])
+    return {name: table[:, i] for i, name in enumerate(names[: table.shape[1]])}

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from labcrunch_service import progress
+from labcrunch_service.cache import TRACES
 from labcrunch_service.errors import ComputeTimeout
 from labcrunch_service.fit.descent import DescentOptions, gradient_descent
 from labcrunch_service.fit.line import line_points
@@ -19,12 +20,12 @@ from tests.conftest import assert_problem
 from tests.test_fit import ROUTE, post_npy, seed_data
 
 SEED_GD = {"optimizer": "sgd", "learning_rate": 1e-6, "epochs": 5, "batch_size": 100,
-           "init": {"m": 5.0, "q": 10.0}, "shuffle": True, "seed": 0, "standardize": False}
+           "initial": {"m": 5.0, "q": 10.0}, "shuffle": True, "seed": 0, "standardize": False}
 
 
 def fit_gd(api, x, y, sigma=None, backend="jax", **gd):
     payload = {"x": x.tolist(), "y": y.tolist(), "method": "gradient_descent", "backend": backend,
-               "gd": gd}
+               "gradient_descent": gd}
     if sigma is not None:
         payload["sigma"] = sigma.tolist()
     r = api.post(ROUTE, json=payload)
@@ -32,12 +33,12 @@ def fit_gd(api, x, y, sigma=None, backend="jax", **gd):
     return r.json()
 
 
-def numpy_sgd(x, y, *, learning_rate, epochs, batch_size, init, seed, weights=None):
+def numpy_sgd(x, y, *, learning_rate, epochs, batch_size, initial, seed, weights=None):
     """Reference minibatch SGD on the (weighted) mean squared error, with Keras' per-epoch loss
     average."""
     rng = np.random.default_rng(seed)
     w = np.ones_like(x) if weights is None else weights
-    m, q = init["m"], init["q"]
+    m, q = initial["m"], initial["q"]
     losses, ms, qs = [], [], []
     for _ in range(epochs):
         order = rng.permutation(len(x))
@@ -64,7 +65,7 @@ def seed_experiment(api):
 def test_seed_experiment_follows_the_reference_sgd(seed_experiment):
     x, y, fits = seed_experiment
     loss, m, q = numpy_sgd(x, y, **{k: SEED_GD[k] for k in
-                                    ("learning_rate", "epochs", "batch_size", "init", "seed")})
+                                    ("learning_rate", "epochs", "batch_size", "initial", "seed")})
     history = fits["jax"]["history"]
     np.testing.assert_allclose(history["loss"], loss, rtol=1e-10)
     np.testing.assert_allclose(history["m"], m, rtol=1e-10)
@@ -79,7 +80,7 @@ def test_uneven_batches_follow_the_reference_sgd(api, n, batch_size):
     gd = SEED_GD | {"epochs": 3, "batch_size": batch_size, "seed": n}
     history = fit_gd(api, x, y, **gd)["history"]
     loss, m, q = numpy_sgd(x, y, **{k: gd[k] for k in
-                                    ("learning_rate", "epochs", "batch_size", "init", "seed")})
+                                    ("learning_rate", "epochs", "batch_size", "initial", "seed")})
     np.testing.assert_allclose(history["loss"], loss, rtol=1e-10)
     np.testing.assert_allclose(history["m"], m, rtol=1e-10)
     np.testing.assert_allclose(history["q"], q, rtol=1e-10)
@@ -103,30 +104,30 @@ def test_weighted_standardized_descent_follows_the_reference_sgd(api, backend):
     """The documented recipe, written out: x' = (x - x̄)/s with the weighted mean and spread,
     weights 1/σ² divided by their mean, SGD on a·x' + c from the mapped start, mapped back."""
     x, y, sigma = seed_data(n=300)
-    gd = {"learning_rate": 0.1, "epochs": 3, "batch_size": 64, "init": {"m": 1.0, "q": 2.0},
+    gd = {"learning_rate": 0.1, "epochs": 3, "batch_size": 64, "initial": {"m": 1.0, "q": 2.0},
           "seed": 5, "standardize": True}
     fit = fit_gd(api, x, y, sigma, backend=backend, **gd)
     w = 1 / sigma**2
-    centre = np.sum(w * x) / np.sum(w)
-    scale = np.sqrt(np.sum(w * (x - centre) ** 2) / np.sum(w))
-    start = {"m": gd["init"]["m"] * scale, "q": gd["init"]["q"] + gd["init"]["m"] * centre}
-    loss, a, c = numpy_sgd((x - centre) / scale, y, learning_rate=0.1, epochs=3, batch_size=64,
-                           init=start, seed=5, weights=w / w.mean())
+    center = np.sum(w * x) / np.sum(w)
+    scale = np.sqrt(np.sum(w * (x - center) ** 2) / np.sum(w))
+    start = {"m": gd["initial"]["m"] * scale, "q": gd["initial"]["q"] + gd["initial"]["m"] * center}
+    loss, a, c = numpy_sgd((x - center) / scale, y, learning_rate=0.1, epochs=3, batch_size=64,
+                           initial=start, seed=5, weights=w / w.mean())
     rtol = 1e-10 if backend == "jax" else 1e-7  # Keras: float32 learning rate (0.1 is off by 1.5e-8)
     np.testing.assert_allclose(fit["history"]["m"], a / scale, rtol=rtol)
-    np.testing.assert_allclose(fit["history"]["q"], c - a * centre / scale, rtol=rtol)
+    np.testing.assert_allclose(fit["history"]["q"], c - a * center / scale, rtol=rtol)
     np.testing.assert_allclose(fit["history"]["loss"], loss, rtol=1e-10 if backend == "jax" else 1e-6)
 
 
 def test_npy_query_options_follow_the_reference_sgd(api):
-    """Every option of a .npy request comes from the query string (init as init_m/init_q)."""
+    """Every option of a .npy request comes from the query string (initial as initial_m/initial_q)."""
     x, y, _ = seed_data(n=250)
     params = {"method": "gradient_descent", "learning_rate": 2e-6, "epochs": 2, "batch_size": 40,
-              "init_m": 4.0, "init_q": -3.0, "seed": 9, "standardize": "false"}
+              "initial_m": 4.0, "initial_q": -3.0, "seed": 9, "standardize": "false"}
     r = post_npy(api, np.column_stack([x, y]), **params)
     assert r.status_code == 200, r.text
     loss, m, q = numpy_sgd(x, y, learning_rate=2e-6, epochs=2, batch_size=40,
-                           init={"m": 4.0, "q": -3.0}, seed=9)
+                           initial={"m": 4.0, "q": -3.0}, seed=9)
     history = r.json()["history"]
     np.testing.assert_allclose(history["loss"], loss, rtol=1e-10)
     np.testing.assert_allclose(history["m"], m, rtol=1e-10)
@@ -155,7 +156,7 @@ def test_epochs_split_into_several_calls_follow_the_reference_sgd(api, monkeypat
     monkeypatch.setattr(descent, "CHUNK_BATCHES", 3)  # 29 batches: 10 calls, the last short
     history = fit_gd(api, x, y, backend=backend, **gd)["history"]
     loss, m, q = numpy_sgd(x, y, **{k: gd[k] for k in
-                                    ("learning_rate", "epochs", "batch_size", "init", "seed")})
+                                    ("learning_rate", "epochs", "batch_size", "initial", "seed")})
     tf = backend == "tensorflow"
     np.testing.assert_allclose(history["loss"], loss, rtol=1e-6 if tf else 1e-10)
     np.testing.assert_allclose(history["m"], m, rtol=1e-9 if tf else 1e-10)
@@ -210,7 +211,7 @@ def test_gradient_descent_covariance_is_twice_the_inverse_hessian(api):
 
 def test_no_shuffle_visits_points_in_order(api):
     x, y, _ = seed_data(n=200)
-    gd = {"learning_rate": 1e-6, "epochs": 2, "batch_size": 50, "init": {"m": 5.0, "q": 10.0},
+    gd = {"learning_rate": 1e-6, "epochs": 2, "batch_size": 50, "initial": {"m": 5.0, "q": 10.0},
           "shuffle": False, "standardize": False}
     fit = fit_gd(api, x, y, **gd)
     m, q = 5.0, 10.0
@@ -228,9 +229,19 @@ def test_divergence_is_reported_not_a_server_error(api):
     assert fit["m"] in ("NaN", "Infinity", "-Infinity")
 
 
+def test_another_learning_rate_and_a_similar_size_compile_nothing(api):
+    """The learning rate is optimizer state and data and batch tables are padded to bucketed
+    shapes: a second fit with another rate, epoch count and 10 fewer points traces nothing."""
+    x, y, _ = seed_data(n=300)
+    fit_gd(api, x, y, learning_rate=0.1, epochs=1, batch_size=50)
+    before = TRACES["fit.jax"]
+    fit_gd(api, x[:290], y[:290], learning_rate=0.02, epochs=2, batch_size=50)
+    assert TRACES["fit.jax"] == before
+
+
 def test_unknown_backend_or_optimizer_is_422(api):
     x, y, _ = seed_data(n=10)
-    for extra in ({"backend": "torch"}, {"gd": {"optimizer": "lbfgs"}}):
+    for extra in ({"backend": "torch"}, {"gradient_descent": {"optimizer": "lbfgs"}}):
         payload = {"x": x.tolist(), "y": y.tolist(), "method": "gradient_descent"} | extra
         assert_problem(api.post(ROUTE, json=payload), 422)
 

@@ -1,6 +1,6 @@
 """/v1/fractal: counts against a plain-Python reference of the definition, images, limits, errors.
 
-The reference iterates the definition in Python complex numbers from the pixel centres as
+The reference iterates the definition in Python complex numbers from the pixel centers as
 documented (computed here independently, then rounded to the working precision) and carries a
 bound on how far an orbit computed with that precision's rounding can drift. Where the orbit
 passes within that bound of the escape radius the count is not determined by the definition
@@ -25,12 +25,12 @@ SAFETY = 4.0
 SEED_C = complex(-0.7269, 0.1889)
 
 
-def column_centres(n: int, low: float, high: float) -> list[float]:
-    """Pixel centres as the definition states them (float64), left to right."""
+def column_centers(n: int, low: float, high: float) -> list[float]:
+    """Pixel centers as the definition states them (float64), left to right."""
     return [low + (j + 0.5) * ((high - low) / n) for j in range(n)]
 
 
-def row_centres(n: int, low: float, high: float) -> list[float]:
+def row_centers(n: int, low: float, high: float) -> list[float]:
     """Top to bottom: row i is at high - (i + 1/2) * (high - low) / n."""
     return [high - (i + 0.5) * ((high - low) / n) for i in range(n)]
 
@@ -78,7 +78,7 @@ LATTICE = {"width": 5, "height": 5, "x_min": -2.5, "x_max": 2.5, "y_min": -2.5, 
 
 @pytest.mark.parametrize("precision", ["float32", "float64"])
 def test_mandelbrot_on_the_integer_lattice_including_orbits_landing_on_the_radius(api, precision):
-    """Centres at a + bi, a, b in -2..2: exact arithmetic, and |z_n| = 2 exactly is not > 2."""
+    """Centers at a + bi, a, b in -2..2: exact arithmetic, and |z_n| = 2 exactly is not > 2."""
     counts = npy_counts(api, kind="mandelbrot", max_iter=50, precision=precision, **LATTICE)
     assert counts.shape == (5, 5) and counts.dtype == np.int32
     expected = [[reference_count("mandelbrot", a, b, 0, 50, 2.0, precision)[0]
@@ -140,8 +140,8 @@ SHIFTED_BOX = (-1.6, 1.3, -1.2, 1.5)  # not symmetric: nothing is mirrored
 def test_counts_match_the_reference_on_a_grid(api, kind, precision, box):
     view = dict(zip(("x_min", "x_max", "y_min", "y_max"), box, strict=True))
     counts = npy_counts(api, kind=kind, precision=precision, **view, **GRID)
-    xs = [rounded(v, precision) for v in column_centres(GRID["width"], *box[:2])]
-    ys = [rounded(v, precision) for v in row_centres(GRID["height"], *box[2:])]
+    xs = [rounded(v, precision) for v in column_centers(GRID["width"], *box[:2])]
+    ys = [rounded(v, precision) for v in row_centers(GRID["height"], *box[2:])]
     c = complex(rounded(SEED_C.real, precision), rounded(SEED_C.imag, precision))
     determined = 0
     for i, y in enumerate(ys):
@@ -159,11 +159,11 @@ def test_counts_match_the_reference_on_a_grid(api, kind, precision, box):
 def test_mirror_shortcut_only_for_exactly_symmetric_views():
     from labcrunch_service.fractal.escape import mirrored
 
-    xs, ys = plane.Plane(-1.5, 1.5, -1.5, 1.5, 40, 30).pixel_centres(np.float32)
+    xs, ys = plane.Plane(-1.5, 1.5, -1.5, 1.5, 40, 30).pixel_centers(np.float32)
     assert mirrored("mandelbrot", xs, ys) and mirrored("julia", xs, ys)
-    xs, ys = plane.Plane(-2.0, 1.0, -1.5, 1.5, 40, 30).pixel_centres(np.float32)
+    xs, ys = plane.Plane(-2.0, 1.0, -1.5, 1.5, 40, 30).pixel_centers(np.float32)
     assert mirrored("mandelbrot", xs, ys) and not mirrored("julia", xs, ys)
-    xs, ys = plane.Plane(-1.5, 1.5, -1.2, 1.5, 40, 30).pixel_centres(np.float32)
+    xs, ys = plane.Plane(-1.5, 1.5, -1.2, 1.5, 40, 30).pixel_centers(np.float32)
     assert not mirrored("mandelbrot", xs, ys) and not mirrored("julia", xs, ys)
 
 
@@ -210,8 +210,8 @@ def test_shortcuts_never_change_a_count(api, kind, box, c, precision):
     counts = npy_counts(api, kind=kind, precision=precision, max_iter=max_iter, **view, **size,
                         **extra)
     dtype = np.float32 if precision == "float32" else np.float64
-    xs = np.array(column_centres(size["width"], *box[:2]))
-    ys = np.array(row_centres(size["height"], *box[2:]))
+    xs = np.array(column_centers(size["width"], *box[:2]))
+    ys = np.array(row_centers(size["height"], *box[2:]))
     expected = plain_loop_counts(kind, xs, ys, c, max_iter, dtype)
     np.testing.assert_array_equal(counts, expected)
     assert (expected == max_iter).sum() > 50 and (expected < max_iter).sum() > 50
@@ -227,7 +227,7 @@ def test_cardioid_points_are_in_the_set_even_where_a_float32_loop_drifts_out(api
     a, b = Fraction(x) - Fraction(1, 4), Fraction(y)
     q = a * a + b * b
     assert q * (q + a) <= b * b / 4  # inside, in exact rational arithmetic
-    h = 2.0**-10  # a one-pixel box whose centre is exactly (x, y)
+    h = 2.0**-10  # a one-pixel box whose center is exactly (x, y)
     box = {"x_min": x - h, "x_max": x + h, "y_min": y - h, "y_max": y + h}
     assert npy_counts(api, kind="mandelbrot", width=1, height=1, max_iter=30_000,
                       **box).item() == 30_000
@@ -279,26 +279,26 @@ def test_png_decodes_to_the_requested_size_with_the_set_black(api):
     image = png_image(api.get("/v1/fractal/mandelbrot.png?width=37&height=23&max_iter=100"))
     assert image.size == (37, 23) and image.mode == "RGB"
     pixels = np.asarray(image)
-    assert pixels[11, 18].tolist() == [0, 0, 0]  # the centre pixel is c = 0: in the set
+    assert pixels[11, 18].tolist() == [0, 0, 0]  # the center pixel is c = 0: in the set
     assert pixels[0, 0].tolist() != [0, 0, 0]  # c ≈ -1.46 + 1.43i escapes at once
 
 
-def test_centre_and_scale_give_the_same_picture_as_the_box(api):
+def test_center_and_scale_give_the_same_picture_as_the_box(api):
     by_box = api.get("/v1/fractal/julia.png?width=30&height=20&max_iter=60"
                      "&x_min=-1&x_max=2&y_min=-0.5&y_max=1.5")
-    by_centre = api.get("/v1/fractal/julia.png?width=30&height=20&max_iter=60"
+    by_center = api.get("/v1/fractal/julia.png?width=30&height=20&max_iter=60"
                         "&center_x=0.5&center_y=0.5&scale=3")
-    np.testing.assert_array_equal(np.asarray(png_image(by_box)), np.asarray(png_image(by_centre)))
+    np.testing.assert_array_equal(np.asarray(png_image(by_box)), np.asarray(png_image(by_center)))
 
 
 @pytest.mark.parametrize("kind", ["mandelbrot", "julia"])
 def test_the_seed_pictures_render(api, kind):
-    """The seed's 500×500, 1,000-step pictures with its log-normalised shading."""
+    """The seed's 500×500, 1,000-step pictures with its log-normalized shading."""
     image = png_image(api.get(f"/v1/fractal/{kind}.png?width=500&height=500&max_iter=1000"
                               "&colormap=seed"))
     assert image.size == (500, 500)
-    colours = np.unique(np.asarray(image).reshape(-1, 3), axis=0)
-    assert len(colours) > 50  # a picture, not a flat field
+    colors = np.unique(np.asarray(image).reshape(-1, 3), axis=0)
+    assert len(colors) > 50  # a picture, not a flat field
 
 
 @pytest.mark.parametrize("colormap", ["viridis", "magma", "inferno", "plasma", "cividis", "gray"])
@@ -311,8 +311,8 @@ def test_every_colormap_renders(api, colormap):
 @pytest.mark.parametrize(
     ("smooth", "v"), [("true", 3 - math.log2(math.log(6) / math.log(2))), ("false", 2.0)]
 )
-def test_pixel_colour_is_log_of_the_count_through_the_colormap(api, smooth, v):
-    """c = 2 escapes at n = 2 with z_2 = 6: colour = magma(log(1 + v) / log(1 + max_iter))."""
+def test_pixel_color_is_log_of_the_count_through_the_colormap(api, smooth, v):
+    """c = 2 escapes at n = 2 with z_2 = 6: color = magma(log(1 + v) / log(1 + max_iter))."""
     import matplotlib
 
     image = png_image(api.get("/v1/fractal/mandelbrot.png?width=5&height=5&x_min=-2.5&x_max=2.5"
@@ -326,7 +326,7 @@ def test_colormap_tables_follow_matplotlib():
     """The 33-point tables, interpolated, stay within a few levels of matplotlib's maps."""
     import matplotlib
 
-    from labcrunch_service.fractal.colour import lookup_table
+    from labcrunch_service.fractal.color import lookup_table
 
     for name in ("viridis", "magma", "inferno", "plasma", "cividis"):
         ours = lookup_table(name).astype(float)
@@ -415,7 +415,7 @@ def test_info_lists_the_fractal_limits(api):
         ("/v1/fractal/mandelbrot.png?x_min=0&x_max=1&y_min=0&y_max=1&scale=2", "scale"),
         ("/v1/fractal/mandelbrot.png?center_x=0.3", "scale"),
         ("/v1/fractal/mandelbrot.png?scale=0", "scale"),
-        # a centre form past the box bound: float32 |z_1|² overflowed, smooth was -Infinity
+        # a center form past the box bound: float32 |z_1|² overflowed, smooth was -Infinity
         ("/v1/fractal/julia.png?center_x=0&center_y=0&scale=1e9&width=1&height=30000", "y_min"),
         ("/v1/fractal/mandelbrot.png?center_x=1e9&center_y=0&scale=2&precision=float64", "x_max"),
         ("/v1/fractal/mandelbrot.png?escape_radius=1.5", "escape_radius"),

@@ -1,4 +1,4 @@
-"""/v1/minimize: optimiser paths against closed forms and an independent numpy re-derivation."""
+"""/v1/minimize: optimizer paths against closed forms and an independent numpy re-derivation."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from labcrunch._arrays import array, number
-from labcrunch_service.minimize import on_jax, on_tensorflow
+from labcrunch_service.cache import TRACES
+from labcrunch_service.minimize import on_jax
 from labcrunch_service.settings import Limits
 from tests.conftest import assert_problem, serving
 
@@ -116,25 +117,26 @@ def test_jax_histories_across_chunk_boundaries(api, steps, every):
         np.testing.assert_allclose(path(run), (1 - 2 * lr) ** k, rtol=1e-12)
 
 
-def test_jax_checks_the_deadline_between_chunks(monkeypatch):
-    """A long sweep is many compiled calls with a wall-time check before each: the job stops
-    at the first check past its deadline instead of running every step in one call."""
+def test_jax_reports_progress_between_chunks(monkeypatch):
+    """A long sweep is many compiled calls with a progress report (and so a wall-time check)
+    before each: the job stops at the first report past its deadline instead of running every
+    step in one call."""
     from labcrunch_service.errors import ComputeTimeout
     from labcrunch_service.minimize.sweep import minimize_expression
 
     checks = []
 
-    def check_deadline():
-        checks.append(1)
+    def report(done, total, unit):
+        checks.append((done, total, unit))
         if len(checks) == 3:
             raise ComputeTimeout("past the wall time")
 
-    monkeypatch.setattr(on_jax, "check_deadline", check_deadline)
+    monkeypatch.setattr(on_jax, "report", report)
     with pytest.raises(ComputeTimeout):
         minimize_expression("x**2", backend="jax", limits=Limits(), start={"x": 1.0},
                             optimizer="sgd", learning_rate=1e-6, options={}, steps=50_000,
                             tolerance=None, history_every=1_000, bounds=None, dtype="float64")
-    assert len(checks) == 3
+    assert checks == [(0, 50_000, "steps"), (1_000, 50_000, "steps"), (2_000, 50_000, "steps")]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -241,7 +243,7 @@ def reference_path(optimizer: str, lr: float, steps: int, *, momentum=0.9, beta_
     ("rmsprop", {"rho": 0.7, "momentum": 0.5, "epsilon": 1e-4, "centered": True}),
     ("adagrad", {"initial_accumulator_value": 0.3, "epsilon": 1e-3})])
 def test_backends_follow_the_documented_update_rules(api, backend, optimizer, options):
-    """Two rates: each run starts afresh (tensorflow reuses one optimiser, reset between runs)."""
+    """Two rates: each run starts afresh (tensorflow reuses one optimizer, reset between runs)."""
     rates = [0.05, 0.02]
     body = post_ok(api, expression=QUADRATIC, start={"x": -1.0, "y": 1.0}, optimizer=optimizer,
                    learning_rate=rates, options=options, steps=40, backend=backend)
@@ -256,7 +258,7 @@ def test_backends_follow_the_documented_update_rules(api, backend, optimizer, op
     ("rmsprop", {"momentum": 0.5, "centered": True}, [0.01]),
     ("adagrad", {"initial_accumulator_value": 0.5}, [0.01, 0.03])])
 def test_jax_and_tensorflow_histories_agree(api, optimizer, options, rates):
-    """On a non-polynomial function too (each optimiser is checked against numpy above)."""
+    """On a non-polynomial function too (each optimizer is checked against numpy above)."""
     request = {"expression": "(1 - x)**2 + 10*(y - x**2)**2 + sin(x)", "start": {"x": -1.0, "y": 1.0},
                "optimizer": optimizer, "learning_rate": rates, "options": options, "steps": 30}
     by_backend = {b: post_ok(api, **request, backend=b) for b in BACKENDS}
@@ -272,24 +274,24 @@ def test_jax_and_tensorflow_histories_agree(api, optimizer, options, rates):
 def test_a_sweep_compiles_once_and_a_repeat_compiles_nothing(api):
     request = {"expression": "(x - 2)**2 + y**4", "start": {"x": 0.0, "y": 1.0},
                "optimizer": "momentum", "learning_rate": [0.01, 0.02, 0.03, 0.04], "steps": 17}
-    before = on_jax.traces
+    before = TRACES["minimize.jax"]
     first = post_ok(api, **request)
-    assert on_jax.traces == before + 2  # four rates, one program (its start and its steps)
+    assert TRACES["minimize.jax"] == before + 2  # four rates, one program (its start and its steps)
     again = post_ok(api, **request | {"start": {"x": 5.0, "y": -1.0}, "learning_rate": [0.5, 0.1, 0.2, 0.3],
                                       "steps": 2345, "history_every": 7})
-    assert on_jax.traces == before + 2  # steps and history_every are run-time numbers
+    assert TRACES["minimize.jax"] == before + 2  # steps and history_every are run-time numbers
     assert len(first["runs"]) == len(again["runs"]) == 4
 
 
 def test_tensorflow_traces_once_per_function_and_optimizer(api):
     request = {"expression": "(x - 2)**2", "start": {"x": 0.0}, "optimizer": "adam",
                "steps": 5, "backend": "tensorflow"}
-    before = on_tensorflow.traces
+    before = TRACES["minimize.tensorflow"]
     post_ok(api, **request, learning_rate=[0.1])
-    assert on_tensorflow.traces > before
-    traced = on_tensorflow.traces
+    assert TRACES["minimize.tensorflow"] > before
+    traced = TRACES["minimize.tensorflow"]
     body = post_ok(api, **request | {"start": {"x": 9.0}, "steps": 7}, learning_rate=[0.1, 0.2, 0.3])
-    assert on_tensorflow.traces == traced  # new rates, start and steps: nothing traced again
+    assert TRACES["minimize.tensorflow"] == traced  # new rates, start and steps: nothing traced again
     assert [r["steps_taken"] for r in body["runs"]] == [7, 7, 7]
 
 

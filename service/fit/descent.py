@@ -22,9 +22,11 @@ no σ was given — the conventions of :mod:`labcrunch_service.fit.line`. The He
 standardized coordinates (well conditioned) and propagated to (m, q).
 
 On JAX an epoch is compiled ``lax.scan`` calls over tables of at most ``CHUNK_BATCHES``
-minibatch indices, each awaited before the deadline check and the next. Data and tables are
-zero-padded to a few bucketed shapes (:func:`bucket`) and the learning rate is optimizer state,
-so requests of similar size and any learning rate reuse one compiled program.
+minibatch indices, each awaited before the progress report (which stops the fit past its
+wall-time deadline) and the next. Data and tables are zero-padded to a few bucketed shapes
+(:func:`~labcrunch_service.cache.bucket_size`) and the learning rate is optimizer state, so
+requests of similar size and any learning rate reuse one compiled program (counted in
+``cache.TRACES["fit.jax"]``).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ import numpy as np
 import optax
 
 from labcrunch_service import backends
+from labcrunch_service.cache import LruCache, bucket_size, counting_traces
 from labcrunch_service.errors import InvalidInput, LimitExceeded
 from labcrunch_service.fit.line import (
     GRADIENT_DESCENT,
@@ -49,15 +52,16 @@ from labcrunch_service.fit.line import (
     Standardization,
     line_fit,
 )
-from labcrunch_service.progress import check_deadline
+from labcrunch_service.progress import report
 
 backends.configure()
 
 OPTIMIZERS = ("sgd", "adam")
 # Adam's ε, the same on both backends (Keras' default is 1e-7, optax's 1e-8).
 ADAM_EPSILON = 1e-8
-# Minibatches per compiled call (jax) or Keras `fit` call (tensorflow); the deadline is checked
-# between calls, so one long epoch of small batches cannot run far past the wall time.
+# Minibatches per compiled call (jax) or Keras `fit` call (tensorflow); progress is reported (and
+# the deadline checked) between calls, so one long epoch of small batches cannot run far past the
+# wall time.
 CHUNK_BATCHES = 4096
 
 
@@ -67,8 +71,8 @@ class DescentOptions:
     learning_rate: float = 0.1
     epochs: int = 20
     batch_size: int = 100
-    init_m: float = 0.0
-    init_q: float = 0.0
+    initial_m: float = 0.0
+    initial_q: float = 0.0
     shuffle: bool = True
     seed: int = 0
     standardize: bool = True
@@ -99,13 +103,6 @@ class _Problem:
 History = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
-def bucket(n: int) -> int:
-    """n rounded up to 4, 5, 6, 7 or 8 × 2^k: compiled shapes repeat across requests of similar
-    size, at most 25 % padding (a new shape costs a compile of ~1 s; a cached one ~ms)."""
-    step = 1 << max(n.bit_length() - 3, 0)
-    return -(-n // step) * step
-
-
 def _padded(values: np.ndarray, size: int) -> jax.Array:
     """Zero-padded to ``size``: padded points carry weight 0 (or are never indexed)."""
     return jnp.asarray(np.pad(values, (0, size - values.shape[0])), dtype=jnp.float64)
@@ -120,7 +117,7 @@ def batch_layout(order: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.nda
     n = order.shape[0]
     n_full, rest = divmod(n, batch_size)
     n_batches = n_full + (rest > 0)
-    table = np.zeros((bucket(n_batches), bucket(batch_size)), dtype=np.int32)
+    table = np.zeros((bucket_size(n_batches), bucket_size(batch_size)), dtype=np.int32)
     counts = np.zeros(table.shape[0], dtype=np.int32)
     table[:n_full, :batch_size] = order[:n_full * batch_size].reshape(n_full, batch_size)
     counts[:n_full] = batch_size
@@ -137,8 +134,16 @@ def _optax(optimizer: str) -> optax.GradientTransformation:
     return optax.inject_hyperparams(optax.sgd)(learning_rate=0.0)
 
 
-@functools.cache
-def _jax_batches(optimizer: str) -> tuple[optax.GradientTransformation, Callable]:
+JaxBatches = tuple[optax.GradientTransformation, Callable]
+_jax_programs: LruCache[JaxBatches] = LruCache(16, name="fit.jax", setting="compile_cache_size")
+
+
+def _jax_batches(optimizer: str) -> JaxBatches:
+    """The optimizer and its compiled minibatch steps (cached per optimizer)."""
+    return _jax_programs.get_or_build(optimizer, lambda: _build_jax_batches(optimizer))
+
+
+def _build_jax_batches(optimizer: str) -> JaxBatches:
     """Compiled minibatch steps: a scan over a batch table (rows with count 0 change nothing);
     returns the new parameters and state and Σ count·loss over the table's batches."""
     opt = _optax(optimizer)
@@ -158,19 +163,18 @@ def _jax_batches(optimizer: str) -> tuple[optax.GradientTransformation, Callable
         state = jax.tree.map(lambda new, old: jnp.where(real, new, old), new_state, state)
         return (params, state), loss * count
 
-    @jax.jit
     def run_batches(params, state, x, y, w, table, counts):
         mask = jnp.arange(table.shape[1])[None, :] < counts[:, None]
         batches = (x[table], y[table], jnp.where(mask, w[table], 0.0), counts)
         (params, state), weighted_losses = jax.lax.scan(step, (params, state), batches)
         return params, state, jnp.sum(weighted_losses)
 
-    return opt, run_batches
+    return opt, jax.jit(counting_traces("fit.jax", run_batches))
 
 
 def _run_jax(problem: _Problem) -> History:
     opt, run_batches = _jax_batches(problem.options.optimizer)
-    size = bucket(problem.x.shape[0])
+    size = bucket_size(problem.x.shape[0])
     x, y, w = (_padded(a, size) for a in (problem.x, problem.y, problem.w))
     params = jnp.asarray(problem.start, dtype=jnp.float64)
     state = opt.init(params)
@@ -179,10 +183,10 @@ def _run_jax(problem: _Problem) -> History:
     n = problem.x.shape[0]
     chunk = CHUNK_BATCHES * problem.batch_size
     losses, path = [], []
-    for order in problem.orders:
+    for epoch, order in enumerate(problem.orders):
         epoch_loss = 0.0
         for start in range(0, n, chunk):
-            check_deadline()
+            report(epoch + start / n, problem.options.epochs, "epochs")
             table, counts = batch_layout(order[start:start + chunk], problem.batch_size)
             params, state, loss_sum = run_batches(params, state, x, y, w, table, counts)
             # Awaited here: JAX dispatches asynchronously, and a deadline check that runs ahead
@@ -229,10 +233,10 @@ def _run_tensorflow(problem: _Problem) -> History:
     # checked between calls. (A batch-end callback does the same but makes every step ~2x slower.)
     chunk = CHUNK_BATCHES * problem.batch_size
     losses, slopes, intercepts = [], [], []
-    for order in problem.orders:
+    for epoch, order in enumerate(problem.orders):
         epoch_loss = 0.0
         for start in range(0, n, chunk):
-            check_deadline()
+            report(epoch + start / n, problem.options.epochs, "epochs")
             part = order[start:start + chunk]
             # Our order, so both backends see the same batches. A tf.data dataset, because Keras
             # casts float64 numpy inputs to float32 (its floatx) but keeps a dataset's dtype.
@@ -263,7 +267,7 @@ def covariance_from_hessian(points: LinePoints, m: float, q: float) -> np.ndarra
     """Unscaled covariance of (m, q): 2·H⁻¹ of χ² at (m, q), taken in standardized coordinates."""
     frame = Standardization.of(points)
     a, c = frame.from_line(m, q)
-    size = bucket(points.n)  # padded points have weight 0
+    size = bucket_size(points.n)  # padded points have weight 0
     hessian = _chi_square_hessian(jnp.asarray([a, c], dtype=jnp.float64),
                                   _padded(frame.apply(points.x), size), _padded(points.y, size),
                                   _padded(points.weights, size))
@@ -279,7 +283,7 @@ def gradient_descent(points: LinePoints, options: DescentOptions, backend: str, 
     """Fit by minibatch gradient descent; 413 when epochs or minibatch steps are over the limits."""
     if options.optimizer not in OPTIMIZERS:
         raise InvalidInput(f"Unknown optimizer {options.optimizer!r}; one of {list(OPTIMIZERS)}.",
-                           errors=[{"loc": ["body", "gd", "optimizer"], "msg": "unknown", "type": "enum"}])
+                           errors=[{"loc": ["body", "gradient_descent", "optimizer"], "msg": "unknown", "type": "enum"}])
     if backend not in RUNNERS:
         raise InvalidInput(f"Unknown backend {backend!r}; one of {list(RUNNERS)}.",
                            errors=[{"loc": ["body", "backend"], "msg": "unknown", "type": "enum"}])
@@ -300,7 +304,7 @@ def gradient_descent(points: LinePoints, options: DescentOptions, backend: str, 
     weights = points.weights / points.weights.mean() if options.standardize else points.weights
     problem = _Problem(
         x=frame.apply(points.x), y=points.y, w=weights,
-        start=frame.from_line(options.init_m, options.init_q), batch_size=batch_size,
+        start=frame.from_line(options.initial_m, options.initial_q), batch_size=batch_size,
         orders=batch_orders(points.n, options.epochs, options.shuffle, options.seed), options=options,
     )
     with np.errstate(all="ignore"):  # a diverging run is reported as such, not as warnings

@@ -9,7 +9,7 @@ Conventions, for both methods:
   by the residual variance χ²/ndf (ndf = N - 2) — ``covariance_scaled`` says which was done.
   This is ``numpy.polyfit(x, y, 1, w=1/σ, cov="unscaled")`` with σ and ``cov=True`` without.
 
-Numerics: x is centred on its weighted mean x̄ (and, for gradient descent, divided by its weighted
+Numerics: x is centered on its weighted mean x̄ (and, for gradient descent, divided by its weighted
 spread s) before anything is summed, so slope and intercept decouple and nothing cancels
 catastrophically when |x̄| is large compared with the spread of x; results are mapped back with
 :class:`Standardization`.
@@ -118,8 +118,8 @@ def _check_range(points: LinePoints, where: tuple[str | int, ...]) -> None:
         sum_w = w.sum()
         spreads = []
         for values in (points.x, points.y):
-            centred = values - weighted_sum(w, values) / sum_w
-            spreads.append(weighted_sum(w, centred * centred))
+            centered = values - weighted_sum(w, values) / sum_w
+            spreads.append(weighted_sum(w, centered * centered))
     if not (np.isfinite(sum_w) and np.isfinite(spreads).all() and spreads[0] > 0):
         raise _invalid("The weighted sums of squares of these values over- or underflow float64; "
                        "rescale x, y or sigma to a moderate range.", [*where], "range")
@@ -127,34 +127,34 @@ def _check_range(points: LinePoints, where: tuple[str | int, ...]) -> None:
 
 @dataclass(frozen=True)
 class Standardization:
-    """x' = (x - centre) / scale, with the weighted mean and weighted spread of x.
+    """x' = (x - center) / scale, with the weighted mean and weighted spread of x.
 
-    A line a·x' + c in these coordinates is m·x + q with m = a/scale, q = c - a·centre/scale.
+    A line a·x' + c in these coordinates is m·x + q with m = a/scale, q = c - a·center/scale.
     """
 
-    centre: float
+    center: float
     scale: float
 
     @classmethod
     def of(cls, points: LinePoints) -> Standardization:
         w = points.weights
-        centre = weighted_sum(w, points.x) / w.sum()
-        u = points.x - centre
-        return cls(centre, float(np.sqrt(weighted_sum(w, u * u) / w.sum())))
+        center = weighted_sum(w, points.x) / w.sum()
+        u = points.x - center
+        return cls(center, float(np.sqrt(weighted_sum(w, u * u) / w.sum())))
 
     def apply(self, x: np.ndarray) -> np.ndarray:
-        return (x - self.centre) / self.scale
+        return (x - self.center) / self.scale
 
     def to_line(self, a: Any, c: Any) -> tuple[Any, Any]:
         """(a, c) in standardized coordinates → (m, q); works on arrays (histories) too."""
-        return a / self.scale, c - a * self.centre / self.scale
+        return a / self.scale, c - a * self.center / self.scale
 
     def from_line(self, m: float, q: float) -> tuple[float, float]:
-        return m * self.scale, q + m * self.centre
+        return m * self.scale, q + m * self.center
 
     def covariance_to_line(self, cov_ac: np.ndarray) -> np.ndarray:
         """Propagate a covariance of (a, c) to (m, q) through the linear map J: J C Jᵀ."""
-        jac = np.array([[1.0 / self.scale, 0.0], [-self.centre / self.scale, 1.0]])
+        jac = np.array([[1.0 / self.scale, 0.0], [-self.center / self.scale, 1.0]])
         return jac @ cov_ac @ jac.T
 
 
@@ -218,12 +218,12 @@ def least_squares(points: LinePoints) -> LineFit:
     w = points.weights
     with np.errstate(all="ignore"):  # line_points checked the sums; 1/Σwu² may still overflow
         sum_w = w.sum()
-        centre = Standardization(weighted_sum(w, points.x) / sum_w, 1.0)
-        u = points.x - centre.centre
+        center = Standardization(weighted_sum(w, points.x) / sum_w, 1.0)
+        u = points.x - center.center
         y_mean = weighted_sum(w, points.y) / sum_w
         sum_wuu = weighted_sum(w, u * u)
-        m, q = centre.to_line(weighted_sum(w, u * (points.y - y_mean)) / sum_wuu, y_mean)
-        covariance = centre.covariance_to_line(np.diag([1.0 / sum_wuu, 1.0 / sum_w]))
+        m, q = center.to_line(weighted_sum(w, u * (points.y - y_mean)) / sum_wuu, y_mean)
+        covariance = center.covariance_to_line(np.diag([1.0 / sum_wuu, 1.0 / sum_w]))
         fit = line_fit(points, m, q, covariance, method=LEAST_SQUARES, backend="numpy")
     if not np.isfinite([fit.m, fit.q, fit.chi2, *covariance.ravel()]).all():
         raise _invalid("The sums of this fit over- or underflow float64; rescale x, y or sigma "

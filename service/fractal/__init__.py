@@ -1,1 +1,2 @@
-"""/v1/fractal (domain package; see its issue)."""
+"""Escape-time pictures of the Mandelbrot and Julia sets (/v1/fractal): PNG images, raw counts and
+XYZ map tiles, computed with JAX."""

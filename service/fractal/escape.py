@@ -15,7 +15,7 @@ How it is fast, while computing exactly that:
   of the tile is alive. Between rounds the host writes the escaped pixels' counts into the
   image and keeps only the survivors (numpy's boolean compaction is far faster than XLA's on a
   CPU, and on a GPU it moves a few bytes per live pixel). The work is thus about the sum of
-  the counts, like a scalar escape loop, but vectorised. One compile per (bucket, dtype, kind).
+  the counts, like a scalar escape loop, but vectorized. One compile per (bucket, dtype, kind).
 - A block's steps run unchecked, and |z| is tested at its end: with R ≥ max(2, |c|) an orbit
   past R only grows (through inf to nan, which counts as out), so escaping is final. The
   pixels that escaped in a block are re-run from the block's start, testing every step, for
@@ -44,7 +44,7 @@ import numpy as np
 from jax import lax
 
 from labcrunch_service import backends
-from labcrunch_service.progress import check_deadline
+from labcrunch_service.progress import report
 
 backends.configure()
 
@@ -57,13 +57,13 @@ MIN_BUCKET = 256  # the smallest chunk bucket; buckets are powers of 4 (few comp
 CHUNK = 1 << 18  # live pixels per compiled call on a CPU (a power of 4, a multiple of TILE)
 # On a GPU a chunk is one tile: its parallelism is the whole chunk, and bigger chunks fill it.
 ACCELERATOR_CHUNK = 1 << 22
+ROUND_STEPS = (8, 16, 32, 64, 128, 256)  # round lengths; the last one repeats
+# status of a pixel that will never escape (padding, cardioid or bulb, or on an exact cycle)
+NEVER = np.int32(np.iinfo(np.int32).min + 1)
 
 
 def _on_cpu() -> bool:
     return jax.default_backend() == "cpu"
-ROUND_STEPS = (8, 16, 32, 64, 128, 256)  # round lengths; the last one repeats
-# status of a pixel that will never escape (padding, cardioid or bulb, or on an exact cycle)
-NEVER = np.int32(np.iinfo(np.int32).min + 1)
 
 
 @dataclass(frozen=True)
@@ -76,8 +76,12 @@ class Escape:
     escape_radius: float
 
 
-def bucket_size(n: int) -> int:
-    """The bucket that holds ``n`` items: a power of 4, at least MIN_BUCKET."""
+def chunk_bucket(n: int) -> int:
+    """The bucket that holds a chunk of ``n`` live pixels: a power of 4, at least MIN_BUCKET.
+
+    Not :func:`labcrunch_service.cache.bucket_size`: a chunk above TILE must split into whole
+    tiles, and :func:`compile_kernels` compiles every bucket at start-up, so few, coarse buckets
+    (at most 4x padding, on the last chunk of a round only) serve better here."""
     bits = max(0, n - 1).bit_length()
     return max(MIN_BUCKET, 1 << (bits + bits % 2))
 
@@ -121,7 +125,7 @@ def _iterate_tile(z_re, z_im, c_re, c_im, status, first_step, stop, radius_sq):
         a, b = z_re, z_im
         for _ in range(STEPS_PER_BLOCK):
             a, b = a * a - b * b + c_re, (a + a) * b + c_im
-        # Materialise the block's end once: without the barrier XLA would recompute the whole
+        # Materialize the block's end once: without the barrier XLA would recompute the whole
         # unrolled chain inside every fusion below that reads it.
         a, b = lax.optimization_barrier((a, b))
         live = status == step
@@ -222,7 +226,7 @@ def escape_counts(
 ) -> Escape:
     """Counts for the pixels at columns ``x`` and rows ``y`` (``y[0]`` is the top row).
 
-    ``x`` and ``y`` are the pixel centres (rounded to ``dtype`` here); ``c`` is used by
+    ``x`` and ``y`` are the pixel centers (rounded to ``dtype`` here); ``c`` is used by
     ``julia`` only. The caller has validated the inputs (see ``plane.py``): this only computes.
     A view symmetric about the real axis (Mandelbrot) or the origin (Julia) is computed for
     its top half only.
@@ -263,12 +267,12 @@ def _escape_counts(kind, x, y, max_iter, escape_radius, c, dtype) -> Escape:
     lengths = _round_lengths()
     chunk = CHUNK if _on_cpu() else ACCELERATOR_CHUNK
     while pixel.size and step < max_iter:
-        check_deadline()
+        report(step, max_iter, "iterations")
         stop = min(step + next(lengths), max_iter)
         calls = []
         for start in range(0, pixel.size, chunk):  # dispatched asynchronously, then collected
             part = slice(start, start + chunk)
-            size = bucket_size(pixel[part].size)
+            size = chunk_bucket(pixel[part].size)
             calls.append(_round(
                 _padded(z_re[part], size, np.nan), _padded(z_im[part], size, np.nan),
                 _padded(c_re[part], size, 0) if per_pixel_c else c_re,

@@ -1,12 +1,12 @@
-"""The view: which rectangle of the complex plane, sampled at which pixel centres.
+"""The view: which rectangle of the complex plane, sampled at which pixel centers.
 
 A view is a box [x_min, x_max] × [y_min, y_max] cut into width × height pixels. Pixel
 (row 0, column 0) is the top-left one, at (x_min, y_max); the point sampled is the pixel's
-*centre*: column j is x_min + (j + ½)·(x_max − x_min)/width, row i is
-y_max − (i + ½)·(y_max − y_min)/height. Centres are computed in float64 and then rounded to
+*center*: column j is x_min + (j + ½)·(x_max − x_min)/width, row i is
+y_max − (i + ½)·(y_max − y_min)/height. Centers are computed in float64 and then rounded to
 the working precision, which is the value the iteration starts from.
 
-A view may also be given as a centre and a ``scale`` (the width of the box in the plane; the
+A view may also be given as a center and a ``scale`` (the width of the box in the plane; the
 height follows from the pixel aspect, so pixels are square).
 
 Map tiles use the usual XYZ scheme over the fixed world box ``TILE_WORLD``: tile (z, x, y) is
@@ -28,7 +28,7 @@ SEED_JULIA_C = complex(-0.7269, 0.1889)  # the seed notebook's Julia constant
 TILE_WORLD = (-2.5, 1.5, -2.0, 2.0)
 TILE_PIXELS = 256
 BOX_FIELDS = ("x_min", "x_max", "y_min", "y_max")
-CENTRE_FIELDS = ("center_x", "center_y", "scale")
+CENTER_FIELDS = ("center_x", "center_y", "scale")
 # |coordinate| bound of a view (and of c): past it float32 |z|² overflows within a step or two
 MAX_COORDINATE = 1e9
 
@@ -46,7 +46,7 @@ class Plane:
     width: int
     height: int
 
-    def pixel_centres(self, dtype) -> tuple[np.ndarray, np.ndarray]:
+    def pixel_centers(self, dtype) -> tuple[np.ndarray, np.ndarray]:
         """Column x values (left to right) and row y values (top to bottom), in ``dtype``."""
         dx = (self.x_max - self.x_min) / self.width
         dy = (self.y_max - self.y_min) / self.height
@@ -59,7 +59,7 @@ class Plane:
 
 
 def make_plane(width: int, height: int, **given: float | None) -> Plane:
-    """A Plane from either box fields or centre fields (``None`` = not given).
+    """A Plane from either box fields or center fields (``None`` = not given).
 
     Nothing given: the seed's view. Raises InvalidInput (422) for a mix of both forms, a
     partial box, an empty or inverted box, or a non-finite number.
@@ -72,24 +72,24 @@ def make_plane(width: int, height: int, **given: float | None) -> Plane:
         if value is not None and not math.isfinite(value):
             raise _invalid(field, "must be a finite number", "finite_number")
     box = {f: given.get(f) for f in BOX_FIELDS}
-    centre = {f: given.get(f) for f in CENTRE_FIELDS}
+    center = {f: given.get(f) for f in CENTER_FIELDS}
     has_box = any(v is not None for v in box.values())
-    has_centre = any(v is not None for v in centre.values())
-    if has_box and has_centre:
+    has_center = any(v is not None for v in center.values())
+    if has_box and has_center:
         raise InvalidInput(
             "Give the view either as x_min, x_max, y_min, y_max or as center_x, center_y, "
             "scale, not both.",
             errors=[{"loc": [f], "msg": "conflicts with the box fields", "type": "conflict"}
-                    for f in CENTRE_FIELDS if centre[f] is not None],
+                    for f in CENTER_FIELDS if center[f] is not None],
         )
-    if has_centre:
-        if centre["scale"] is None:
+    if has_center:
+        if center["scale"] is None:
             raise _invalid("scale", "is required with center_x/center_y (the view's width)",
                            "missing")
-        if centre["scale"] <= 0:
+        if center["scale"] <= 0:
             raise _invalid("scale", "must be greater than 0", "greater_than")
-        cx, cy = centre["center_x"] or 0.0, centre["center_y"] or 0.0
-        half_w = centre["scale"] / 2
+        cx, cy = center["center_x"] or 0.0, center["center_y"] or 0.0
+        half_w = center["scale"] / 2
         half_h = half_w * height / width
         box = {"x_min": cx - half_w, "x_max": cx + half_w, "y_min": cy - half_h, "y_max": cy + half_h}
         for field, value in box.items():  # the box fields' bound holds for a derived box too
@@ -114,13 +114,13 @@ def make_plane(width: int, height: int, **given: float | None) -> Plane:
 
 
 def check_resolution(plane: Plane, dtype, precision: str) -> None:
-    """422 when neighbouring pixel centres round to the same number in the working precision."""
-    columns, rows = plane.pixel_centres(dtype)
+    """422 when neighboring pixel centers round to the same number in the working precision."""
+    columns, rows = plane.pixel_centers(dtype)
     for field, values, step in (("x", columns, np.diff(columns)), ("y", rows, -np.diff(rows))):
         if values.size > 1 and not np.all(step > 0):
             raise _invalid(
                 f"{field}_max",
-                f"the view is finer than {precision} can tell apart: neighbouring pixels have "
+                f"the view is finer than {precision} can tell apart: neighboring pixels have "
                 f"the same {field}. Zoom out, use fewer pixels, or use precision float64.",
                 "resolution",
             )

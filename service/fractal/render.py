@@ -1,13 +1,34 @@
-"""What the fractal endpoints compute, free of HTTP: a checked request → counts or a PNG."""
+"""What the fractal endpoints compute, free of HTTP: one entry function per operation.
+
+- :func:`render_png`: a view of the Mandelbrot or Julia set as a PNG;
+- :func:`render_counts`: the same view's escape counts (and smooth counts, for JSON answers);
+- :func:`render_tile`: one 256×256 XYZ map tile as a PNG.
+
+Each takes the request's fields as keyword arguments and checks everything before any work
+starts: 422 (InvalidInput) for bad values, 413 (LimitExceeded) over a limit, 404 for a tile
+outside the world.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from labcrunch_service.errors import InvalidInput
-from labcrunch_service.fractal import colour
+import numpy as np
+
+from labcrunch_service.errors import InvalidInput, LimitExceeded
+from labcrunch_service.fractal import color
 from labcrunch_service.fractal.escape import DTYPES, KINDS, Escape, escape_counts
-from labcrunch_service.fractal.plane import SEED_JULIA_C, Plane, check_limits, check_resolution
+from labcrunch_service.fractal.plane import (
+    SEED_JULIA_C,
+    Plane,
+    check_limits,
+    check_resolution,
+    make_plane,
+    tile_max_iter,
+    tile_plane,
+    tile_precision,
+)
 from labcrunch_service.settings import Limits
 
 MIN_ESCAPE_RADIUS = 2.0  # below 2 (or |c|) an orbit may come back: escaping would not be final
@@ -66,14 +87,70 @@ def prepare(
                    float(escape_radius), precision)
 
 
-def counts(f: Fractal) -> Escape:
-    x, y = f.plane.pixel_centres(f.dtype)
+def _julia_constant(c_re: float | None, c_im: float | None) -> complex | None:
+    return None if c_re is None and c_im is None else complex(c_re or 0.0, c_im or 0.0)
+
+
+def _view(kind: str, *, width: int, height: int, max_iter: int, limits: Limits,
+          x_min: float | None = None, x_max: float | None = None, y_min: float | None = None,
+          y_max: float | None = None, center_x: float | None = None, center_y: float | None = None,
+          scale: float | None = None, c_re: float | None = None, c_im: float | None = None,
+          escape_radius: float = 2.0, precision: str = "float32") -> Fractal:
+    """The checked request for a view given as a box, as a center and scale, or not at all."""
+    plane = make_plane(width, height, x_min=x_min, x_max=x_max, y_min=y_min, y_max=y_max,
+                       center_x=center_x, center_y=center_y, scale=scale)
+    return prepare(kind, plane, max_iter=max_iter, limits=limits, c=_julia_constant(c_re, c_im),
+                   escape_radius=escape_radius, precision=precision)
+
+
+def _counts(f: Fractal) -> Escape:
+    x, y = f.plane.pixel_centers(f.dtype)
     return escape_counts(f.kind, x, y, max_iter=f.max_iter, escape_radius=f.escape_radius,
                          c=f.c, dtype=f.dtype)
 
 
-def png(f: Fractal, colormap: str = colour.DEFAULT_COLORMAP, smooth: bool = True) -> bytes:
-    if colormap not in colour.COLORMAPS:
-        raise _invalid("colormap", f"unknown colormap {colormap!r}; one of {', '.join(colour.COLORMAPS)}")
-    return colour.png(colour.colour(counts(f), colormap, smooth))
+def _png(f: Fractal, colormap: str, smooth: bool) -> bytes:
+    if colormap not in color.COLORMAPS:
+        raise _invalid("colormap", f"unknown colormap {colormap!r}; one of {', '.join(color.COLORMAPS)}")
+    return color.png(color.colorize(_counts(f), colormap, smooth))
 
+
+def render_png(kind: str, *, colormap: str = color.DEFAULT_COLORMAP, smooth: bool = True,
+               limits: Limits, **view: Any) -> bytes:
+    """The view (``width``, ``height``, ``max_iter``, box or center fields, ``c_re``/``c_im``,
+    ``escape_radius``, ``precision``) as a PNG."""
+    return _png(_view(kind, limits=limits, **view), colormap, smooth)
+
+
+@dataclass(frozen=True)
+class Counts:
+    """The escape counts of one view; ``smooth`` when asked for (JSON answers only)."""
+
+    fractal: Fractal
+    escape: Escape
+    smooth: np.ndarray | None
+
+
+def render_counts(kind: str, *, as_json: bool, smooth: bool = True, limits: Limits,
+                  **view: Any) -> Counts:
+    """The view's counts; for a JSON answer (``as_json``) at most limits.max_json_pixels, with
+    the smooth counts when ``smooth``."""
+    fractal = _view(kind, limits=limits, **view)
+    pixels = fractal.plane.width * fractal.plane.height
+    if as_json and pixels > limits.max_json_pixels:
+        raise LimitExceeded(
+            f"{pixels} pixels is over max_json_pixels = {limits.max_json_pixels} for format "
+            "json; ask for format npy.", limit="max_json_pixels",
+            maximum=limits.max_json_pixels, value=pixels)
+    escape = _counts(fractal)
+    return Counts(fractal, escape, color.smooth_counts(escape) if as_json and smooth else None)
+
+
+def render_tile(z: int, x: int, y: int, *, kind: str = "mandelbrot", max_iter: int | None = None,
+                c_re: float | None = None, c_im: float | None = None,
+                colormap: str = color.DEFAULT_COLORMAP, smooth: bool = True, limits: Limits) -> bytes:
+    """XYZ tile (z, x, y) over the world box as a PNG; ``max_iter`` and the precision grow with
+    the zoom unless given."""
+    fractal = prepare(kind, tile_plane(z, x, y, limits), max_iter=max_iter or tile_max_iter(z),
+                      limits=limits, c=_julia_constant(c_re, c_im), precision=tile_precision(z))
+    return _png(fractal, colormap, smooth)

@@ -1,1 +1,2 @@
-"""/v1/minimize (domain package; see its issue)."""
+"""Minimizing a function given as text (/v1/minimize): one optimizer, one or several learning
+rates, each run's full history, on JAX (optax) or TensorFlow (Keras optimizers)."""

@@ -1,14 +1,15 @@
 """A sweep on JAX: one compiled program for all learning rates (vmap), called in chunks of steps.
 
-Each run carries its position, optimiser state, value and gradient. A stopped run (converged
+Each run carries its position, optimizer state, value and gradient. A stopped run (converged
 or diverged) keeps being computed alongside the others, as batched programs must, but
 ``jnp.where`` keeps its state frozen, so its record ends where it stopped. ``begin`` evaluates
 the start point; ``advance`` takes ``n`` records of ``gap`` steps each (both run-time numbers,
 so one compiled program serves every ``steps`` and ``history_every``). The host calls
-``advance`` for at most ``CHUNK_STEPS`` steps at a time and checks the wall-time deadline
-between calls (one call for all 100,000 steps of an expensive function could run for hours
-after its client had its 503), stops once every run has stopped, then cuts each run's history
-at its last step and appends that step if it fell between records.
+``advance`` for at most ``CHUNK_STEPS`` steps at a time and reports its progress between calls,
+which stops the sweep past its wall-time deadline (one call for all 100,000 steps of an
+expensive function could run for hours after its client had its 503); it stops once every run
+has stopped, then cuts each run's history at its last step and appends that step if it fell
+between records.
 """
 
 from __future__ import annotations
@@ -21,17 +22,18 @@ import jax.numpy as jnp
 import numpy as np
 
 from labcrunch_service import backends
-from labcrunch_service.cache import LruCache
+from labcrunch_service.cache import LruCache, counting_traces
 from labcrunch_service.minimize.optimizers import build_optax
-from labcrunch_service.minimize.sweep import Objective, Plan, Run, assess
-from labcrunch_service.progress import check_deadline
+from labcrunch_service.minimize.stopping import assess
+from labcrunch_service.minimize.types import Objective, Plan, Run
+from labcrunch_service.progress import report
 
 backends.configure()
 
 CHUNK_STEPS = 1_000  # most steps one compiled call takes: bounds the time between deadline checks
 CHUNK_RECORDS = 100  # most history entries one call returns (its record buffer)
-_programs: LruCache[Program] = LruCache(32)
-traces = 0  # times a sweep program was traced (so compiled): tests count, never time
+# Tests count traces (so compiles) in cache.TRACES["minimize.jax"], never with a clock.
+_programs: LruCache[Program] = LruCache(32, name="minimize.jax", setting="compile_cache_size")
 
 
 class RunState(NamedTuple):
@@ -68,15 +70,11 @@ def _build_program(loss: Callable[[jax.Array], jax.Array], optimizer: str,
         return run.x, run.value, run.grad_norm
 
     def begin(learning_rate, start, tolerance, lower, upper):
-        global traces
-        traces += 1  # Python runs this body only while jax traces it
         opt = build_optax(optimizer, learning_rate, hyper_parameters)
         run = evaluate(start, opt.init(start), jnp.zeros([], jnp.int32), tolerance, lower, upper)
         return run, record(run)
 
     def advance(learning_rate, run: RunState, tolerance, lower, upper, n, gap):
-        global traces
-        traces += 1
         opt = build_optax(optimizer, learning_rate, hyper_parameters)
 
         def step(_, run: RunState) -> RunState:
@@ -99,12 +97,13 @@ def _build_program(loss: Callable[[jax.Array], jax.Array], optimizer: str,
         buffers = jax.tree.map(lambda r: jnp.zeros((CHUNK_RECORDS, *r.shape), r.dtype), record(run))
         return jax.lax.fori_loop(0, n, one_record, (run, buffers))
 
+    begin, advance = (counting_traces("minimize.jax", f) for f in (begin, advance))
     return Program(jax.jit(jax.vmap(begin, in_axes=(0, None, None, None, None))),
                    jax.jit(jax.vmap(advance, in_axes=(0, 0, None, None, None, None, None))))
 
 
 def _program(objective: Objective, plan: Plan) -> Program:
-    """The compiled program for this function, dtype and optimiser (cached, LRU)."""
+    """The compiled program for this function, dtype and optimizer (cached, LRU)."""
     key = (objective.key, plan.dtype, plan.optimizer, tuple(sorted(plan.hyper_parameters.items())))
 
     def build() -> Program:
@@ -150,7 +149,7 @@ def run_sweep(objective: Objective, plan: Plan) -> list[Run]:
     for n, gap, recorded in _calls(plan.steps, plan.history_every):
         if bool(np.all(jax.device_get(state.converged | state.diverged))):
             break  # every run has stopped
-        check_deadline()
+        report(done, plan.steps, "steps")
         state, buffers = program.advance(rates, state, *fixed, np.int32(n), np.int32(gap))
         buffers = jax.device_get(buffers)  # waits for the call: the deadline checks real time
         if recorded:

@@ -1,18 +1,19 @@
 """A sweep on TensorFlow: ``tf.keras.optimizers`` stepping a ``tf.Variable``, one rate at a time.
 
-Keras optimisers hold one learning rate each, so the rates run one after another -- through one
-:class:`Stepper`: one optimiser and one pair of traced functions, kept in a small LRU cache per
-(function, dtype, optimiser, hyper-parameters). Before each run the position, learning rate,
-bounds, tolerance and the optimiser's own variables are reset, so a new rate, start point or
+Keras optimizers hold one learning rate each, so the rates run one after another -- through one
+:class:`Stepper`: one optimizer and one pair of traced functions, kept in a small LRU cache per
+(function, dtype, optimizer, hyper-parameters). Before each run the position, learning rate,
+bounds, tolerance and the optimizer's own variables are reset, so a new rate, start point or
 request traces nothing. Steps run in chunks inside one ``tf.function`` (a ``tf.while_loop`` that
 applies the gradient, projects onto the bounds, evaluates and records the new point, and stops
 at once when the run converges or diverges); between chunks Python keeps every
-``history_every``-th entry and checks the wall-time deadline. What is recorded and when a run
+``history_every``-th entry and reports its progress (which stops it past the wall-time deadline). What is recorded and when a run
 stops match :mod:`.on_jax`.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -20,19 +21,20 @@ from typing import Any
 import numpy as np
 
 from labcrunch_service import backends
-from labcrunch_service.cache import LruCache
+from labcrunch_service.cache import LruCache, counting_traces
 from labcrunch_service.minimize.optimizers import build_keras
-from labcrunch_service.minimize.sweep import Objective, Plan, Run, assess
-from labcrunch_service.progress import check_deadline
+from labcrunch_service.minimize.stopping import assess
+from labcrunch_service.minimize.types import Objective, Plan, Run
+from labcrunch_service.progress import report
 
 # Most steps one tf.function call takes: bounds the time between two deadline checks.
 MAX_CHUNK = 1_000
-_steppers: LruCache[Stepper] = LruCache(16)
-traces = 0  # times the objective was traced: tests count, never time
+# Tests count traces of the objective in cache.TRACES["minimize.tensorflow"], never with a clock.
+_steppers: LruCache[Stepper] = LruCache(16, name="minimize.tensorflow", setting="compile_cache_size")
 
 
 class Stepper:
-    """One optimiser on one position variable, with traced ``evaluate`` and ``advance``.
+    """One optimizer on one position variable, with traced ``evaluate`` and ``advance``.
 
     Not for two sweeps at once: :func:`run_sweep` holds ``lock`` while it uses one.
     """
@@ -53,10 +55,9 @@ class Stepper:
         optimizer.build([x])
         self.fresh_state = [v.numpy() for v in optimizer.variables]  # step count, moments, ...
 
+        @functools.partial(counting_traces, "minimize.tensorflow")
         def evaluate():
             """Value, gradient and its norm at x, and whether the run diverged or converged."""
-            global traces
-            traces += 1  # Python runs this body only while TensorFlow traces it
             with tf.GradientTape() as tape:
                 value = tf.cast(fn(*tf.unstack(x)), dtype)
             grad = tape.gradient(value, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
@@ -84,7 +85,8 @@ class Stepper:
         self.evaluate = tf.function(evaluate)
         self.advance = tf.function(advance)
 
-    def run(self, plan: Plan, learning_rate: float) -> Run:
+    def run(self, plan: Plan, learning_rate: float, steps_before: int = 0) -> Run:
+        """One run; progress counts ``steps_before`` (earlier runs' steps) plus this run's."""
         self.x.assign(plan.start)
         self.lower.assign(plan.lower)
         self.upper.assign(plan.upper)
@@ -98,7 +100,7 @@ class Stepper:
         taken = 0
         stopped = bool(state[3] | state[4])
         while not stopped and taken < plan.steps:
-            check_deadline()
+            report(steps_before + taken, plan.steps * len(plan.learning_rates), "steps")
             chunk = min(MAX_CHUNK, plan.steps - taken)
             done, state, chunk_x, chunk_value, chunk_norm = self.advance(self.tf.constant(chunk), state)
             at = taken + 1 + np.arange(int(done))  # the step number of each recorded entry
@@ -126,7 +128,7 @@ class Stepper:
 
 
 def _stepper(objective: Objective, plan: Plan) -> Stepper:
-    """The stepper for this function, dtype and optimiser (cached, LRU)."""
+    """The stepper for this function, dtype and optimizer (cached, LRU)."""
     key = (objective.key, plan.dtype, plan.optimizer, tuple(sorted(plan.hyper_parameters.items())))
     return _steppers.get_or_build(key, lambda: Stepper(
         backends.tensorflow(), objective.make("tensorflow", plan.dtype), len(objective.variables),
@@ -136,5 +138,6 @@ def _stepper(objective: Objective, plan: Plan) -> Stepper:
 def run_sweep(objective: Objective, plan: Plan) -> list[Run]:
     stepper = _stepper(objective, plan)
     with stepper.lock:
-        # optimisers without a learning rate are jax-only (optimizers.resolve refuses them here)
-        return [stepper.run(plan, float(rate)) for rate in plan.learning_rates if rate is not None]
+        # optimizers without a learning rate are jax-only (optimizers.resolve refuses them here)
+        return [stepper.run(plan, float(rate), i * plan.steps)
+                for i, rate in enumerate(plan.learning_rates) if rate is not None]

@@ -1,6 +1,6 @@
-"""The optimisers /v1/minimize offers: hyper-parameters, defaults, and one build per backend.
+"""The optimizers /v1/minimize offers: hyper-parameters, defaults, and one build per backend.
 
-Each optimiser has one documented set of hyper-parameters with one meaning, built with optax on
+Each optimizer has one documented set of hyper-parameters with one meaning, built with optax on
 JAX and with ``tf.keras.optimizers`` on TensorFlow so that both backends take the same steps.
 Where the two libraries spell a hyper-parameter differently, we follow Keras (the seed's
 library) and map optax onto it:
@@ -66,7 +66,7 @@ class HyperParameter:
 class Optimizer:
     name: str
     summary: str
-    default_learning_rate: float | None  # None: the optimiser takes no learning rate
+    default_learning_rate: float | None  # None: the optimizer takes no learning rate
     hyper_parameters: dict[str, HyperParameter]
     backends: tuple[str, ...] = ("jax", "tensorflow")
 
@@ -111,9 +111,9 @@ OPTIMIZERS: dict[str, Optimizer] = {
 
 
 def resolve(name: str, options: dict[str, Any], backend: str) -> tuple[Optimizer, dict[str, Any]]:
-    """The optimiser called ``name`` and its hyper-parameters: defaults updated by ``options``.
+    """The optimizer called ``name`` and its hyper-parameters: defaults updated by ``options``.
 
-    Unknown optimisers, unknown option keys and out-of-range values are InvalidInput (422).
+    Unknown optimizers, unknown option keys and out-of-range values are InvalidInput (422).
     """
     optimizer = OPTIMIZERS.get(name)
     if optimizer is None:
@@ -162,7 +162,7 @@ def scale_by_adam_epsilon_hat(beta_1: float, beta_2: float, epsilon: float):
     """Adam's direction with ε added to √v before bias correction, exactly as Keras computes it.
 
     ``√(1−β₂ᵗ)/(1−β₁ᵗ) · m / (√v + ε)``, to be followed by ``optax.scale_by_learning_rate``.
-    Works on one parameter array (the minimiser's vector of variables).
+    Works on one parameter array (the minimizer's vector of variables).
     """
     import jax.numpy as jnp
     import optax

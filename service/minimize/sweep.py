@@ -1,6 +1,6 @@
-"""Minimising a function of named variables: the plan, its checks, and the runs it produces.
+"""Minimizing a function of named variables: the plan, its checks, and the runs it produces.
 
-A *sweep* is one optimiser started from one point with one or several learning rates; each
+A *sweep* is one optimizer started from one point with one or several learning rates; each
 rate gives one *run*. Every run records its history from the start point (step 0) onwards, so
 ``steps`` steps give ``steps + 1`` entries when ``history_every`` is 1. A run stops early when
 the gradient norm falls to ``tolerance`` (``converged``) or at the first non-finite position,
@@ -21,77 +21,9 @@ import numpy as np
 from labcrunch_service.errors import InvalidInput, LimitExceeded, located
 from labcrunch_service.gradient.derivatives import differentiate
 from labcrunch_service.language import Formula, compile_expression
-from labcrunch_service.minimize import optimizers
+from labcrunch_service.minimize import on_jax, on_tensorflow, optimizers
+from labcrunch_service.minimize.types import Objective, Plan, Run
 from labcrunch_service.settings import Limits
-
-
-@dataclass(frozen=True)
-class Objective:
-    """The function to minimise, for any backend.
-
-    ``make(backend, dtype)`` returns a callable taking one scalar per variable (in
-    ``variables`` order) and returning a scalar; ``key`` identifies the function, for caching
-    compiled code.
-    """
-
-    key: str
-    variables: tuple[str, ...]
-    make: Callable[[str, str], Callable[..., Any]]
-
-
-@dataclass(frozen=True)
-class Plan:
-    """A checked request: everything a backend needs to run the sweep."""
-
-    optimizer: str
-    hyper_parameters: dict[str, Any]
-    learning_rates: tuple[float | None, ...]  # (None,) for optimisers without a learning rate
-    start: np.ndarray  # shape (n_variables,), in `dtype`
-    lower: np.ndarray  # per-variable bounds, ±inf where open
-    upper: np.ndarray
-    steps: int
-    history_every: int
-    tolerance: float | None
-    dtype: str
-
-    def history_length(self) -> int:
-        """Most history entries one run can have: 0, every, 2·every, … and the last step."""
-        return self.steps // self.history_every + 1 + (1 if self.steps % self.history_every else 0)
-
-
-@dataclass(frozen=True)
-class Run:
-    """One learning rate's run; history arrays have one row per recorded step."""
-
-    learning_rate: float | None
-    x: np.ndarray  # final position, (n_variables,)
-    value: float
-    grad_norm: float
-    steps_taken: int
-    converged: bool
-    diverged: bool
-    history_step: np.ndarray  # (entries,) int
-    history_x: np.ndarray  # (entries, n_variables)
-    history_value: np.ndarray  # (entries,)
-    history_grad_norm: np.ndarray  # (entries,)
-
-
-def assess(xp: Any, x: Any, value: Any, grad: Any, lower: Any, upper: Any, tolerance: Any):
-    """The stopping rule at one point, for both backends: ``(grad_norm, diverged, converged)``.
-
-    ``xp`` is the backend's numpy (``jax.numpy`` or ``tf.experimental.numpy``). A point
-    diverged when its position, value or gradient is not finite. At an active bound the part of
-    the gradient pointing out of the box cannot be followed, so the norm is the projected
-    gradient's; it is computed as s·‖g/s‖ with s = max|g|, which cannot overflow while every
-    component is finite. ``tolerance`` < 0 means never converged.
-    """
-    finite = xp.isfinite(value) & xp.all(xp.isfinite(grad)) & xp.all(xp.isfinite(x))
-    outward = ((x <= lower) & (grad > 0)) | ((x >= upper) & (grad < 0))
-    projected = xp.where(outward, xp.zeros_like(grad), grad)
-    scale = xp.max(xp.abs(projected))
-    safe = xp.where(scale > 0, scale, xp.ones_like(scale))
-    grad_norm = scale * xp.sqrt(xp.sum((projected / safe) ** 2))
-    return grad_norm, ~finite, finite & (grad_norm <= tolerance)
 
 
 def _invalid(detail: str, loc: list[Any], msg: str, kind: str) -> InvalidInput:
@@ -116,7 +48,7 @@ def plan_sweep(
     """Check a request against the function's variables and the limits; InvalidInput/LimitExceeded."""
     spec, hyper_parameters = optimizers.resolve(optimizer, dict(options), backend)
     if not variables:
-        raise _invalid("The expression has no variables: there is nothing to minimise.",
+        raise _invalid("The expression has no variables: there is nothing to minimize.",
                        ["expression"], "no variables", "value")
 
     missing = [v for v in variables if v not in start]
@@ -210,15 +142,9 @@ def plan_sweep(
     return plan
 
 
-def run_sweep(objective: Objective, plan: Plan, backend: str) -> list[Run]:
-    """Run every learning rate of ``plan`` on ``backend``."""
-    if backend == "tensorflow":
-        from labcrunch_service.minimize import on_tensorflow
-
-        return on_tensorflow.run_sweep(objective, plan)
-    from labcrunch_service.minimize import on_jax
-
-    return on_jax.run_sweep(objective, plan)
+def backend_sweep(backend: str) -> Callable[[Objective, Plan], list[Run]]:
+    """The one place that picks a backend's ``run_sweep`` (jax or tensorflow)."""
+    return on_tensorflow.run_sweep if backend == "tensorflow" else on_jax.run_sweep
 
 
 @dataclass(frozen=True)
@@ -294,7 +220,7 @@ def minimize_expression(expression: str, *, backend: str, limits: Limits,
     plan = plan_sweep(objective.variables, backend=backend, limits=limits, **request)
     if landscape is not None:
         check_landscape(formula.variables, landscape, limits)
-    runs = run_sweep(objective, plan, backend)
+    runs = backend_sweep(backend)(objective, plan)
     grid = None if landscape is None else evaluate_landscape(
         formula, runs, landscape, backend=backend, dtype=plan.dtype, limits=limits)
     return Sweep(objective.variables, plan.optimizer, plan.hyper_parameters, runs, grid)

@@ -1,16 +1,16 @@
 """From escape counts to pixels: smooth counts, colormaps, the seed's shading, PNG.
 
-Colormaps are small tables of 33 colours sampled from matplotlib's perceptually uniform maps
-(matplotlib is not a server dependency), interpolated linearly to 256 entries. The colour of
+Colormaps are small tables of 33 colors sampled from matplotlib's perceptually uniform maps
+(matplotlib is not a server dependency), interpolated linearly to 256 entries. The color of
 an escaped pixel is ``log(1 + v) / log(1 + max_iter)`` through the map, where v is the count
 or, with ``smooth``, the continuous count v = n + 1 − log₂(ln|z_n| / ln R); the division by
 ln R is the usual variant for escape radii R above 2, and keeps v in about [n, n + 1). Pixels
-that never escaped are black. The same pixel always gets the same colour, so map tiles join
+that never escaped are black. The same pixel always gets the same color, so map tiles join
 without seams.
 
 ``seed`` reproduces the seed notebook's shading instead: counts divided by their maximum,
 log10, stretched linearly over the image's range onto viridis, with the set itself counted
-as ``max_iter`` (so it is the brightest colour, as in the notebook).
+as ``max_iter`` (so it is the brightest color, as in the notebook).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from PIL import Image
 
 from labcrunch_service.fractal.escape import Escape
 
-# 33 colours each, evenly spaced from 0 to 1, as rrggbb hex.
+# 33 colors each, evenly spaced from 0 to 1, as rrggbb hex.
 _CONTROL_POINTS = {
     "viridis": (
         "440154470d6048186a482374472d7b4537814240863e49893b528b375b8d33638d2f6b8e2c728e297a8e"
@@ -87,7 +87,7 @@ def smooth_counts(result: Escape) -> np.ndarray:
     return out
 
 
-def colour(result: Escape, colormap: str = DEFAULT_COLORMAP, smooth: bool = True) -> np.ndarray:
+def colorize(result: Escape, colormap: str = DEFAULT_COLORMAP, smooth: bool = True) -> np.ndarray:
     """An RGB image, (height, width, 3) uint8."""
     table = lookup_table(colormap)
     if colormap == "seed":
@@ -95,11 +95,11 @@ def colour(result: Escape, colormap: str = DEFAULT_COLORMAP, smooth: bool = True
         low, high = shade.min(), shade.max()
         t = (shade - low) / (high - low) if high > low else np.ones_like(shade)
         return np.take(table, np.round(t * 255).astype(np.intp), axis=0)
-    # Only escaped pixels are coloured through the map; entry 256 is black, for the set.
+    # Only escaped pixels are colored through the map; entry 256 is black, for the set.
     table = np.vstack([table, np.zeros((1, 3), np.uint8)])
     done = escaped(result)
     counts = result.counts[done]
-    # float32 is ample for choosing one of 256 colours, and twice as fast
+    # float32 is ample for choosing one of 256 colors, and twice as fast
     values = (_smooth(counts, result.modulus_sq[done], result.escape_radius, np.float32)
               if smooth else counts.astype(np.float32))
     t = np.log1p(np.maximum(values, np.float32(0))) * np.float32(255 / np.log1p(result.max_iter))

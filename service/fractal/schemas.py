@@ -1,0 +1,81 @@
+"""Request and response models of /v1/fractal (pydantic; the OpenAPI document is made from them)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from labcrunch_service.fractal import color, plane, render
+
+Kind = Literal["mandelbrot", "julia"]
+Colormap = Literal[color.COLORMAPS]  # type: ignore[valid-type]
+Coordinate = Annotated[float, Field(allow_inf_nan=False, ge=-plane.MAX_COORDINATE,
+                                     le=plane.MAX_COORDINATE)]
+
+
+class Coloring(BaseModel):
+    colormap: Colormap = Field(color.DEFAULT_COLORMAP, description="Color table; `seed` is the "
+                               "seed notebook's log-normalized shading.")
+    smooth: bool = Field(True, description="Continuous counts n + 1 − log₂(ln|z_n| / ln R).")
+
+
+class FractalParams(Coloring):
+    """A view of the Mandelbrot or Julia set (query parameters or JSON fields)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    width: int = Field(512, ge=1, description="Pixels across.")
+    height: int = Field(512, ge=1, description="Pixels down.")
+    max_iter: int = Field(1000, ge=1, description="Iterations at most; the count of a pixel "
+                          "that does not escape.")
+    x_min: Coordinate | None = Field(None, description="Left edge (box form; all four or none).")
+    x_max: Coordinate | None = None
+    y_min: Coordinate | None = None
+    y_max: Coordinate | None = None
+    center_x: Coordinate | None = Field(None, description="Center (center form, with scale).")
+    center_y: Coordinate | None = None
+    scale: Coordinate | None = Field(None, gt=0, description="Width of the view in the plane; "
+                                     "pixels are square.")
+    c_re: Coordinate | None = Field(None, description="Julia constant, real part (default the "
+                                    "seed's -0.7269).")
+    c_im: Coordinate | None = Field(None, description="Julia constant, imaginary part (default "
+                                    "0.1889).")
+    precision: Literal["float32", "float64"] = "float32"
+    escape_radius: float = Field(2.0, ge=render.MIN_ESCAPE_RADIUS, le=render.MAX_ESCAPE_RADIUS,
+                                 allow_inf_nan=False, description="R: a pixel escapes at the "
+                                 "first n with |z_n| > R.")
+
+
+class FractalRequest(FractalParams):
+    kind: Kind = "mandelbrot"
+    format: Literal["png", "npy", "json"] = Field("png", description="png: an image; npy: the "
+                                                  "counts as int32 .npy; json: counts (and "
+                                                  "smooth counts) as lists.")
+
+
+class FractalCounts(BaseModel):
+    """The JSON answer of POST /v1/fractal with format=json."""
+
+    kind: Kind
+    width: int
+    height: int
+    max_iter: int
+    escape_radius: float
+    precision: str
+    box: dict[str, float] = Field(description="x_min, x_max, y_min, y_max; pixel centers are "
+                                  "sampled, row 0 is y_max.")
+    c: list[float] | None = Field(description="[re, im] of the Julia constant.")
+    counts: list[list[int]]
+    smooth: list[list[float]] | None = Field(None, description="Smooth counts, when asked for.")
+    elapsed_ms: float
+    device: str
+
+
+class TileParams(Coloring):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Kind = "mandelbrot"
+    max_iter: int | None = Field(None, ge=1, description="Default grows with zoom: 256 + 128 z.")
+    c_re: Coordinate | None = None
+    c_im: Coordinate | None = None

@@ -1,0 +1,61 @@
+"""What a sweep is made of, shared by the planning (:mod:`.sweep`) and both backends
+(:mod:`.on_jax`, :mod:`.on_tensorflow`): the function, the checked plan, and one run's result."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Objective:
+    """The function to minimize, for any backend.
+
+    ``make(backend, dtype)`` returns a callable taking one scalar per variable (in
+    ``variables`` order) and returning a scalar; ``key`` identifies the function, for caching
+    compiled code.
+    """
+
+    key: str
+    variables: tuple[str, ...]
+    make: Callable[[str, str], Callable[..., Any]]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A checked request: everything a backend needs to run the sweep."""
+
+    optimizer: str
+    hyper_parameters: dict[str, Any]
+    learning_rates: tuple[float | None, ...]  # (None,) for optimizers without a learning rate
+    start: np.ndarray  # shape (n_variables,), in `dtype`
+    lower: np.ndarray  # per-variable bounds, ±inf where open
+    upper: np.ndarray
+    steps: int
+    history_every: int
+    tolerance: float | None
+    dtype: str
+
+    def history_length(self) -> int:
+        """Most history entries one run can have: 0, every, 2·every, … and the last step."""
+        return self.steps // self.history_every + 1 + (1 if self.steps % self.history_every else 0)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One learning rate's run; history arrays have one row per recorded step."""
+
+    learning_rate: float | None
+    x: np.ndarray  # final position, (n_variables,)
+    value: float
+    grad_norm: float
+    steps_taken: int
+    converged: bool
+    diverged: bool
+    history_step: np.ndarray  # (entries,) int
+    history_x: np.ndarray  # (entries, n_variables)
+    history_value: np.ndarray  # (entries,)
+    history_grad_norm: np.ndarray  # (entries,)
