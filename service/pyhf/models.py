@@ -281,8 +281,7 @@ def _check_parameter_count(npars: int, max_parameters: int) -> None:
         )
 
 
-def model_from_spec(spec: dict[str, Any], *, max_parameters: int,
-                    cache: LruCache[CompiledModel] = MODELS) -> CompiledModel:
+def model_from_spec(spec: dict[str, Any], *, max_parameters: int) -> CompiledModel:
     """The request's ``model`` object → a (cached) CompiledModel; 422 on any invalid model, 413
     over ``max_parameters``.
 
@@ -316,7 +315,7 @@ def model_from_spec(spec: dict[str, Any], *, max_parameters: int,
         _check_parameter_count(model.config.npars, max_parameters)  # an over-large model is not kept
         return CompiledModel(key, model, observations)
 
-    cm = cache.get_or_build(key, build)
+    cm = MODELS.get_or_build(key, build)
     # Again for a cached model: the cache is the process's, and another app may allow more.
     _check_parameter_count(cm.model.config.npars, max_parameters)
     return cm
