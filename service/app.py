@@ -64,7 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="labcrunch",
         version=__version__,
-        summary="Derivatives, minimisation, fits, HistFactory likelihoods and fractals "
+        summary="Derivatives, minimization, fits, HistFactory likelihoods and fractals "
         "on JAX and TensorFlow, behind one HTTP API.",
         lifespan=_lifespan,
     )

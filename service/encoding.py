@@ -21,7 +21,6 @@ from labcrunch_service.errors import InvalidInput, LimitExceeded
 
 NPY_MEDIA_TYPE = "application/x-npy"
 NPZ_MEDIA_TYPE = "application/x-npz"
-NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 
 def _non_finite_str(v: float) -> str:

@@ -1,6 +1,7 @@
 """Domain errors, free of any HTTP framework.
 
-Domain code raises these; ``labcrunch_service.http.problems`` turns each into an RFC 9457
+Every kind of problem the service answers itself is defined here, once; domain code and the
+HTTP layer raise these, and ``labcrunch_service.http.problems`` turns each into an RFC 9457
 ``application/problem+json`` answer. ``status`` is the HTTP status the error maps to,
 ``title`` a short fixed summary of the kind, ``detail`` what exactly was wrong, and
 ``errors`` optional field-level entries ``{"loc": [...], "msg": ..., "type": ...}``
@@ -62,6 +63,14 @@ class LimitExceeded(LabcrunchError):
         super().__init__(detail, limit=limit, maximum=maximum, value=value, **kw)
 
 
+class Unauthorized(LabcrunchError):
+    """A /v1 request without one of the configured API keys."""
+
+    status = 401
+    title = "Unauthorized"
+    slug = "unauthorized"
+
+
 class NotFound(LabcrunchError):
     status = 404
     title = "Not found"
@@ -77,6 +86,14 @@ class Busy(LabcrunchError):
 
     def __init__(self, detail: str, *, retry_after: int = 1):
         super().__init__(detail, headers={"Retry-After": str(retry_after)}, retry_after=retry_after)
+
+
+class NotReady(LabcrunchError):
+    """Start-up warm-up is still running (``/readyz``)."""
+
+    status = 503
+    title = "Not ready"
+    slug = "not-ready"
 
 
 class ComputeTimeout(LabcrunchError):

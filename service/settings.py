@@ -96,4 +96,5 @@ class Settings(BaseSettings):
 
 
 def get_settings() -> Settings:
+    """Settings read from the environment (routes get the app's own through ``http.deps.SettingsDep``)."""
     return Settings()

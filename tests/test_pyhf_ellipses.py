@@ -18,20 +18,20 @@ ANTI = np.array([[1.0, -0.6], [-0.6, 0.5]])  # negative correlation: major axis 
 
 
 def boundary(e, n=64):
-    """Points on the ellipse, built from centre, semi-axes and angle alone."""
+    """Points on the ellipse, built from center, semi-axes and angle alone."""
     t = np.linspace(0, 2 * np.pi, n, endpoint=False)
     a, b = e.semi_axes
     theta = np.radians(e.angle_deg)
     local = np.stack([a * np.cos(t), b * np.sin(t)])
     rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
-    return (rot @ local).T + np.asarray(e.centre)
+    return (rot @ local).T + np.asarray(e.center)
 
 
 @pytest.mark.parametrize("cov", [CORRELATED, ANTI, np.diag([0.25, 4.0]), np.diag([3.0, 0.5])])
 @pytest.mark.parametrize("region", ["joint", "projection"])
 def test_boundary_lies_on_the_delta_chi2_contour(cov, region):
     e = ellipse_from_covariance(("a", "b"), (1.5, -2.0), cov, 0.6827, region)
-    d = boundary(e) - np.asarray(e.centre)
+    d = boundary(e) - np.asarray(e.center)
     q = np.einsum("ni,ij,nj->n", d, np.linalg.inv(cov), d)
     np.testing.assert_allclose(q, e.delta_chi2, rtol=1e-10)
     assert e.semi_axes[0] >= e.semi_axes[1]

@@ -135,7 +135,7 @@ def test_ellipses_in_fit_response(seed_fit):
     assert [(e["confidence_level"], e["region"]) for e in ellipses] == [(0.6827, "joint"), (0.9545, "joint")]
     for e in ellipses:
         assert e["parameters"] == ["mu", "uncorr_bkguncrt[0]"]
-        assert e["centre"] == pytest.approx([1.0, 1.0], abs=1e-6)
+        assert e["center"] == pytest.approx([1.0, 1.0], abs=1e-6)
         # Independent check: eigen-decomposition with np.linalg.eig (not eigh), sorted by hand.
         values, vectors = np.linalg.eig(cov)
         major = vectors[:, np.argmax(values)]
@@ -159,19 +159,21 @@ def test_projection_ellipse_shadows_are_one_sigma(api):
     assert half_width_y == pytest.approx(0.35, rel=2e-3)
 
 
-def test_cached_model_reuses_compiled_functions(api, app):
+def test_cached_model_reuses_compiled_functions(api):
     """Same model twice (keys in another order): one build, one Hessian compilation."""
-    simple = {"simple": {"kind": "uncorrelated_background", "signal": [2.0, 3.0], "bkg": [7.0, 9.0],
+    from labcrunch_service.cache import TRACES
+    from labcrunch_service.pyhf.models import MODELS
+
+    simple = {"simple": {"kind": "uncorrelated_background", "signal": [2.3, 3.0], "bkg": [7.0, 9.0],
                          "bkg_uncertainty": [1.5, 2.5]}}
     reordered = {"simple": dict(reversed(list(simple["simple"].items())))}
+    hessians = TRACES["pyhf.hessian"]
     first = fit(api, model=simple)
-    cache = app.state.pyhf_models
-    builds = cache.builds
+    assert TRACES["pyhf.hessian"] == hessians + 1  # a model no other test uses: a new compilation
+    misses = MODELS.misses
     second = fit(api, model=reordered, data=[5.0, 12.0])
-    assert cache.builds == builds
-    (cm,) = [cm for cm in cache._models.values()
-             if cm.model.spec["channels"][0]["samples"][0]["data"] == [2.0, 3.0]]
-    assert cm.traces["hessian"] == 1
+    assert MODELS.misses == misses
+    assert TRACES["pyhf.hessian"] == hessians + 1
     assert first["bestfit"] != second["bestfit"]  # different data, same compiled functions
 
 
@@ -219,9 +221,10 @@ def test_workspace_patch_is_applied(api):
 
 
 def test_model_cache_is_a_bounded_lru():
-    from labcrunch_service.pyhf.models import ModelCache, canonical_key
+    from labcrunch_service.cache import LruCache
+    from labcrunch_service.pyhf.models import canonical_key
 
-    cache = ModelCache(2)
+    cache = LruCache(2)
     built = []
 
     def builder(name):
@@ -230,7 +233,7 @@ def test_model_cache_is_a_bounded_lru():
     for name in ("a", "b", "a", "c", "b"):  # "a" used again, so "b" is the oldest when "c" arrives
         cache.get_or_build(name, builder(name))
     assert built == ["a", "b", "c", "b"] and len(cache) == 2
-    assert (cache.builds, cache.hits) == (4, 1)
+    assert (cache.misses, cache.hits) == (4, 1)
     assert canonical_key({"x": 1, "y": [1.5]}) == canonical_key({"y": [1.5], "x": 1})
 
 
@@ -261,9 +264,9 @@ def test_model_cache_builds_outside_its_lock():
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    from labcrunch_service.pyhf.models import ModelCache
+    from labcrunch_service.cache import LruCache
 
-    cache = ModelCache(4)
+    cache = LruCache(4)
     release = threading.Event()
     calls = []
 
@@ -281,7 +284,7 @@ def test_model_cache_builds_outside_its_lock():
         assert other.result(timeout=2) == "quick model"  # the old cache built under one lock: stuck
         release.set()
         assert first.result(timeout=5) == second.result(timeout=5) == "slow model"
-    assert calls == ["slow"] and cache.builds == 2
+    assert calls == ["slow"] and cache.misses == 3 and len(cache) == 2  # the second "slow" waited
 
     def broken():
         raise ValueError("bad spec")

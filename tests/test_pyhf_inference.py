@@ -77,7 +77,7 @@ def test_scan_values_and_gradients(api, seed):
                y={"name": "uncorr_bkguncrt[0]", "low": 0.5, "high": 1.5, "points": 11},
                gradient_points=[5, 4])
     x, y, values = np.asarray(out["x"]), np.asarray(out["y"]), np.asarray(out["values"])
-    assert values.shape == (11, 21) and out["centre"] == "bestfit"
+    assert values.shape == (11, 21) and out["center"] == "bestfit"
     np.testing.assert_allclose(x, np.linspace(0.5, 1.5, 21))
 
     def logpdf(mu, gamma):
@@ -104,7 +104,7 @@ def test_scan_twice_nll_on_a_plane_at_given_values(api):
     out = post(api, "scan", model={"simple": spec}, data=[8.0, 13.0], quantity="twice_nll",
                at={"uncorr_bkguncrt[0]": 1.2}, x={"name": "mu", "low": 0.0, "high": 3.0, "points": 7},
                y={"name": "uncorr_bkguncrt[1]", "low": 0.8, "high": 1.2, "points": 5}, gradient_points=[2, 2])
-    assert out["centre"] == "given"
+    assert out["center"] == "given"
     np.testing.assert_allclose(out["base"], [1.0, 1.2, 1.0])
     point = jnp.asarray([out["x"][4], 1.2, out["y"][1]], dtype=jnp.float64)
     expected = -2 * float(model.logpdf(point, data)[0])

@@ -13,31 +13,26 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from labcrunch_service.compute import Runner
-from labcrunch_service.errors import LabcrunchError
+from labcrunch_service.errors import Unauthorized
 from labcrunch_service.settings import Limits, Settings
 
 
-async def get_settings(request: Request) -> Settings:
+async def app_settings(request: Request) -> Settings:
+    """The settings this app was made with (``settings.get_settings()`` reads the environment)."""
     return request.app.state.settings
 
 
-async def get_limits(request: Request) -> Limits:
+async def app_limits(request: Request) -> Limits:
     return request.app.state.settings.limits
 
 
-async def get_runner(request: Request) -> Runner:
+async def app_runner(request: Request) -> Runner:
     return request.app.state.runner
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-LimitsDep = Annotated[Limits, Depends(get_limits)]
-RunnerDep = Annotated[Runner, Depends(get_runner)]
-
-
-class Unauthorized(LabcrunchError):
-    status = 401
-    title = "Unauthorized"
-    slug = "unauthorized"
+SettingsDep = Annotated[Settings, Depends(app_settings)]
+LimitsDep = Annotated[Limits, Depends(app_limits)]
+RunnerDep = Annotated[Runner, Depends(app_runner)]
 
 
 _bearer = HTTPBearer(auto_error=False, description="An API key, when the server is configured with any.")

@@ -7,10 +7,12 @@ import re
 import time
 import uuid
 
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from labcrunch_service.errors import LimitExceeded
 from labcrunch_service.http.context import REQUEST_ID_SCOPE_KEY, request_id_var
-from labcrunch_service.http.problems import problem_response
+from labcrunch_service.http.problems import error_response
 
 access_log = logging.getLogger("labcrunch_service.access")
 
@@ -73,15 +75,13 @@ class BodySizeLimitMiddleware:
         self.app = app
         self.max_bytes = max_bytes
 
-    def _refusal(self, path: str, size: int | None):
+    def _refusal(self, path: str, size: int | None) -> Response:
         said = f" ({size} bytes)" if size is not None else ""
-        return problem_response(
-            413, "Limit exceeded",
+        return error_response(LimitExceeded(
             f"The request body{said} is larger than the limit of {self.max_bytes} bytes "
             "(limits.max_body_bytes).",
-            slug="limit-exceeded", instance=path, limit="max_body_bytes", maximum=self.max_bytes,
-            value=size,
-        )
+            limit="max_body_bytes", maximum=self.max_bytes, value=size,
+        ), instance=path)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -12,9 +12,16 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from labcrunch_service.encoding import dumps, jsonable
-from labcrunch_service.errors import PROBLEM_TYPE_BASE, LabcrunchError
+from labcrunch_service.errors import (
+    PROBLEM_TYPE_BASE,
+    InvalidInput,
+    LabcrunchError,
+    LimitExceeded,
+    NotFound,
+    Unauthorized,
+)
 from labcrunch_service.http.context import REQUEST_ID_SCOPE_KEY, request_id_var
+from labcrunch_service.http.responses import json_response
 
 log = logging.getLogger("labcrunch_service.http")
 
@@ -90,7 +97,13 @@ def problem_response(
     if errors:
         body["errors"] = errors
     body.update({k: v for k, v in extra.items() if v is not None})
-    return Response(dumps(jsonable(body)), status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
+    return json_response(body, status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
+
+
+def error_response(error: LabcrunchError, *, instance: str | None = None) -> Response:
+    """The problem answer of one of :mod:`labcrunch_service.errors`' kinds."""
+    return problem_response(error.status, error.title, error.detail, slug=error.slug, instance=instance,
+                            errors=error.errors, headers=error.headers, **error.extra)
 
 
 def _clean_validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
@@ -108,23 +121,24 @@ def _summary(errors: list[dict[str, Any]]) -> str:
     return "; ".join(parts) + more
 
 
-_STATUS_SLUGS = {400: "bad-request", 401: "unauthorized", 404: "not-found", 405: "method-not-allowed",
-                 406: "not-acceptable", 413: "limit-exceeded", 415: "unsupported-media-type"}
+# Slugs of the HTTP errors FastAPI and Starlette raise themselves (their titles are the status
+# phrases); the kinds the service also raises keep the slug of their class in errors.py.
+_STATUS_SLUGS = {400: "bad-request", 405: "method-not-allowed", 406: "not-acceptable",
+                 415: "unsupported-media-type",
+                 **{kind.status: kind.slug for kind in (Unauthorized, NotFound, LimitExceeded)}}
 
 
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(LabcrunchError)
     async def _domain(request: Request, exc: LabcrunchError) -> Response:
         log.info("request refused: %s %s", exc.status, exc.detail)
-        return problem_response(exc.status, exc.title, exc.detail, slug=exc.slug,
-                                instance=request.url.path, errors=exc.errors,
-                                headers=exc.headers, **exc.extra)
+        return error_response(exc, instance=request.url.path)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
         errors = _clean_validation_errors(exc)
-        return problem_response(422, "Invalid input", _summary(errors) or "The request is invalid.",
-                                slug="invalid-input", instance=request.url.path, errors=errors)
+        invalid = InvalidInput(_summary(errors) or "The request is invalid.", errors=errors)
+        return error_response(invalid, instance=request.url.path)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
@@ -144,10 +158,9 @@ def install_problem_handlers(app: FastAPI) -> None:
         token = request_id_var.set(rid)
         try:
             log.exception("unhandled error on %s %s", request.method, request.url.path)
-            return problem_response(500, "Internal error",
-                                    "The server failed to answer this request; the error is logged "
-                                    "under this request id.", slug="internal",
-                                    instance=request.url.path,
-                                    headers={"X-Request-ID": rid} if rid else None)
+            internal = LabcrunchError("The server failed to answer this request; the error is logged "
+                                      "under this request id.",
+                                      headers={"X-Request-ID": rid} if rid else None)
+            return error_response(internal, instance=request.url.path)
         finally:
             request_id_var.reset(token)

@@ -27,7 +27,7 @@ Region = Literal["joint", "projection"]
 @dataclass(frozen=True)
 class Ellipse:
     parameters: tuple[str, str]
-    centre: tuple[float, float]
+    center: tuple[float, float]
     semi_axes: tuple[float, float]  # (major, minor)
     angle_deg: float  # of the major axis from the x axis, anticlockwise, in (-90, 90]
     confidence_level: float
@@ -37,7 +37,7 @@ class Ellipse:
     def as_dict(self) -> dict:
         return {
             "parameters": list(self.parameters),
-            "centre": list(self.centre),
+            "center": list(self.center),
             "semi_axes": list(self.semi_axes),
             "angle_deg": self.angle_deg,
             "confidence_level": self.confidence_level,
@@ -53,7 +53,7 @@ def delta_chi2(confidence_level: float, region: Region) -> float:
 
 def ellipse_from_covariance(
     names: tuple[str, str],
-    centre: tuple[float, float],
+    center: tuple[float, float],
     covariance: np.ndarray,
     confidence_level: float,
     region: Region = "joint",
@@ -71,7 +71,7 @@ def ellipse_from_covariance(
     semi = np.sqrt(k * np.clip(eigenvalues, 0.0, None))
     return Ellipse(
         parameters=names,
-        centre=(float(centre[0]), float(centre[1])),
+        center=(float(center[0]), float(center[1])),
         semi_axes=(float(semi[1]), float(semi[0])),
         angle_deg=angle,
         confidence_level=float(confidence_level),

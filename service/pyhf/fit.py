@@ -5,6 +5,9 @@ The covariance of the maximum-likelihood estimate is the inverse of the Hessian 
 so with ``H = ∇² twice_nll`` the covariance is ``inv(H / 2) = 2 · inv(H)``. (The seed notebook
 took ``inv(H)`` and got half the covariance.) Only the free parameters enter: fixed ones are
 dropped from the Hessian before it is inverted, never inverted into a singular matrix.
+
+:func:`fit` is the /v1/pyhf/fit operation; :func:`best_fit` and :class:`FitSettings` serve the
+scan and the hypothesis tests too.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import contextlib
 import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import jax.numpy as jnp
 import numpy as np
@@ -24,9 +27,14 @@ from labcrunch_service.pyhf.ellipses import Region, ellipse_from_covariance
 from labcrunch_service.pyhf.models import (
     CompiledModel,
     fixed_mask,
+    load,
     parameter_bounds,
     parameter_values,
 )
+from labcrunch_service.settings import Limits
+
+if TYPE_CHECKING:
+    from labcrunch_service.pyhf.schemas import FitRequest, PyhfRequest
 
 Optimizer = Literal["scipy", "minuit"]
 # Without explicit pairs, ellipses are drawn for the POI against this many other parameters.
@@ -42,6 +50,10 @@ class FitSettings:
     par_bounds: dict[str, Sequence[float]] | None = None
     fixed_params: Sequence[str] | None = None
     optimizer: Optimizer = "scipy"
+
+    @classmethod
+    def of(cls, request: PyhfRequest, optimizer: Optimizer = "scipy") -> FitSettings:
+        return cls(request.init_pars, request.par_bounds, request.fixed_params, optimizer)
 
 
 @dataclass(frozen=True)
@@ -114,7 +126,9 @@ def correlation_from_covariance(cov: np.ndarray) -> np.ndarray:
     return cov / np.outer(sigma, sigma)
 
 
-def check_ellipse_pair_count(count: int, maximum: int) -> None:
+def check_fit(request: FitRequest, limits: Limits) -> None:
+    """413 for more ellipse pairs than limits.max_ellipse_pairs (cheap: before any work)."""
+    count, maximum = len(request.ellipse_pairs or ()), limits.max_ellipse_pairs
     if count > maximum:
         raise LimitExceeded(
             f"ellipse_pairs lists {count} pairs; at most {maximum} are accepted.",
@@ -149,19 +163,15 @@ def _ellipse_pairs(cm: CompiledModel, free_names: list[str],
     return out
 
 
-def fit(
-    cm: CompiledModel,
-    data: np.ndarray,
-    settings: FitSettings,
-    *,
-    ellipse_pairs: Sequence[Sequence[str]] | None = None,
-    confidence_levels: Sequence[float] = DEFAULT_CONFIDENCE_LEVELS,
-    ellipse_region: Region = "joint",
-) -> dict[str, Any]:
+def fit(request: FitRequest, limits: Limits) -> dict[str, Any]:
     """Best fit, Hessian of twice_nll, covariance, correlation and ellipses (free parameters)."""
+    check_fit(request, limits)
+    cm, data = load(request, limits)
+    settings = FitSettings.of(request, request.optimizer)
+    region: Region = request.ellipse_region
     names = cm.par_names
     free_names = [n for n, f in zip(names, fixed_mask(cm, settings.fixed_params), strict=True) if not f]
-    pairs = _ellipse_pairs(cm, free_names, ellipse_pairs)  # refuse a bad pair before fitting
+    pairs = _ellipse_pairs(cm, free_names, request.ellipse_pairs)  # refuse a bad pair before fitting
     found = best_fit(cm, data, settings)
     hessian_full = np.asarray(
         cm.hessian(jnp.asarray(found.pars, dtype=jnp.float64), jnp.asarray(data, dtype=jnp.float64)),
@@ -191,10 +201,10 @@ def fit(
         position = {name: k for k, name in enumerate(free_names)}
         for a, b in pairs:
             sub = np.ix_([position[a], position[b]], [position[a], position[b]])
-            centre = (found.pars[names.index(a)], found.pars[names.index(b)])
-            for level in confidence_levels:
-                ellipses.append(ellipse_from_covariance((a, b), centre, covariance[sub], level,
-                                                        ellipse_region).as_dict())
+            center = (found.pars[names.index(a)], found.pars[names.index(b)])
+            for level in request.confidence_levels:
+                ellipses.append(ellipse_from_covariance((a, b), center, covariance[sub], level,
+                                                        region).as_dict())
     return {
         "parameters": names,
         "poi": cm.poi_name,

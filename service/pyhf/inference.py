@@ -7,8 +7,7 @@ does not work on the JAX backend.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import jax.numpy as jnp
 import numpy as np
@@ -20,11 +19,15 @@ from labcrunch_service.pyhf.fit import FitSettings, refusing_failed_fits
 from labcrunch_service.pyhf.models import (
     CompiledModel,
     fixed_mask,
+    load,
     parameter_bounds,
     parameter_values,
 )
+from labcrunch_service.settings import Limits
 
-TestStat = Literal["qtilde", "q"]
+if TYPE_CHECKING:
+    from labcrunch_service.pyhf.schemas import HypotestRequest, UpperLimitRequest
+
 # The order of pyhf's expected set: the band from −2σ to +2σ.
 EXPECTED_SIGMAS = (-2, -1, 0, 1, 2)
 
@@ -61,11 +64,7 @@ def _pyhf_options(cm: CompiledModel, settings: FitSettings, poi_values: np.ndarr
     }
 
 
-def linear_scan(start: float, stop: float, points: int) -> list[float]:
-    return np.linspace(start, stop, points, dtype=np.float64).tolist()
-
-
-def check_count(n: int, max_points: int, where: str) -> None:
+def _check_count(n: int, max_points: int, where: str) -> None:
     if n > max_points:
         raise LimitExceeded(
             f"{where} holds {n} POI values; at most {max_points} are accepted.",
@@ -73,20 +72,22 @@ def check_count(n: int, max_points: int, where: str) -> None:
         )
 
 
-def hypotest(
-    cm: CompiledModel,
-    data: np.ndarray,
-    poi_values: Sequence[float],
-    *,
-    settings: FitSettings = FitSettings(),
-    test_stat: TestStat = "qtilde",
-    expected: bool = False,
-    max_points: int,
-) -> dict[str, Any]:
+def _poi_values(request: HypotestRequest) -> list[float]:
+    return request.poi_values if isinstance(request.poi_values, list) else [request.poi_values]
+
+
+def check_hypotest(request: HypotestRequest, limits: Limits) -> None:
+    """413 for more POI values than limits.max_hypotest_points (cheap: before any work)."""
+    _check_count(len(_poi_values(request)), limits.max_hypotest_points, "poi_values")
+
+
+def hypotest(request: HypotestRequest, limits: Limits) -> dict[str, Any]:
     """CLs, CLs+b and CLb at each POI value; the expected CLs band (−2σ..+2σ) on request."""
-    values = np.asarray(poi_values, dtype=np.float64)
-    check_count(values.size, max_points, "poi_values")
-    options = _pyhf_options(cm, settings, values, "poi_values")
+    check_hypotest(request, limits)
+    cm, data = load(request, limits)
+    test_stat, expected = request.test_stat, request.expected
+    values = np.asarray(_poi_values(request), dtype=np.float64)
+    options = _pyhf_options(cm, FitSettings.of(request), values, "poi_values")
     tensor = jnp.asarray(data, dtype=jnp.float64)
     cls, clsb, clb, band = [], [], [], []
     for mu in values:
@@ -115,25 +116,27 @@ def hypotest(
     return out
 
 
-def upper_limit(
-    cm: CompiledModel,
-    data: np.ndarray,
-    scan_values: Sequence[float],
-    *,
-    level: float = 0.05,
-    settings: FitSettings = FitSettings(),
-    test_stat: TestStat = "qtilde",
-    max_points: int,
-) -> dict[str, Any]:
+def check_upper_limit(request: UpperLimitRequest, limits: Limits) -> None:
+    """413 for more scan points than limits.max_hypotest_points (cheap: before any work, and
+    before a {start, stop, points} grid is made)."""
+    scan = request.scan
+    _check_count(len(scan) if isinstance(scan, list) else scan.points, limits.max_hypotest_points, "scan")
+
+
+def upper_limit(request: UpperLimitRequest, limits: Limits) -> dict[str, Any]:
     """Observed and expected (−2σ..+2σ) upper limits at CLs = ``level``, interpolated on the scan."""
-    scan_grid = np.asarray(scan_values, dtype=np.float64)
-    check_count(scan_grid.size, max_points, "scan")
+    check_upper_limit(request, limits)
+    scan, level, test_stat = request.scan, request.level, request.test_stat
+    if not isinstance(scan, list):  # {start, stop, points}
+        scan = np.linspace(scan.start, scan.stop, scan.points, dtype=np.float64).tolist()
+    cm, data = load(request, limits)
+    scan_grid = np.asarray(scan, dtype=np.float64)
     if scan_grid.size < 2 or np.any(np.diff(scan_grid) <= 0):
         raise InvalidInput(
             "The scan needs at least two strictly increasing POI values.",
             errors=[{"loc": ["body", "scan"], "msg": "at least 2 increasing values", "type": "value_error"}],
         )
-    options = _pyhf_options(cm, settings, scan_grid, "scan")
+    options = _pyhf_options(cm, FitSettings.of(request), scan_grid, "scan")
     check_deadline()
     with refusing_failed_fits("fit for the limit scan"):
         observed, expected, (_, results) = pyhf.infer.intervals.upper_limits.upper_limit(

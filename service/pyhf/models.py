@@ -2,24 +2,22 @@
 
 A model is either one of pyhf's simple models or a JSON workspace (+ measurement, + optional
 JSON patches). Building one costs a schema validation and, on first use, JAX compilations, so
-built models live in a bounded LRU keyed by a hash of the canonical JSON of their spec; each
-:class:`CompiledModel` carries its own jitted likelihood, Hessian and scan functions, which
-JAX then reuses for every later request with the same model.
+built models live in a bounded LRU (:data:`MODELS`, one per process) keyed by a hash of the
+canonical JSON of their spec; each :class:`CompiledModel` carries its own jitted likelihood,
+Hessian and scan functions, which JAX then reuses for every later request with the same model
+(their traces are counted in :data:`labcrunch_service.cache.TRACES` under ``pyhf.<function>``).
 
 pyhf's backend is JAX, selected once by :func:`labcrunch_service.backends.configure` (never per request).
 """
 
 from __future__ import annotations
 
-import collections
-import concurrent.futures
 import hashlib
 import json
 import math
-import threading
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
@@ -28,7 +26,12 @@ import numpy as np
 import pyhf
 
 from labcrunch_service import backends
+from labcrunch_service.cache import LruCache, counting_traces
 from labcrunch_service.errors import InvalidInput, LimitExceeded
+from labcrunch_service.settings import Limits
+
+if TYPE_CHECKING:
+    from labcrunch_service.pyhf.schemas import PyhfRequest
 
 backends.configure()
 
@@ -47,20 +50,6 @@ def _loc(*parts: str | int) -> list[str | int]:
     return ["body", *parts]
 
 
-def _counting(counter: collections.Counter, name: str, fn: Callable) -> Callable:
-    """Wrap ``fn`` so that every JAX trace of it bumps ``counter[name]``.
-
-    The Python body of a jitted function only runs while JAX traces it, so the counter counts
-    compilations, which is how tests see that a cached model reuses its compiled functions.
-    """
-
-    def traced(*args: Any) -> Any:
-        counter[name] += 1
-        return fn(*args)
-
-    return traced
-
-
 @dataclass(eq=False)
 class CompiledModel:
     """A built pyhf model with its jitted likelihood functions (one per model, reused)."""
@@ -68,7 +57,6 @@ class CompiledModel:
     key: str
     model: Any  # pyhf.pdf.Model
     observations: list[float] | None  # main-bin observations of a workspace, else None
-    traces: collections.Counter = field(default_factory=collections.Counter)
 
     def __post_init__(self) -> None:
         model = self.model
@@ -92,12 +80,12 @@ class CompiledModel:
             grad = jax.grad(lambda p: model.logpdf(p, data)[0])
             return jax.lax.map(grad, rows, batch_size=SCAN_BATCH)
 
-        self.gradients = jax.jit(_counting(self.traces, "gradients", gradients))
+        self.gradients = jax.jit(counting_traces("pyhf.gradients", gradients))
         small = model.config.npars <= FORWARD_HESSIAN_MAX_PARAMETERS
         hessian = jax.jacfwd(jax.jacfwd(twice_nll)) if small else jax.hessian(twice_nll)
-        self.hessian = jax.jit(_counting(self.traces, "hessian", hessian))
-        self.scan_values = jax.jit(_counting(self.traces, "scan_values", scan_values))
-        self.scan_gradients = jax.jit(_counting(self.traces, "scan_gradients", scan_gradients))
+        self.hessian = jax.jit(counting_traces("pyhf.hessian", hessian))
+        self.scan_values = jax.jit(counting_traces("pyhf.scan_values", scan_values))
+        self.scan_gradients = jax.jit(counting_traces("pyhf.scan_gradients", scan_gradients))
 
     # --- parameter names ------------------------------------------------------------------
     @property
@@ -122,53 +110,9 @@ class CompiledModel:
             ) from None
 
 
-class ModelCache:
-    """Bounded LRU of built models, keyed by the hash of their canonical JSON.
-
-    A build (pyhf's validation and model set-up) takes seconds, so it runs outside the cache's
-    lock: requests for other models are not held up, and a second request for a model being
-    built waits for that build instead of repeating it.
-    """
-
-    def __init__(self, maxsize: int) -> None:
-        self.maxsize = max(1, maxsize)
-        self.builds = 0
-        self.hits = 0
-        self._models: collections.OrderedDict[str, CompiledModel] = collections.OrderedDict()
-        self._building: dict[str, concurrent.futures.Future] = {}
-        self._lock = threading.Lock()
-
-    def __len__(self) -> int:
-        return len(self._models)
-
-    def get_or_build(self, key: str, build: Callable[[], CompiledModel]) -> CompiledModel:
-        with self._lock:
-            found = self._models.get(key)
-            if found is not None:
-                self._models.move_to_end(key)
-                self.hits += 1
-                return found
-            pending = self._building.get(key)
-            building = pending is None
-            if building:
-                pending = self._building[key] = concurrent.futures.Future()
-        if not building:
-            return pending.result()  # the other request's model, or its exception
-        try:
-            built = build()
-        except BaseException as exc:
-            with self._lock:
-                del self._building[key]
-            pending.set_exception(exc)
-            raise
-        with self._lock:
-            del self._building[key]
-            self.builds += 1
-            self._models[key] = built
-            while len(self._models) > self.maxsize:
-                self._models.popitem(last=False)
-        pending.set_result(built)
-        return built
+#: Built models by :func:`canonical_key` of their spec, least recently used dropped first.
+MODELS: LruCache[CompiledModel] = LruCache(Limits().model_cache_size, name="pyhf.models",
+                                           setting="limits.model_cache_size")
 
 
 def canonical_key(spec: dict[str, Any]) -> str:
@@ -337,8 +281,9 @@ def _check_parameter_count(npars: int, max_parameters: int) -> None:
         )
 
 
-def model_from_spec(spec: dict[str, Any], *, cache: ModelCache, max_parameters: int) -> CompiledModel:
-    """The request's ``model`` object → a (cached) CompiledModel; 422 on any invalid model.
+def model_from_spec(spec: dict[str, Any], *, max_parameters: int) -> CompiledModel:
+    """The request's ``model`` object → a (cached) CompiledModel; 422 on any invalid model, 413
+    over ``max_parameters``.
 
     ``spec`` has exactly one of ``simple`` or ``workspace`` (with optional ``measurement`` and
     ``patches``).
@@ -367,10 +312,19 @@ def model_from_spec(spec: dict[str, Any], *, cache: ModelCache, max_parameters: 
                 f"pyhf could not build the model: {type(exc).__name__}: {exc}",
                 errors=[{"loc": _loc("model"), "msg": str(exc), "type": "pyhf_model"}],
             ) from None
-        _check_parameter_count(model.config.npars, max_parameters)
+        _check_parameter_count(model.config.npars, max_parameters)  # an over-large model is not kept
         return CompiledModel(key, model, observations)
 
-    return cache.get_or_build(key, build)
+    cm = MODELS.get_or_build(key, build)
+    # Again for a cached model: the cache is the process's, and another app may allow more.
+    _check_parameter_count(cm.model.config.npars, max_parameters)
+    return cm
+
+
+def load(request: PyhfRequest, limits: Limits) -> tuple[CompiledModel, np.ndarray]:
+    """The request's (cached) model and its full data vector."""
+    cm = model_from_spec(request.model.model_dump(), max_parameters=limits.max_pyhf_parameters)
+    return cm, resolve_data(cm, request.data, request.asimov_pars)
 
 
 # --- parameters by name ---------------------------------------------------------------------

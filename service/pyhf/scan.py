@@ -13,8 +13,7 @@ parameters' own gradient vanishes there), so the gradient grid is profiled too.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import jax.numpy as jnp
 import numpy as np
@@ -26,20 +25,16 @@ from labcrunch_service.pyhf.fit import FitSettings, best_fit
 from labcrunch_service.pyhf.models import (
     CompiledModel,
     fixed_mask,
+    load,
     parameter_bounds,
     parameter_values,
 )
+from labcrunch_service.settings import Limits
 
-Quantity = Literal["logpdf", "twice_nll"]
+if TYPE_CHECKING:
+    from labcrunch_service.pyhf.schemas import ScanAxis, ScanRequest
+
 PROFILE_TOLERANCE = 1e-10
-
-
-@dataclass(frozen=True)
-class Axis:
-    name: str
-    low: float
-    high: float
-    points: int
 
 
 def _plane(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -49,8 +44,8 @@ def _plane(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.stack([gx.ravel(), gy.ravel()], axis=1)
 
 
-def check_scan_size(x: Axis, y: Axis, gradient_points: tuple[int, int], max_points: int,
-                    limit: str = "max_scan_points") -> None:
+def _check_scan_size(x: ScanAxis, y: ScanAxis, gradient_points: tuple[int, int], max_points: int,
+                     limit: str) -> None:
     total = x.points * y.points + gradient_points[0] * gradient_points[1]
     if total > max_points:
         raise LimitExceeded(
@@ -59,6 +54,15 @@ def check_scan_size(x: Axis, y: Axis, gradient_points: tuple[int, int], max_poin
             + (" (each profiled point is one fit)." if limit == "max_profile_points" else "."),
             limit=limit, maximum=max_points, value=total,
         )
+
+
+def check_scan(request: ScanRequest, limits: Limits) -> None:
+    """413 for more grid points than limits.max_scan_points, or, profiled, max_profile_points
+    (cheap: before any work)."""
+    _check_scan_size(request.x, request.y, request.gradient_points, limits.max_scan_points, "max_scan_points")
+    if request.profile:
+        _check_scan_size(request.x, request.y, request.gradient_points, limits.max_profile_points,
+                         "max_profile_points")
 
 
 def _profile(cm: CompiledModel, data: np.ndarray, plane: np.ndarray, start: np.ndarray, idx: np.ndarray,
@@ -91,29 +95,16 @@ def _profile(cm: CompiledModel, data: np.ndarray, plane: np.ndarray, start: np.n
     return rows, twice_nll
 
 
-def scan(
-    cm: CompiledModel,
-    data: np.ndarray,
-    x: Axis,
-    y: Axis,
-    *,
-    gradient_points: tuple[int, int] = (11, 11),
-    quantity: Quantity = "logpdf",
-    at: dict[str, float] | None = None,
-    fit_settings: FitSettings | None = None,
-    profile: bool = False,
-    max_points: int,
-    max_profile_points: int,
-) -> dict[str, Any]:
+def scan(request: ScanRequest, limits: Limits) -> dict[str, Any]:
     """Values on an ``x.points × y.points`` grid and gradients on a ``gradient_points`` grid.
 
-    The other parameters sit at the best fit (found with ``fit_settings``) unless ``at`` gives
-    them; ``at`` may name just some, the rest take the model's suggested init. With ``profile``
-    the other free parameters are minimised at each point, starting from there.
+    The other parameters sit at the best fit (found with the request's fit options) unless ``at``
+    gives them; ``at`` may name just some, the rest take the model's suggested init. With
+    ``profile`` the other free parameters are minimized at each point, starting from there.
     """
-    check_scan_size(x, y, gradient_points, max_points)
-    if profile:
-        check_scan_size(x, y, gradient_points, max_profile_points, "max_profile_points")
+    check_scan(request, limits)
+    cm, data = load(request, limits)
+    x, y, gradient_points, profile = request.x, request.y, request.gradient_points, request.profile
     if x.name == y.name:
         raise InvalidInput(
             f"x and y both name {x.name!r}; a scan needs two different parameters.",
@@ -121,12 +112,13 @@ def scan(
         )
     idx = np.asarray([cm.index_of(x.name, ["body", "x", "name"]), cm.index_of(y.name, ["body", "y", "name"])],
                      dtype=np.int32)
-    if at is None:
-        base = best_fit(cm, data, fit_settings or FitSettings()).pars
-        centre = "bestfit"
+    settings = FitSettings.of(request)
+    if request.at is None:
+        base = best_fit(cm, data, settings).pars
+        center = "bestfit"
     else:
-        base = parameter_values(cm, at, loc="at")
-        centre = "given"
+        base = parameter_values(cm, request.at, loc="at")
+        center = "given"
 
     xs = np.linspace(x.low, x.high, x.points, dtype=np.float64)
     ys = np.linspace(y.low, y.high, y.points, dtype=np.float64)
@@ -134,7 +126,6 @@ def scan(
     gys = np.linspace(y.low, y.high, gradient_points[1], dtype=np.float64)
 
     failed = 0
-    settings = fit_settings or FitSettings()
     others_free = ~fixed_mask(cm, settings.fixed_params)
     others_free[idx] = False
     if profile and others_free.any():  # with nothing else free, the plain scan is the profile
@@ -151,10 +142,10 @@ def scan(
                             dtype=np.float64)
         grad = np.asarray(cm.scan_gradients(jnp.asarray(_plane(gxs, gys), dtype=jnp.float64), *args),
                           dtype=np.float64)
-    scale = -2.0 if quantity == "twice_nll" else 1.0  # twice_nll = −2·logpdf, and so its gradient
+    scale = -2.0 if request.quantity == "twice_nll" else 1.0  # twice_nll = −2·logpdf, and so its gradient
     return {
         "parameters": [x.name, y.name],
-        "quantity": quantity,
+        "quantity": request.quantity,
         "x": xs,
         "y": ys,
         "values": scale * logpdf.reshape(y.points, x.points),
@@ -164,7 +155,7 @@ def scan(
             "d_dx": scale * grad[:, 0].reshape(gradient_points[1], gradient_points[0]),
             "d_dy": scale * grad[:, 1].reshape(gradient_points[1], gradient_points[0]),
         },
-        "centre": centre,
+        "center": center,
         "profiled": profile,
         "base_parameters": cm.par_names,
         "base": base,

@@ -1,0 +1,211 @@
+"""Requests and answers of /v1/pyhf: the pydantic models of every route's body and JSON answer.
+
+Field names that mirror pyhf's own API (``bkg``, ``init_pars``, ``par_bounds``, ``fixed_params``,
+``test_stat``, ``twice_nll``, ``cls``...) keep pyhf's spelling.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, model_validator
+
+from labcrunch_service.pyhf.fit import DEFAULT_CONFIDENCE_LEVELS, DEFAULT_ELLIPSE_PAIRS
+from labcrunch_service.schemas import Number
+
+TestStat = Literal["qtilde", "q"]
+Quantity = Literal["logpdf", "twice_nll"]
+
+
+# --- requests -------------------------------------------------------------------------------
+class SimpleModel(BaseModel):
+    """One of pyhf's simple models: signal + background with an uncorrelated (shapesys) or a
+    correlated (histosys) background uncertainty."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["uncorrelated_background", "correlated_background"]
+    signal: list[FiniteFloat] = Field(min_length=1)
+    bkg: list[FiniteFloat] = Field(min_length=1)
+    bkg_uncertainty: list[FiniteFloat] | None = Field(None, description="uncorrelated_background only.")
+    bkg_up: list[FiniteFloat] | None = Field(None, description="correlated_background only.")
+    bkg_down: list[FiniteFloat] | None = Field(None, description="correlated_background only.")
+
+
+class ModelIn(BaseModel):
+    """Exactly one of ``simple`` or ``workspace`` (a pyhf JSON workspace, schema 1.0.0)."""
+
+    model_config = ConfigDict(extra="forbid")
+    simple: SimpleModel | None = None
+    workspace: dict[str, Any] | None = None
+    measurement: str | None = Field(None, description="Workspace measurement (default: the first).")
+    patches: list[list[dict[str, Any]]] | None = Field(
+        None, description="JSON patches (RFC 6902), each a list of operations on the model spec "
+        "{channels, parameters}, applied in order.")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ModelIn:
+        if (self.simple is None) == (self.workspace is None):
+            raise ValueError("give exactly one of 'simple' or 'workspace'")
+        if self.simple is not None and (self.measurement is not None or self.patches is not None):
+            raise ValueError("'measurement' and 'patches' apply to a workspace only")
+        return self
+
+
+class PyhfRequest(BaseModel):
+    """What every /v1/pyhf request has: the model, the data and the fit options."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: ModelIn
+    data: Literal["asimov", "observed"] | list[FiniteFloat] = Field(
+        "asimov", description="'asimov', 'observed' (workspace), main-bin counts (auxiliary data "
+        "appended) or the full data vector.")
+    asimov_pars: dict[str, FiniteFloat] | None = Field(
+        None, description="Parameter values for the Asimov data (others: suggested init).")
+    init_pars: dict[str, FiniteFloat] | None = Field(None, description="Initial values by parameter name.")
+    par_bounds: dict[str, tuple[FiniteFloat, FiniteFloat]] | None = Field(
+        None, description="[low, high] by parameter name.")
+    fixed_params: list[str] | None = Field(
+        None, description="Parameters held at their initial value (besides the model's own fixed ones).")
+
+
+class FitRequest(PyhfRequest):
+    optimizer: Literal["scipy", "minuit"] = "scipy"
+    ellipse_pairs: list[tuple[str, str]] | None = Field(
+        None, description="Parameter pairs to draw ellipses for (default: the POI against up to "
+        f"{DEFAULT_ELLIPSE_PAIRS} other free parameters).")
+    confidence_levels: list[Annotated[float, Field(gt=0, lt=1)]] = Field(
+        list(DEFAULT_CONFIDENCE_LEVELS), max_length=8)
+    ellipse_region: Literal["joint", "projection"] = Field(
+        "joint", description="'joint': both parameters together (Δχ² = 2.30, 6.18 for 68.27 %, "
+        "95.45 %); 'projection': each axis' shadow is the 1-D interval (Δχ² = 1, 4).")
+
+
+class ScanAxis(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    low: FiniteFloat
+    high: FiniteFloat
+    points: int = Field(101, ge=2)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ScanAxis:
+        if not self.low < self.high:
+            raise ValueError("low must be below high")
+        if not math.isfinite(self.high - self.low):  # np.linspace would give NaN and inf points
+            raise ValueError("high - low must be a finite number")
+        return self
+
+
+class ScanRequest(PyhfRequest):
+    x: ScanAxis
+    y: ScanAxis
+    gradient_points: tuple[Annotated[int, Field(ge=2)], Annotated[int, Field(ge=2)]] = (11, 11)
+    quantity: Quantity = "logpdf"
+    at: dict[str, FiniteFloat] | None = Field(
+        None, description="Values of the other parameters (default: the best fit).")
+    profile: bool = Field(
+        False, description="Minimize the other free parameters at every point (one fit per point; "
+        "limits.max_profile_points).")
+
+
+class HypotestRequest(PyhfRequest):
+    poi_values: FiniteFloat | list[FiniteFloat] = Field(description="One POI value or several.")
+    test_stat: TestStat = "qtilde"
+    expected: bool = Field(False, description="Also return the expected CLs band (−2σ..+2σ).")
+
+
+class ScanRange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    start: FiniteFloat
+    stop: FiniteFloat
+    points: int = Field(ge=2)
+
+
+class UpperLimitRequest(PyhfRequest):
+    scan: ScanRange | list[FiniteFloat] = Field(description="POI grid: {start, stop, points} or values.")
+    level: float = Field(0.05, gt=0, lt=1, description="CLs threshold (0.05: 95 % CL).")
+    test_stat: TestStat = "qtilde"
+
+
+# --- answers --------------------------------------------------------------------------------
+class Computed(BaseModel):
+    """Where and how long: every /v1/pyhf answer ends with these."""
+
+    backend: Literal["jax"]
+    device: str
+    elapsed_ms: float
+
+
+class Ellipse(BaseModel):
+    parameters: tuple[str, str]
+    center: tuple[float, float] = Field(description="The best fit of the two parameters.")
+    semi_axes: tuple[float, float] = Field(description="(major, minor).")
+    angle_deg: float = Field(description="Of the major axis from the x axis, anticlockwise, in (-90, 90].")
+    confidence_level: float
+    delta_chi2: float
+    region: Literal["joint", "projection"]
+
+
+class FitResponse(Computed):
+    parameters: list[str]
+    poi: str | None
+    bestfit: list[float]
+    twice_nll: Number
+    free_parameters: list[str]
+    fixed: list[str]
+    hessian: list[list[Number]] = Field(description="Of twice_nll, over the free parameters.")
+    covariance: list[list[Number]] = Field(description="2·inv(hessian); NaN when the Hessian is not "
+                                           "positive definite (see warnings).")
+    correlation: list[list[Number]]
+    uncertainties: list[Number] = Field(description="One per parameter; 0 for fixed ones.")
+    converged: bool
+    optimizer: Literal["scipy", "minuit"]
+    ellipses: list[Ellipse]
+    warnings: list[str]
+
+
+class ScanGradient(BaseModel):
+    d_dx: list[list[Number]]
+    d_dy: list[list[Number]]
+
+
+class ScanResponse(Computed):
+    parameters: tuple[str, str]
+    quantity: Quantity
+    x: list[float]
+    y: list[float]
+    values: list[list[Number]] = Field(description="values[j][i] at (x[i], y[j]).")
+    gradient_x: list[float]
+    gradient_y: list[float]
+    gradient: ScanGradient = Field(description="d/dx and d/dy of the quantity on the gradient grid.")
+    center: Literal["bestfit", "given"] = Field(description="Where the other parameters sit.")
+    profiled: bool
+    base_parameters: list[str]
+    base: list[float] = Field(description="The other parameters' values (by base_parameters).")
+    warnings: list[str]
+
+
+class HypotestResponse(Computed):
+    poi: str
+    poi_values: list[float]
+    test_stat: TestStat
+    cls: list[Number]
+    clsb: list[Number]
+    clb: list[Number]
+    cls_expected: list[list[Number]] | None = Field(
+        None, description="With expected: one row per POI value, CLs at expected_sigmas.")
+    expected_sigmas: list[int] | None = None
+
+
+class UpperLimitResponse(Computed):
+    poi: str
+    level: float
+    observed: Number
+    expected: list[Number] = Field(description="At expected_sigmas (−2σ..+2σ).")
+    expected_sigmas: list[int]
+    scan: list[float]
+    cls: list[Number]
+    cls_expected: list[list[Number]]
+    test_stat: TestStat
+    warnings: list[str]
