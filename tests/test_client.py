@@ -403,6 +403,7 @@ DOCUMENTED_MODULES = ["labcrunch._base", "labcrunch._client", "labcrunch.service
                       "labcrunch.minimize", "labcrunch.fit", "labcrunch.pyhf", "labcrunch.fractal"]
 
 
+@pytest.mark.slow  # compiles what the examples compute (pyhf models, optimisers): seconds
 @pytest.mark.parametrize("module", DOCUMENTED_MODULES)
 def test_docstring_examples_run_against_the_app(api, module):
     """Every ``>>>`` example, with ``lc`` a Client over the in-process app."""
