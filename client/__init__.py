@@ -1,7 +1,9 @@
 """labcrunch client: ``from labcrunch import Client``.
 
     with Client("http://gpu-server:8000") as lc:
-        print(lc.info()["backends"]["jax"]["default_device"])
+        print(lc.info().backends["jax"].default_device)
+
+Imports httpx and numpy only; :mod:`labcrunch.plot` imports matplotlib when a figure is drawn.
 """
 
 from labcrunch._client import AsyncClient, Client
@@ -19,6 +21,7 @@ from labcrunch.exceptions import (
     RequestTooLargeError,
     ValidationError,
 )
+from labcrunch.service import BackendInfo, ComputeInfo, ServiceInfo
 
 __all__ = [
     "__version__",
@@ -27,12 +30,15 @@ __all__ = [
     "APITimeoutError",
     "AsyncClient",
     "AuthenticationError",
+    "BackendInfo",
     "BadRequestError",
     "Client",
+    "ComputeInfo",
     "InternalServerError",
     "LabcrunchError",
     "NotFoundError",
     "RateLimitError",
     "RequestTooLargeError",
+    "ServiceInfo",
     "ValidationError",
 ]

@@ -1,71 +1,94 @@
-"""Reading arrays from answers: JSON numbers (non-finite as strings) or .npy/.npz bodies."""
+"""Numbers and arrays in answers and requests: JSON numbers (non-finite ones spelled as strings)
+and .npy/.npz bodies."""
 
 from __future__ import annotations
 
 import io
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
+from labcrunch._constants import BINARY_THRESHOLD
+
 NPY_MEDIA_TYPE = "application/x-npy"
 NPZ_MEDIA_TYPE = "application/x-npz"
-_NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+#: JSON has no NaN or infinity: the server writes (and reads) them as these strings.
+NON_FINITE: Mapping[str, float] = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 
 def number(value: Any) -> float:
-    """A JSON number, or one of the server's non-finite spellings, as a float."""
+    """A JSON number, or one of the :data:`NON_FINITE` spellings, as a float."""
     if isinstance(value, str):
-        return _NON_FINITE[value]
+        return NON_FINITE[value]
     return float(value)
 
 
 def array(value: Any, dtype: Any = np.float64) -> np.ndarray:
-    """Nested JSON lists (with non-finite spellings) → a numpy array."""
-    if isinstance(value, list | tuple):
-        return np.array(_replace(value), dtype=dtype)
-    return np.asarray(number(value) if isinstance(value, str) else value, dtype=dtype)
+    """A JSON number or nested lists (with :data:`NON_FINITE` spellings) as a numpy array."""
+    return np.asarray(_numbers(value), dtype=dtype)
+
+
+def spell(value: float) -> float | str:
+    """A float as JSON writes it: itself, or its :data:`NON_FINITE` spelling."""
+    if math.isfinite(value):
+        return value
+    if math.isnan(value):
+        return "NaN"
+    return "Infinity" if value > 0 else "-Infinity"
 
 
 def json_numbers(values: Any) -> Any:
-    """An array (any shape) as nested JSON lists, non-finite values in the server's spelling."""
+    """A number or an array (any shape) as JSON: a number or nested lists, non-finite values spelled
+    as in :data:`NON_FINITE`."""
     arr = np.asarray(values, dtype=np.float64)
     if np.isfinite(arr).all():
         return arr.tolist()
-    spelled = arr.astype(object)
-    bad = ~np.isfinite(arr)
-    spelled[bad] = [_spell(v) for v in arr[bad].tolist()]
-    return spelled.tolist()
+    return _spelled(arr.tolist())
 
 
-def _spell(v: float) -> str:
-    return "NaN" if math.isnan(v) else ("Infinity" if v > 0 else "-Infinity")
+def binary_wanted(binary: bool | None, size: int) -> bool:
+    """``binary`` when given; otherwise whether ``size`` numbers are enough to travel as .npy/.npz."""
+    return size >= BINARY_THRESHOLD if binary is None else binary
 
 
-def _replace(value: Any) -> Any:
+def _numbers(value: Any) -> Any:
     if isinstance(value, list | tuple):
-        return [_replace(v) for v in value]
+        return [_numbers(v) for v in value]
     if isinstance(value, str):
-        return _NON_FINITE[value]
+        return NON_FINITE[value]
     return value
 
 
+def _spelled(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_spelled(v) for v in value]
+    return spell(value)
+
+
 def to_npy(arr: Any) -> bytes:
+    """One array as the bytes of an .npy file (no pickles)."""
     buf = io.BytesIO()
     np.save(buf, np.asarray(arr), allow_pickle=False)
     return buf.getvalue()
 
 
-def to_npz(arrays: dict[str, Any]) -> bytes:
+def to_npz(arrays: Mapping[str, Any]) -> bytes:
+    """Named arrays as the bytes of an .npz archive (no pickles)."""
     buf = io.BytesIO()
-    np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+    np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})  # type: ignore[arg-type]
     return buf.getvalue()
 
 
 def from_npy(data: bytes) -> np.ndarray:
-    return np.load(io.BytesIO(data), allow_pickle=False)
+    """The array of an .npy body; object arrays (pickles) are refused."""
+    arr: np.ndarray = np.load(io.BytesIO(data), allow_pickle=False)
+    return arr
 
 
 def from_npz(data: bytes) -> dict[str, np.ndarray]:
-    with np.load(io.BytesIO(data), allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+    """The named arrays of an .npz body; object arrays (pickles) are refused."""
+    with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+        return {k: archive[k] for k in archive.files}

@@ -1,9 +1,11 @@
 """Transport shared by Client and AsyncClient: requests, retries with backoff, error mapping.
 
-Endpoint methods (in the per-domain mixins) build a :class:`Call` and return
-``self._send(call)``. On :class:`Client` that is the parsed result; on :class:`AsyncClient`
-``_send`` is a coroutine, so the very same mixin method is awaitable there. One surface, two
-clients, no duplicated endpoint code.
+An endpoint is written once, in its domain's mixin, as a method decorated with :class:`endpoint`
+that builds and returns a :class:`Call` (the request and how to read its answer). Reached through
+a :class:`Client` the method sends that call and returns the parsed result; reached through an
+:class:`AsyncClient` it is a coroutine function returning the same result. Type checkers see the
+same: ``Client().gradient(...)`` is a ``GradientResult``, ``AsyncClient().gradient(...)`` a
+coroutine of one.
 """
 
 from __future__ import annotations
@@ -11,36 +13,59 @@ from __future__ import annotations
 import asyncio
 import copy
 import email.utils
+import functools
+import inspect
 import math
 import os
 import random
+import re
 import time
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Concatenate, Generic, ParamSpec, Self, TypeVar, overload
 
 import httpx
 
 from labcrunch import _constants as C
-from labcrunch.exceptions import APIConnectionError, APITimeoutError, error_for_status
+from labcrunch.exceptions import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    error_for_status,
+)
 
-_NOT_GIVEN: Any = object()
+T = TypeVar("T")
+P = ParamSpec("P")
 
 
-@dataclass
-class Call:
-    """One API request and how to read its answer."""
+@dataclass(frozen=True)
+class Call(Generic[T]):
+    """One API request and how to read its answer (``parse``), with per-call options.
+
+    ``timeout`` and ``max_retries`` left None take the client's; ``check=False`` hands error
+    answers to ``parse`` instead of raising.
+    """
 
     method: str
     path: str
+    parse: Callable[[httpx.Response], T]
     json: Any = None
     content: bytes | None = None
-    params: dict[str, Any] | None = None
-    headers: dict[str, str] = field(default_factory=dict)
-    parse: Callable[[httpx.Response], Any] = lambda r: r.json()
-    max_retries: int | None = None
+    params: Mapping[str, Any] | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
     timeout: float | None = None
-    check: bool = True  # raise the mapped exception on an error status
+    max_retries: int | None = None
+    check: bool = True
+
+
+def json_answer(from_json: Callable[[Any], T]) -> Callable[[httpx.Response], T]:
+    """A ``Call.parse`` that reads a JSON answer with a result type's ``from_json``."""
+
+    def parse(response: httpx.Response) -> T:
+        return from_json(response.json())
+
+    return parse
 
 
 def _retry_after(response: httpx.Response | None) -> float | None:
@@ -62,9 +87,9 @@ def _retry_after(response: httpx.Response | None) -> float | None:
 def _backoff(attempt: int, response: httpx.Response | None) -> float:
     """Seconds to wait before retry number ``attempt`` (0-based)."""
     hinted = _retry_after(response)
-    if hinted is not None and hinted <= 60:
+    if hinted is not None and hinted <= C.MAX_RETRY_AFTER:
         return hinted
-    delay = min(C.INITIAL_RETRY_DELAY * 2**attempt, C.MAX_RETRY_DELAY)
+    delay = min(C.INITIAL_RETRY_DELAY * 2.0**attempt, C.MAX_RETRY_DELAY)
     return delay * (1 - 0.25 * random.random())  # jitter
 
 
@@ -78,10 +103,8 @@ def _problem(response: httpx.Response) -> dict[str, Any]:
     return {"title": response.reason_phrase, "status": response.status_code, "detail": response.text[:500]}
 
 
-def _raise_for(response: httpx.Response) -> None:
-    if response.is_success:
-        return
-    raise error_for_status(response.status_code, _problem(response), response.headers.get("x-request-id"))
+def _status_error(response: httpx.Response) -> APIStatusError:
+    return error_for_status(response.status_code, _problem(response), response.headers.get("x-request-id"))
 
 
 class _BaseClient:
@@ -92,7 +115,7 @@ class _BaseClient:
         api_key: str | None = None,
         timeout: float = C.DEFAULT_TIMEOUT,
         max_retries: int = C.DEFAULT_MAX_RETRIES,
-        headers: dict[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         self.base_url = (base_url or C.default_base_url()).rstrip("/")
         self.api_key = api_key if api_key is not None else os.environ.get(C.API_KEY_ENV)
@@ -102,10 +125,12 @@ class _BaseClient:
         if self.api_key:
             self._headers["Authorization"] = f"Bearer {self.api_key}"
 
-    def with_options(self, *, max_retries: int | None = None, timeout: float | None = None):
-        """A view of this client with other per-call defaults, sharing its connection pool.
+    def with_options(self, *, max_retries: int | None = None, timeout: float | None = None) -> Self:
+        """A view of this client with other defaults for every call, sharing its connection pool.
 
-        ``lc.with_options(max_retries=0).gradient(...)``.
+        Example:
+            >>> lc.with_options(max_retries=0, timeout=5.0).ready()
+            True
         """
         clone = copy.copy(self)
         if max_retries is not None:
@@ -114,56 +139,69 @@ class _BaseClient:
             clone.timeout = timeout
         return clone
 
-    def _timeout(self, call: Call) -> httpx.Timeout:
-        return httpx.Timeout(call.timeout or self.timeout, connect=C.DEFAULT_CONNECT_TIMEOUT)
+    def _request_options(self, call: Call[Any]) -> dict[str, Any]:
+        timeout = self.timeout if call.timeout is None else call.timeout
+        return {"json": call.json, "content": call.content, "params": call.params,
+                "headers": dict(call.headers),
+                "timeout": httpx.Timeout(timeout, connect=min(timeout, C.DEFAULT_CONNECT_TIMEOUT))}
 
-    def _retries(self, call: Call) -> int:
+    def _retries(self, call: Call[Any]) -> int:
         return max(0, self.max_retries if call.max_retries is None else call.max_retries)
 
     @staticmethod
-    def _should_retry(response: httpx.Response) -> bool:
+    def _retryable(response: httpx.Response) -> bool:
         if response.status_code not in C.RETRY_STATUSES:
             return False
         return not str(_problem(response).get("type", "")).endswith(C.PERMANENT_503_TYPES)
 
-    def _request_kwargs(self, call: Call) -> dict[str, Any]:
-        return {"json": call.json, "content": call.content, "params": call.params,
-                "headers": call.headers, "timeout": self._timeout(call)}
+    def _transport_error(self, exc: httpx.TransportError) -> APIConnectionError:
+        if isinstance(exc, httpx.TimeoutException):
+            return APITimeoutError(f"Request timed out: {exc}")
+        return APIConnectionError(f"Could not reach {self.base_url}: {exc}")
+
+    @staticmethod
+    def _result(call: Call[T], response: httpx.Response) -> T:
+        if call.check and not response.is_success:
+            raise _status_error(response)
+        return call.parse(response)
 
 
 class SyncTransport(_BaseClient):
-    def __init__(self, base_url: str | None = None, *, transport: httpx.BaseTransport | None = None,
-                 **kwargs: Any) -> None:
-        super().__init__(base_url, **kwargs)
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        api_key: str | None = None,
+        timeout: float = C.DEFAULT_TIMEOUT,
+        max_retries: int = C.DEFAULT_MAX_RETRIES,
+        headers: Mapping[str, str] | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        super().__init__(base_url, api_key=api_key, timeout=timeout, max_retries=max_retries,
+                         headers=headers)
         self._http = httpx.Client(base_url=self.base_url, headers=self._headers, transport=transport)
 
-    def _send(self, call: Call) -> Any:
+    def _send(self, call: Call[T]) -> T:
         retries = self._retries(call)
-        for attempt in range(retries + 1):
+        attempt = 0
+        while True:
             try:
-                response = self._http.request(call.method, call.path, **self._request_kwargs(call))
-            except httpx.TimeoutException as exc:
-                if attempt >= retries:
-                    raise APITimeoutError(f"Request timed out: {exc}") from exc
-                time.sleep(_backoff(attempt, None))
-                continue
+                response = self._http.request(call.method, call.path, **self._request_options(call))
             except httpx.TransportError as exc:
                 if attempt >= retries:
-                    raise APIConnectionError(f"Could not reach {self.base_url}: {exc}") from exc
+                    raise self._transport_error(exc) from exc
                 time.sleep(_backoff(attempt, None))
-                continue
-            if attempt < retries and self._should_retry(response):
+            else:
+                if attempt >= retries or not self._retryable(response):
+                    return self._result(call, response)
                 time.sleep(_backoff(attempt, response))
-                continue
-            if call.check:
-                _raise_for(response)
-            return call.parse(response)
-        raise AssertionError("unreachable")  # pragma: no cover
+            attempt += 1
 
     def close(self) -> None:
+        """Close the connection pool (``with Client() as lc:`` does it on exit)."""
         self._http.close()
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -171,39 +209,100 @@ class SyncTransport(_BaseClient):
 
 
 class AsyncTransport(_BaseClient):
-    def __init__(self, base_url: str | None = None, *,
-                 transport: httpx.AsyncBaseTransport | None = None, **kwargs: Any) -> None:
-        super().__init__(base_url, **kwargs)
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        api_key: str | None = None,
+        timeout: float = C.DEFAULT_TIMEOUT,
+        max_retries: int = C.DEFAULT_MAX_RETRIES,
+        headers: Mapping[str, str] | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        super().__init__(base_url, api_key=api_key, timeout=timeout, max_retries=max_retries,
+                         headers=headers)
         self._http = httpx.AsyncClient(base_url=self.base_url, headers=self._headers, transport=transport)
 
-    async def _send(self, call: Call) -> Any:
+    async def _send(self, call: Call[T]) -> T:
         retries = self._retries(call)
-        for attempt in range(retries + 1):
+        attempt = 0
+        while True:
             try:
-                response = await self._http.request(call.method, call.path, **self._request_kwargs(call))
-            except httpx.TimeoutException as exc:
-                if attempt >= retries:
-                    raise APITimeoutError(f"Request timed out: {exc}") from exc
-                await asyncio.sleep(_backoff(attempt, None))
-                continue
+                response = await self._http.request(call.method, call.path, **self._request_options(call))
             except httpx.TransportError as exc:
                 if attempt >= retries:
-                    raise APIConnectionError(f"Could not reach {self.base_url}: {exc}") from exc
+                    raise self._transport_error(exc) from exc
                 await asyncio.sleep(_backoff(attempt, None))
-                continue
-            if attempt < retries and self._should_retry(response):
+            else:
+                if attempt >= retries or not self._retryable(response):
+                    return self._result(call, response)
                 await asyncio.sleep(_backoff(attempt, response))
-                continue
-            if call.check:
-                _raise_for(response)
-            return call.parse(response)
-        raise AssertionError("unreachable")  # pragma: no cover
+            attempt += 1
 
     async def aclose(self) -> None:
+        """Close the connection pool (``async with AsyncClient() as lc:`` does it on exit)."""
         await self._http.aclose()
 
-    async def __aenter__(self):
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+class endpoint(Generic[P, T]):  # noqa: N801 - used as a decorator, like property
+    """Decorator of an endpoint method: the method builds a :class:`Call`; the client sends it.
+
+    On a :class:`SyncTransport` (``Client``) the decorated method returns the parsed result; on
+    an :class:`AsyncTransport` (``AsyncClient``) it is a coroutine function returning it. Both
+    keep the method's name, signature (with the result type as its return annotation) and
+    docstring, so ``help(Client.gradient)`` reads as the method itself.
+    """
+
+    def __init__(self, build: Callable[Concatenate[Any, P], Call[T]]) -> None:
+        self.build = build
+        signature = inspect.signature(build)
+        signature = signature.replace(return_annotation=_result_annotation(signature.return_annotation))
+
+        def send(client: SyncTransport, *args: P.args, **kwargs: P.kwargs) -> T:
+            return client._send(build(client, *args, **kwargs))
+
+        async def send_async(client: AsyncTransport, *args: P.args, **kwargs: P.kwargs) -> T:
+            return await client._send(build(client, *args, **kwargs))
+
+        self._sync: Callable[..., T] = functools.wraps(build)(send)
+        self._async: Callable[..., Coroutine[Any, Any, T]] = functools.wraps(build)(send_async)
+        self._sync.__signature__ = signature  # type: ignore[attr-defined]
+        self._async.__signature__ = signature  # type: ignore[attr-defined]
+
+    @overload
+    def __get__(self, client: SyncTransport, owner: type[Any] | None = None) -> Callable[P, T]: ...
+
+    @overload
+    def __get__(self, client: AsyncTransport, owner: type[Any] | None = None,
+                ) -> Callable[P, Coroutine[Any, Any, T]]: ...
+
+    @overload
+    def __get__(self, client: None, owner: type[AsyncTransport],
+                ) -> Callable[Concatenate[AsyncTransport, P], Coroutine[Any, Any, T]]: ...
+
+    @overload
+    def __get__(self, client: None, owner: type[Any] | None = None,
+                ) -> Callable[Concatenate[SyncTransport, P], T]: ...
+
+    def __get__(self, client: Any, owner: type[Any] | None = None) -> Any:
+        if client is None:  # looked up on a class: the plain function, for help() and dir()
+            is_async = owner is not None and issubclass(owner, AsyncTransport)
+            return self._async if is_async else self._sync
+        if isinstance(client, AsyncTransport):
+            return types.MethodType(self._async, client)
+        return types.MethodType(self._sync, client)
+
+
+def _result_annotation(annotation: Any) -> Any:
+    """``Call[X]`` → ``X`` (annotations are strings under ``from __future__ import annotations``)."""
+    if isinstance(annotation, str):
+        found = re.fullmatch(r"Call\[(.+)\]", annotation)
+        return found.group(1) if found else annotation
+    args = getattr(annotation, "__args__", None)
+    return args[0] if args else annotation

@@ -1,41 +1,47 @@
-"""Client and AsyncClient: one surface over sync and async transports."""
+"""Client and AsyncClient: the endpoint mixins of every domain over a sync or async transport."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from labcrunch._base import AsyncTransport, Call, SyncTransport
+from labcrunch._base import AsyncTransport, SyncTransport
 from labcrunch.fit import FitAPI
 from labcrunch.fractal import FractalAPI
 from labcrunch.gradient import GradientAPI
 from labcrunch.minimize import MinimizeAPI
 from labcrunch.pyhf import PyhfAPI
-
-
-class ServiceAPI:
-    """Health and description of the service."""
-
-    def info(self) -> Any:
-        """``GET /v1/info``: version, backends with devices, limits (a dict)."""
-        return self._send(Call("GET", "/v1/info"))
-
-    def ready(self) -> Any:
-        """``GET /readyz``: True once the server has warmed up (never raises on 503)."""
-        return self._send(Call("GET", "/readyz", parse=lambda r: r.status_code == 200,
-                               max_retries=0, check=False))
+from labcrunch.service import ServiceAPI
 
 
 class Client(ServiceAPI, GradientAPI, MinimizeAPI, FitAPI, PyhfAPI, FractalAPI, SyncTransport):
-    """Synchronous client. ``with Client() as lc: lc.info()``.
+    """Synchronous client of a labcrunch server; a context manager that closes its connections.
 
-    ``base_url`` defaults to ``$LABCRUNCH_URL`` or ``http://127.0.0.1:8000``; ``api_key`` to
-    ``$LABCRUNCH_API_KEY``. Connection errors, 408, 429, 502, 503 and 504 are retried
-    ``max_retries`` times with exponential backoff and jitter, honouring ``Retry-After``.
+    Example:
+        >>> from labcrunch import Client
+        >>> with Client("http://gpu-server:8000") as lc:  # doctest: +SKIP
+        ...     print(lc.info().backends["jax"].default_device)
+        gpu:0
+
+    Args:
+        base_url: The server (default ``$LABCRUNCH_URL``, else ``http://127.0.0.1:8000``).
+        api_key: Sent as ``Authorization: Bearer …`` (default ``$LABCRUNCH_API_KEY``).
+        timeout: Seconds to wait for an answer (default 120; each method's ``timeout=``
+            overrides it for one call).
+        max_retries: Retries of connection errors and of 408, 429, 502, 503 and 504 answers, with
+            exponential backoff and jitter, honouring ``Retry-After`` (default 2; each method's
+            ``max_retries=`` overrides it for one call).
+        headers: Extra headers of every request.
+        transport: An ``httpx`` transport (tests: ``httpx.MockTransport``, an app's transport).
     """
 
 
 class AsyncClient(ServiceAPI, GradientAPI, MinimizeAPI, FitAPI, PyhfAPI, FractalAPI, AsyncTransport):
-    """Asynchronous twin of :class:`Client`: the same methods, awaited.
+    """Asynchronous twin of :class:`Client`: the same methods and arguments, awaited.
 
-    ``async with AsyncClient() as lc: await lc.info()``.
+    Example:
+        >>> import asyncio
+        >>> from labcrunch import AsyncClient
+        >>> async def main():
+        ...     async with AsyncClient("http://gpu-server:8000") as lc:
+        ...         return await lc.gradient("x**2", at={"x": 3.0})
+        >>> float(asyncio.run(main()).gradient["x"])  # doctest: +SKIP
+        6.0
     """

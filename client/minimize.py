@@ -1,19 +1,25 @@
-"""Client methods and result types for the minimize endpoints."""
+"""Minimisation of maths given as text: ``Client.minimize`` (``POST /v1/minimize``),
+``Client.minimize_optimizers`` and their results."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 import numpy as np
 
 from labcrunch._arrays import array, number
-from labcrunch._base import Call
+from labcrunch._base import Call, endpoint, json_answer
+from labcrunch._constants import LANDSCAPE_POINTS
+from labcrunch._types import Backend, DType
 
-# Grid points per axis asked for with a 1- or 2-variable minimisation, so plot() can draw the
-# function itself (the server evaluates it; the client never evaluates expressions).
-LANDSCAPE_POINTS = {1: 201, 2: 81}
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+#: The optimisers the server offers (``Client.minimize_optimizers`` describes each).
+Optimizer = Literal["sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "adagrad", "lbfgs"]
 
 
 @dataclass(frozen=True)
@@ -25,7 +31,14 @@ class RunHistory:
     value: np.ndarray
     grad_norm: np.ndarray
 
-    def points(self, variables: tuple[str, ...]) -> np.ndarray:
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> RunHistory:
+        """A run's ``history`` from the server's JSON answer."""
+        return cls(step=np.asarray(body["step"], dtype=np.int64),
+                   x={k: array(v) for k, v in body["x"].items()},
+                   value=array(body["value"]), grad_norm=array(body["grad_norm"]))
+
+    def points(self, variables: Sequence[str]) -> np.ndarray:
         """The path as an (entries, n_variables) array in ``variables`` order."""
         return np.column_stack([self.x[v] for v in variables])
 
@@ -44,146 +57,210 @@ class MinimizeRun:
     history: RunHistory
 
     @classmethod
-    def from_json(cls, body: dict[str, Any]) -> MinimizeRun:
-        h = body["history"]
+    def from_json(cls, body: Mapping[str, Any]) -> MinimizeRun:
+        """One entry of ``runs`` from the server's JSON answer."""
+        rate = body["learning_rate"]
         return cls(
-            learning_rate=body["learning_rate"],
+            learning_rate=None if rate is None else float(rate),
             x={k: number(v) for k, v in body["x"].items()},
             value=number(body["value"]), grad_norm=number(body["grad_norm"]),
             steps_taken=int(body["steps_taken"]), converged=bool(body["converged"]),
-            diverged=bool(body["diverged"]),
-            history=RunHistory(step=np.asarray(h["step"], dtype=np.int64),
-                               x={k: array(v) for k, v in h["x"].items()},
-                               value=array(h["value"]), grad_norm=array(h["grad_norm"])),
+            diverged=bool(body["diverged"]), history=RunHistory.from_json(body["history"]),
         )
 
 
 @dataclass(frozen=True)
-class MinimizeResult:
-    """The runs of one sweep, and (for one or two variables) the function on a grid."""
+class Landscape:
+    """The function on a grid over the visited region: ``value`` has shape (len(x[v]),) for one
+    variable, (len(x[second]), len(x[first])) for two."""
 
-    expression: str
+    x: dict[str, np.ndarray]
+    value: np.ndarray
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> Landscape:
+        return cls(x={k: array(v) for k, v in body["x"].items()}, value=array(body["value"]))
+
+
+@dataclass(frozen=True)
+class MinimizeResult:
+    """The runs of one sweep and, for one or two variables, the function on a grid."""
+
+    expression: str | None
     variables: tuple[str, ...]
     optimizer: str
-    options: dict[str, Any]
+    options: dict[str, float | bool]
     runs: list[MinimizeRun]
-    landscape: dict[str, Any] | None  # {"x": {name: axis}, "value": array} or None
+    landscape: Landscape | None
     backend: str
     dtype: str
     device: str
     elapsed_ms: float
 
     @classmethod
-    def from_json(cls, expression: str, body: dict[str, Any]) -> MinimizeResult:
+    def from_json(cls, body: Mapping[str, Any], *, expression: str | None = None) -> MinimizeResult:
+        """The result from the server's JSON answer; ``expression`` (which the answer does not
+        repeat) labels the plot."""
         grid = body.get("landscape")
         return cls(
             expression=expression, variables=tuple(body["variables"]), optimizer=body["optimizer"],
-            options=body["options"], runs=[MinimizeRun.from_json(r) for r in body["runs"]],
-            landscape=None if grid is None else {
-                "x": {k: array(v) for k, v in grid["x"].items()}, "value": array(grid["value"])},
+            options=dict(body["options"]), runs=[MinimizeRun.from_json(r) for r in body["runs"]],
+            landscape=None if grid is None else Landscape.from_json(grid),
             backend=body["backend"], dtype=body["dtype"], device=body["device"],
             elapsed_ms=float(body["elapsed_ms"]),
         )
 
-    def _label(self, run: MinimizeRun) -> str:
-        label = self.optimizer if run.learning_rate is None else f"{run.learning_rate:g}"
-        if run.diverged:
-            label += " (diverged)"
-        return label
+    def plot(self, ax: Axes | None = None) -> Axes:
+        """The function and each run's path (see :func:`labcrunch.plot.minimize_paths`);
+        returns the Axes. Needs matplotlib."""
+        from labcrunch import plot
 
-    def plot(self, ax: Any = None) -> Any:
-        """The seed's figure: the function and each run's path, one colour per learning rate.
-
-        One variable: the function as a grey curve and each run as dots joined by lines
-        (variable, value). Two variables: contours of the function and each run's path in the
-        plane. Needs matplotlib; returns the figure.
-        """
-        import matplotlib.pyplot as plt  # lazy: plotting is optional for the client
-
-        if len(self.variables) > 2:
-            raise ValueError(f"plot() draws one or two variables; this sweep has "
-                             f"{len(self.variables)} ({', '.join(self.variables)})")
-        if ax is None:
-            _, ax = plt.subplots(figsize=(8, 7))
-        grid = self.landscape
-        if len(self.variables) == 1:
-            (name,) = self.variables
-            if grid is not None:
-                ax.plot(grid["x"][name], grid["value"], color="0.7")
-            for run in self.runs:
-                ax.plot(run.history.x[name], run.history.value, ".-", label=self._label(run))
-            ax.set_xlabel(name)
-            ax.set_ylabel(self.expression)
-        else:
-            first, second = self.variables
-            if grid is not None:
-                value = np.ma.masked_invalid(grid["value"])
-                contours = ax.contour(grid["x"][first], grid["x"][second], value,
-                                      levels=_contour_levels(value), colors="0.6", linewidths=0.7)
-                ax.clabel(contours, fontsize="x-small", fmt="%.3g")
-            for run in self.runs:
-                ax.plot(run.history.x[first], run.history.x[second], ".-", label=self._label(run))
-            ax.set_xlabel(first)
-            ax.set_ylabel(second)
-            ax.set_title(self.expression)
-        title = "learning rate" if self.runs and self.runs[0].learning_rate is not None else None
-        ax.legend(title=title, loc=0)
-        return ax.figure
+        return plot.minimize_paths(self, ax)
 
 
-def _contour_levels(value: np.ma.MaskedArray, count: int = 20) -> Any:
-    """Log-spaced levels for a positive function spanning decades (a narrow valley such as
-    Rosenbrock's stays visible); otherwise ``count`` evenly spaced ones."""
-    low, high = value.min(), value.max()
-    if low is np.ma.masked or not (0 < low and high > 100 * low):
-        return count
-    return np.geomspace(low, high, count)
+@dataclass(frozen=True)
+class HyperParameterInfo:
+    """One option of an optimiser: its default and the range the server accepts."""
+
+    default: float | bool
+    description: str
+    minimum: float | None
+    maximum: float | None
+    exclusive_minimum: bool
+    exclusive_maximum: bool
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> HyperParameterInfo:
+        return cls(default=body["default"], description=body["description"],
+                   minimum=body["minimum"], maximum=body["maximum"],
+                   exclusive_minimum=bool(body["exclusive_minimum"]),
+                   exclusive_maximum=bool(body["exclusive_maximum"]))
+
+
+@dataclass(frozen=True)
+class OptimizerInfo:
+    """An optimiser the server offers: its update rule, default learning rate (None: it takes
+    none), backends and options."""
+
+    name: str
+    summary: str
+    default_learning_rate: float | None
+    backends: tuple[str, ...]
+    options: dict[str, HyperParameterInfo]
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> OptimizerInfo:
+        rate = body["default_learning_rate"]
+        return cls(name=body["name"], summary=body["summary"],
+                   default_learning_rate=None if rate is None else float(rate),
+                   backends=tuple(body["backends"]),
+                   options={k: HyperParameterInfo.from_json(v) for k, v in body["options"].items()})
+
+
+def _optimizers(body: Sequence[Mapping[str, Any]]) -> list[OptimizerInfo]:
+    return [OptimizerInfo.from_json(entry) for entry in body]
 
 
 class MinimizeAPI:
-    """Mixin: every method builds a Call and returns ``self._send(call)``."""
+    """The ``minimize`` methods of :class:`labcrunch.Client` and :class:`labcrunch.AsyncClient`."""
 
+    @endpoint
     def minimize(
         self,
         expression: str,
-        start: dict[str, float],
-        optimizer: str = "sgd",
-        learning_rate: float | list[float] | None = None,
+        start: Mapping[str, float],
+        optimizer: Optimizer = "sgd",
+        learning_rate: float | Sequence[float] | None = None,
         *,
         steps: int | None = None,
-        options: dict[str, float | bool] | None = None,
+        options: Mapping[str, float | bool] | None = None,
         tolerance: float | None = None,
         history_every: int | None = None,
-        bounds: dict[str, tuple[float | None, float | None]] | None = None,
-        dtype: str | None = None,
-        backend: str | None = None,
+        bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
+        dtype: DType | None = None,
+        backend: Backend | None = None,
         landscape: int | None = None,
-    ) -> Any:
-        """``POST /v1/minimize``: run ``optimizer`` from ``start`` at each learning rate.
+        timeout: float | None = None,
+        max_retries: int | None = None,
+    ) -> Call[MinimizeResult]:
+        """Run ``optimizer`` from ``start``, once per learning rate (``POST /v1/minimize``).
 
-        Returns a :class:`MinimizeResult` whose runs carry numpy histories. Options left None
-        take the server's defaults (:meth:`minimize_optimizers` lists each optimiser's).
-        ``landscape``: grid points per axis of the function for :meth:`MinimizeResult.plot`;
-        by default 201 (one variable) or 81 (two), none for more; 0 for none.
+        Every run records its path (position, value, gradient norm); a list of learning rates
+        is a sweep, as in the seed notebook. Options left None take the server's defaults.
+
+        Example:
+            >>> sweep = lc.minimize("x**2", {"x": 1.0}, "sgd", [0.1, 0.99], steps=50)
+            >>> [run.learning_rate for run in sweep.runs]
+            [0.1, 0.99]
+            >>> sweep.runs[1].history.x["x"][:3]
+            array([ 1.    , -0.98  ,  0.9604])
+            >>> rosen = lc.minimize("(1 - x)**2 + 100*(y - x**2)**2", {"x": -1.2, "y": 1.0},
+            ...                     "lbfgs", steps=100, tolerance=1e-9)
+            >>> {k: round(v, 6) for k, v in rosen.runs[0].x.items()}, rosen.runs[0].converged
+            ({'x': 1.0, 'y': 1.0}, True)
+
+        Args:
+            expression: The function to minimise, in the service's language.
+            start: The start point: a number for every free variable.
+            optimizer: ``"sgd"``, ``"momentum"``, ``"nesterov"``, ``"adam"``, ``"adamw"``,
+                ``"rmsprop"``, ``"adagrad"`` or ``"lbfgs"``.
+            learning_rate: One rate, or several (one run each); None: the optimiser's default.
+            steps: Steps per run.
+            options: The optimiser's hyper-parameters by name (see :meth:`minimize_optimizers`).
+            tolerance: Stop a run once the gradient norm is at most this.
+            history_every: Record every n-th step (the start and the last step always).
+            bounds: ``(low, high)`` per variable (either None for unbounded): projected steps.
+            dtype: ``"float64"`` or ``"float32"``.
+            backend: ``"jax"`` or ``"tensorflow"``.
+            landscape: Grid points per axis of the function, for :meth:`MinimizeResult.plot`;
+                by default 201 (one variable) or 81 (two), none for more; 0 for none.
+            timeout: Seconds to wait for the answer (default: the client's).
+            max_retries: Retries of this call (default: the client's).
+
+        Returns:
+            MinimizeResult: the runs with numpy histories, and the landscape.
+
+        Raises:
+            ValidationError: An unknown optimiser or option, a missing start value, a rate ≤ 0 (422).
+            RequestTooLargeError: Steps, rates or history over a server limit (413).
         """
         if landscape is None:
             landscape = LANDSCAPE_POINTS.get(len(start))
-        body: dict[str, Any] = {"expression": expression, "start": {k: float(v) for k, v in start.items()},
-                                "optimizer": optimizer}
-        if isinstance(learning_rate, list | tuple | np.ndarray):
+        body: dict[str, Any] = {"expression": expression, "optimizer": optimizer,
+                                "start": {k: float(v) for k, v in start.items()}}
+        if isinstance(learning_rate, Sequence | np.ndarray):
             body["learning_rate"] = [float(r) for r in learning_rate]
         elif learning_rate is not None:
             body["learning_rate"] = float(learning_rate)
-        extra = {"steps": steps, "options": options, "tolerance": tolerance,
-                 "history_every": history_every, "bounds": bounds, "dtype": dtype,
-                 "backend": backend, "landscape": landscape or None}
+        extra = {"steps": steps, "options": None if options is None else dict(options),
+                 "tolerance": tolerance, "history_every": history_every,
+                 "bounds": None if bounds is None else {k: list(b) for k, b in bounds.items()},
+                 "dtype": dtype, "backend": backend, "landscape": landscape or None}
         body |= {k: v for k, v in extra.items() if v is not None}
 
         def parse(response: httpx.Response) -> MinimizeResult:
-            return MinimizeResult.from_json(expression, response.json())
+            return MinimizeResult.from_json(response.json(), expression=expression)
 
-        return self._send(Call("POST", "/v1/minimize", json=body, parse=parse))
+        return Call("POST", "/v1/minimize", parse, json=body, timeout=timeout, max_retries=max_retries)
 
-    def minimize_optimizers(self) -> Any:
-        """``GET /v1/minimize/optimizers``: each optimiser's options, defaults and ranges."""
-        return self._send(Call("GET", "/v1/minimize/optimizers"))
+    @endpoint
+    def minimize_optimizers(
+        self, *, timeout: float | None = None, max_retries: int | None = None,
+    ) -> Call[list[OptimizerInfo]]:
+        """The optimisers :meth:`minimize` offers, with their options, defaults and ranges
+        (``GET /v1/minimize/optimizers``).
+
+        Example:
+            >>> adam = {o.name: o for o in lc.minimize_optimizers()}["adam"]
+            >>> adam.default_learning_rate, adam.options["beta_1"].default
+            (0.001, 0.9)
+
+        Args:
+            timeout: Seconds to wait for the answer (default: the client's).
+            max_retries: Retries of this call (default: the client's).
+
+        Returns:
+            list[OptimizerInfo]: one entry per optimiser.
+        """
+        return Call("GET", "/v1/minimize/optimizers", json_answer(_optimizers),
+                    timeout=timeout, max_retries=max_retries)

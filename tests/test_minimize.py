@@ -427,31 +427,34 @@ def test_client_minimize_returns_numpy_histories_and_plots(lc):
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     result = lc.minimize("x**2", {"x": 1.0}, "sgd", SEED_RATES, steps=50)
     assert [r.learning_rate for r in result.runs] == SEED_RATES
     run = result.runs[0]
     assert isinstance(run.history.x["x"], np.ndarray) and run.history.step[-1] == 50
     np.testing.assert_allclose(run.history.x["x"], 0.8 ** np.arange(51), rtol=1e-13)
-    fig = result.plot()
-    ax = fig.axes[0]
+    ax = result.plot()
     assert len(ax.lines) == 1 + len(SEED_RATES)  # the function, then one path per rate
     np.testing.assert_allclose(ax.lines[0].get_ydata(), ax.lines[0].get_xdata() ** 2, rtol=1e-12)
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["0.1", "0.99", "0.001"]
 
     result = lc.minimize(ROSENBROCK, {"x": -1.2, "y": 1.0}, "lbfgs", steps=100)
-    assert result.landscape["value"].shape == (81, 81)
+    assert result.landscape.value.shape == (81, 81)
     assert result.runs[0].history.points(result.variables).shape[1] == 2
-    fig = result.plot()
-    assert len(fig.axes[0].lines) == 1
-    import matplotlib.pyplot as plt
-
+    fig, ax = plt.subplots()
+    assert result.plot(ax=ax) is ax and len(ax.lines) == 1
     plt.close("all")
 
 
 def test_client_maps_errors_and_lists_optimizers(lc):
     from labcrunch import ValidationError
+    from labcrunch_service.minimize import optimizers as optimizers_module
 
-    assert "lbfgs" in {o["name"] for o in lc.minimize_optimizers()}
+    optimizers = {o.name: o for o in lc.minimize_optimizers()}
+    assert set(optimizers) == set(optimizers_module.OPTIMIZERS)
+    assert optimizers["lbfgs"].default_learning_rate is None and optimizers["lbfgs"].backends == ("jax",)
+    assert optimizers["adam"].options["beta_2"].default == 0.999
 
     with pytest.raises(ValidationError):
         lc.minimize("x**2", {"y": 1.0})

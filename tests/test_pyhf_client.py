@@ -1,10 +1,14 @@
-"""labcrunch.pyhf_* against the in-process app: numpy results, errors, and the plot() helpers under Agg."""
+"""labcrunch.pyhf_* against the in-process app: numpy results, from_json, errors, and the plot()
+helpers under Agg."""
 
 from __future__ import annotations
 
 import matplotlib
 
 matplotlib.use("Agg")
+
+import json  # noqa: E402
+import sys  # noqa: E402
 
 import jax.numpy as jnp  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
@@ -15,7 +19,9 @@ from matplotlib.collections import QuadMesh  # noqa: E402
 from matplotlib.quiver import Quiver  # noqa: E402
 
 from labcrunch import Client, ValidationError  # noqa: E402
+from labcrunch import plot as lcplot  # noqa: E402
 from labcrunch.pyhf import (  # noqa: E402
+    Ellipse,
     HypotestResult,
     PyhfFitResult,
     PyhfScanResult,
@@ -59,8 +65,9 @@ def test_seed_figure(lc, seed_fit):
     assert scan.values.shape == (41, 41) and scan.d_dx.shape == (11, 11)
     # The log-likelihood peaks at the best fit (1, 1), the grid's centre.
     assert np.unravel_index(np.argmax(scan.values), scan.values.shape) == (20, 20)
-    fig = scan.plot(fit=seed_fit)
-    ax = fig.axes[0]
+    assert scan.center == "bestfit"
+    ax = scan.plot(fit=seed_fit)
+    fig = ax.figure
     assert any(isinstance(c, QuadMesh) for c in ax.collections)
     assert any(isinstance(c, Quiver) for c in ax.collections)
     patches = [p for p in ax.patches if isinstance(p, matplotlib.patches.Ellipse)]
@@ -86,13 +93,52 @@ def test_scan_as_npz_equals_json(lc):
     assert as_npz.parameters == as_json.parameters == ("mu", "uncorr_bkguncrt[0]")
     assert as_npz.base_parameters == as_json.base_parameters
     assert (as_npz.quantity, as_npz.profiled, as_npz.warnings) == ("logpdf", False, [])
+    assert as_npz.center == as_json.center == "bestfit"
 
 
 def test_correlation_plot(seed_fit):
-    fig = seed_fit.plot_correlation()
-    image = fig.axes[0].images[0]
-    np.testing.assert_allclose(image.get_array(), seed_fit.correlation)
+    fig, (left, right) = plt.subplots(1, 2)
+    assert seed_fit.plot_correlation(ax=right) is right and not left.images
+    np.testing.assert_allclose(right.images[0].get_array(), seed_fit.correlation)
+    assert lcplot.correlation_matrix(seed_fit, left) is left
     plt.close(fig)
+
+
+def test_ellipse_patch_and_missing_matplotlib(seed_fit, monkeypatch):
+    ellipse = seed_fit.ellipses[0]
+    patch = ellipse.patch(edgecolor="k")
+    assert patch.center == ellipse.center and patch.width == 2 * ellipse.semi_axes[0]
+    assert not patch.fill
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    for draw in (ellipse.patch, seed_fit.plot_correlation):
+        with pytest.raises(ImportError, match=r"pip install 'labcrunch\[plot\]'"):
+            draw()
+
+
+def test_from_json_reads_center_and_the_older_centre(api, seed_fit):
+    """pyhf answers spell ``center``; servers before the rename wrote ``centre``: both read."""
+    raw = api.post("/v1/pyhf/fit", json={"model": SEED}).json()
+    assert len({"center", "centre"} & set(raw["ellipses"][0])) == 1  # one spelling per server
+    for key in ("center", "centre"):
+        body = json.loads(json.dumps(raw))
+        for e in body["ellipses"]:
+            e[key] = e.pop("center", None) or e.pop("centre")
+        fit = PyhfFitResult.from_json(body)
+        assert [e.center for e in fit.ellipses] == [tuple(e[key]) for e in body["ellipses"]]
+        np.testing.assert_array_equal(fit.covariance, seed_fit.covariance)
+    ellipse = Ellipse.from_json({"parameters": ["a", "b"], "centre": [1.0, 2.0], "semi_axes": [3, 1],
+                                 "angle_deg": 30.0, "confidence_level": 0.6827,
+                                 "delta_chi2": 2.3, "region": "joint"})
+    assert ellipse.center == (1.0, 2.0) and ellipse.semi_axes == (3.0, 1.0)
+
+    body = {"model": SEED, "x": {"name": "mu", "low": 0.5, "high": 1.5, "points": 3},
+            "y": {"name": "uncorr_bkguncrt[0]", "low": 0.5, "high": 1.5, "points": 3},
+            "gradient_points": [2, 2], "at": {"mu": 1.0, "uncorr_bkguncrt[0]": 1.0}}
+    raw = api.post("/v1/pyhf/scan", json=body).json()
+    for key in ("center", "centre"):
+        renamed = {k: v for k, v in raw.items() if k not in ("center", "centre")}
+        renamed[key] = raw.get("center", raw.get("centre"))
+        assert PyhfScanResult.from_json(renamed).center == "given"
 
 
 def test_hypotest_and_upper_limit(lc):
@@ -106,8 +152,10 @@ def test_hypotest_and_upper_limit(lc):
     assert isinstance(limit, UpperLimitResult)
     assert limit.scan.shape == (21,) and limit.cls_expected.shape == (21, 5)
     assert 0.0 < limit.observed < 5.0 and np.all(np.diff(limit.expected) > 0)
-    fig = limit.plot()
-    plt.close(fig)
+    ax = limit.plot()
+    assert ax.get_ylabel() == "CLs"
+    np.testing.assert_array_equal(ax.lines[1].get_ydata(), limit.cls)
+    plt.close(ax.figure)
 
 
 def test_correlated_background_with_main_bin_counts(lc):

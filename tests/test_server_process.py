@@ -56,18 +56,19 @@ def test_served_info_through_the_client(server):
     url, _ = server
     with Client(url) as lc:
         info = lc.info()
-    assert info["service"] == "labcrunch" and info["ready"] is True
-    assert info["backends"]["jax"]["available"] is True
-    assert info["backends"]["tensorflow"]["version"]  # installed, loaded lazily in this server
+    assert info.service == "labcrunch" and info.ready is True
+    assert info.backends["jax"].available is True
+    assert info.backends["tensorflow"].version  # installed, loaded lazily in this server
 
 
 def test_served_errors_map_to_exceptions_with_request_ids(server):
     url, log_path = server
-    from labcrunch._base import Call
+    from labcrunch._base import Call, json_answer
 
     with Client(url) as lc:
         with pytest.raises(NotFoundError) as err:
-            lc._send(Call("GET", "/v1/does-not-exist", headers={"X-Request-ID": "find-me-42"}))
+            lc._send(Call("GET", "/v1/does-not-exist", json_answer(dict),
+                          headers={"X-Request-ID": "find-me-42"}))
         assert err.value.request_id == "find-me-42"
         assert err.value.problem["instance"] == "/v1/does-not-exist"
     time.sleep(0.2)
