@@ -122,7 +122,7 @@ class FitAPI:
         learning_rate: float | None = None,
         epochs: int | None = None,
         batch_size: int | None = None,
-        init: tuple[float, float] | None = None,
+        initial: tuple[float, float] | None = None,
         shuffle: bool | None = None,
         seed: int | None = None,
         standardize: bool | None = None,
@@ -155,7 +155,7 @@ class FitAPI:
             learning_rate: Gradient descent's step size.
             epochs: Passes over the data.
             batch_size: Points per minibatch.
-            init: The start point ``(m, q)``.
+            initial: The start point ``(m, q)``.
             shuffle: A fresh permutation of the points each epoch.
             seed: Seed of the permutations.
             standardize: Fit in standardized x and map m, q back.
@@ -191,13 +191,13 @@ class FitAPI:
                 raise ValueError("x, y (and sigma) must be equally long to travel as one .npy table")
             table = np.column_stack([xs, ys] if sig is None else [xs, ys, sig])
             params = options | descent  # the query string flattens the descent options
-            if init is not None:
-                params |= {"init_m": float(init[0]), "init_q": float(init[1])}
+            if initial is not None:
+                params |= {"initial_m": float(initial[0]), "initial_q": float(initial[1])}
             return Call("POST", "/v1/fit/line", parse, content=to_npy(table), params=params,
                         headers={"Content-Type": NPY_MEDIA_TYPE}, timeout=timeout,
                         max_retries=max_retries)
-        if init is not None:
-            descent["init"] = {"m": float(init[0]), "q": float(init[1])}
+        if initial is not None:
+            descent["initial"] = {"m": float(initial[0]), "q": float(initial[1])}
         body = options | {"x": json_numbers(xs), "y": json_numbers(ys)}
         if sig is not None:
             body["sigma"] = json_numbers(sig)

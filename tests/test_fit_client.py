@@ -61,7 +61,7 @@ def test_large_data_travel_as_npy(lc, monkeypatch):
     x = rng.uniform(-1, 1, 20_000)
     y = 3 * x - 1 + rng.normal(0, 0.1, x.size)
     seen = sent_media_types(lc, monkeypatch)
-    result = lc.fit_line(x, y, method="gradient_descent", epochs=2, batch_size=1000, init=(1.0, 0.0),
+    result = lc.fit_line(x, y, method="gradient_descent", epochs=2, batch_size=1000, initial=(1.0, 0.0),
                          seed=3)
     assert seen == ["application/x-npy"]
     assert result.method == "gradient_descent" and len(result.history["loss"]) == 2
@@ -148,18 +148,14 @@ def descent_body(**options) -> dict:
 
 
 def test_descent_options_travel_as_gradient_descent():
-    body = descent_body(epochs=3, learning_rate=0.05, init=(1.0, 2.0), optimizer="adam")
+    body = descent_body(epochs=3, learning_rate=0.05, initial=(1.0, 2.0), optimizer="adam")
     assert "gd" not in body
     assert body["gradient_descent"] == {"epochs": 3, "learning_rate": 0.05, "optimizer": "adam",
-                                        "init": {"m": 1.0, "q": 2.0}}
+                                        "initial": {"m": 1.0, "q": 2.0}}
     assert "gradient_descent" not in descent_body()  # nothing given: the server's defaults
 
 
 def test_descent_options_in_json_reach_the_server(api, lc):
-    probe = api.post("/v1/fit/line", json={"x": [0.0, 1.0, 2.0], "y": [0.0, 1.0, 2.0],
-                                           "gradient_descent": {}})
-    if probe.status_code == 422 and "gradient_descent" in probe.text:
-        pytest.skip("this server still names the descent options 'gd'")
     x, y, _ = seed_data(n=300)
     result = lc.fit_line(x, y, method="gradient_descent", epochs=3, binary=False)
     assert len(result.history["loss"]) == 3
