@@ -1,18 +1,25 @@
-"""Shared fixtures: one in-process app for the whole session, driven through HTTP."""
+"""Shared fixtures: one in-process app for the whole session, driven through HTTP or the client.
+
+Plain helpers and reference data that are not fixtures live in tests/helpers/.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+import labcrunch._base
+from labcrunch import AsyncClient, Client
 from labcrunch_service import backends
 from labcrunch_service.app import create_app
-from labcrunch_service.settings import Settings
+from labcrunch_service.settings import Limits, Settings
+from tests.helpers.apps import make_app
 
 backends.configure()  # tests that call domain code directly see the same x64 set-up as the app
 
@@ -42,6 +49,47 @@ def api(app):
     with TestClient(app) as client:
         wait_ready(client)
         yield client
+
+
+@pytest.fixture(scope="session")
+def lc(api) -> Iterator[Client]:
+    """The client over the session's app (through the TestClient's transport), no retries."""
+    with Client("http://testserver", transport=api._transport, max_retries=0) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def async_client(app, api) -> Callable[[], AsyncClient]:
+    """Makes an AsyncClient over the session's app (lifespan started by ``api``), no retries.
+
+    Made inside the test's own event loop: ``async with async_client() as alc: ...``.
+    """
+    def make() -> AsyncClient:
+        return AsyncClient("http://app", transport=httpx.ASGITransport(app=app), max_retries=0)
+
+    return make
+
+
+@pytest.fixture(scope="module")
+def test_api():
+    """A TestClient over an app with test-only routes (tests.helpers.apps) and a 1000-byte body
+    limit; server exceptions come back as 500 answers."""
+    with TestClient(make_app(limits=Limits(max_body_bytes=1000)), raise_server_exceptions=False) as c:
+        wait_ready(c)
+        yield c
+
+
+@pytest.fixture
+def sleeps(monkeypatch):
+    """Record the client's backoff sleeps instead of sleeping."""
+    waited: list[float] = []
+    monkeypatch.setattr(labcrunch._base.time, "sleep", waited.append)
+
+    async def fake_async_sleep(seconds: float) -> None:
+        waited.append(seconds)
+
+    monkeypatch.setattr(labcrunch._base.asyncio, "sleep", fake_async_sleep)
+    return waited
 
 
 @contextmanager

@@ -16,16 +16,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from labcrunch import AsyncClient, Client, ValidationError  # noqa: E402
+from labcrunch import Client, ValidationError  # noqa: E402
 from labcrunch import plot as lcplot  # noqa: E402
 from labcrunch.fit import LineFitResult  # noqa: E402
-from tests.test_fit import seed_data  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def lc(api):
-    with Client("http://testserver", transport=api._transport, max_retries=0) as client:
-        yield client
+from tests.helpers.fit_data import seed_data  # noqa: E402
 
 
 def sent_media_types(lc, monkeypatch) -> list[str]:
@@ -69,11 +63,11 @@ def test_large_data_travel_as_npy(lc, monkeypatch):
     assert abs(result.m - coef[0]) < 3 * result.uncertainty["m"] + 1e-3
 
 
-def test_async_client_fits_the_same_line(api, app):
+def test_async_client_fits_the_same_line(async_client):
     x, y, sigma = seed_data(n=200)
 
     async def fit() -> LineFitResult:
-        async with AsyncClient("http://app", transport=httpx.ASGITransport(app=app)) as alc:
+        async with async_client() as alc:
             return await alc.fit_line(x, y, sigma, binary=True)
 
     result = asyncio.run(fit())

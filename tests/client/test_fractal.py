@@ -8,15 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from labcrunch import Client, RequestTooLargeError, ValidationError
+from labcrunch import RequestTooLargeError, ValidationError
 from labcrunch.fractal import FractalCounts, FractalImage
-from tests.test_fractal import LATTICE, reference_count
-
-
-@pytest.fixture(scope="module")
-def lc(api):
-    with Client("http://testserver", transport=api._transport, max_retries=0) as client:
-        yield client
+from tests.helpers.fractal_reference import LATTICE, reference_count
 
 
 def test_npy_counts_are_a_numpy_array(lc):

@@ -18,7 +18,7 @@ import pytest  # noqa: E402
 from matplotlib.collections import QuadMesh  # noqa: E402
 from matplotlib.quiver import Quiver  # noqa: E402
 
-from labcrunch import Client, ValidationError  # noqa: E402
+from labcrunch import ValidationError  # noqa: E402
 from labcrunch import plot as lcplot  # noqa: E402
 from labcrunch.pyhf import (  # noqa: E402
     Ellipse,
@@ -28,15 +28,9 @@ from labcrunch.pyhf import (  # noqa: E402
     UpperLimitResult,
     simple_model,
 )
-from tests import pyhf_oracle as oracle  # noqa: E402
+from tests.helpers import pyhf_oracle as oracle  # noqa: E402
 
 SEED = simple_model(signal=[5.0], bkg=[10.0], bkg_uncertainty=[3.5])
-
-
-@pytest.fixture(scope="module")
-def lc(api):
-    with Client("http://testserver", transport=api._transport, max_retries=0) as client:
-        yield client
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Plain-pyhf oracles shared by the tests/test_pyhf_*.py files.
+"""Plain-pyhf oracles shared by the pyhf tests (tests/service/pyhf/, tests/client/test_pyhf.py).
 
 Built once per test session (functools.cache) so pyhf's and JAX's compilations for these model
 objects are paid once, not in every file. Nothing here touches the service's code.
@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import functools
 import json
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import pyhf
 
-EXAMPLE = json.loads((Path(__file__).parents[1] / "examples" / "workspace.json").read_text())
+from tests.helpers import ROOT
+
+EXAMPLE = json.loads((ROOT / "examples" / "workspace.json").read_text())
 WORKSPACE = EXAMPLE["model"]["workspace"]
 WORKSPACE_MODEL = {"workspace": WORKSPACE, "measurement": "NormalMeasurement"}
 SEED_MODEL = {"simple": {"kind": "uncorrelated_background", "signal": [5.0], "bkg": [10.0],

@@ -23,8 +23,8 @@ import yaml
 from packaging.requirements import Requirement
 
 from labcrunch_service.settings import Settings
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile.gpu"
 COMPOSE = ROOT / "docker-compose.yml"
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
@@ -186,6 +186,7 @@ def test_dockerignore_keeps_secrets_and_the_venv_out_but_not_what_the_image_copi
     assert not copied & set(patterns)
 
 
+@pytest.mark.slow  # runs the hadolint binary
 def test_hadolint_passes_at_warning_level():
     hadolint = shutil.which("hadolint") or str(Path(sys.executable).with_name("hadolint"))
     if not Path(hadolint).exists():

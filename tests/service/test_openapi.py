@@ -1,17 +1,33 @@
-"""Schemathesis over the app's own OpenAPI document: no 5xx, every error is problem+json.
+"""The app's OpenAPI document: served with /docs, every /v1 operation declares its errors; and
+schemathesis over it: no 5xx, every error is problem+json.
 
-It covers every endpoint automatically as endpoints land. The app under test has small limits so
-that generated requests stay cheap; examples per operation are bounded.
+The fuzzing covers every endpoint automatically as endpoints land. The app under test has small
+limits so that generated requests stay cheap; examples per operation are bounded.
 """
 
 from __future__ import annotations
 
 import hypothesis
+import pytest
 import schemathesis
 from hypothesis import HealthCheck
 
 from labcrunch_service.app import create_app
 from labcrunch_service.settings import Limits, Settings
+
+
+def test_openapi_and_docs(api):
+    spec = api.get("/openapi.json").json()
+    assert spec["info"]["title"] == "labcrunch"
+    assert "Problem" in spec["components"]["schemas"]
+    assert api.get("/docs").status_code == 200
+    for path, ops in spec["paths"].items():
+        if not path.startswith("/v1/"):
+            continue
+        for method, op in ops.items():
+            declared = {int(code) for code in op["responses"] if code.isdigit()}
+            assert declared & {413, 422, 429, 500}, f"{method.upper()} {path} declares no errors"
+
 
 SMALL = Limits(
     max_wall_seconds=20, max_text_length=300, max_ast_nodes=200, max_points=64,
@@ -27,6 +43,7 @@ app.state.ready.set()  # no lifespan under schemathesis' ASGI transport; nothing
 schema = schemathesis.openapi.from_asgi("/openapi.json", app)
 
 
+@pytest.mark.slow  # a dozen generated requests per operation: seconds each
 @schema.parametrize()
 @hypothesis.settings(max_examples=12, deadline=None, derandomize=True,
                      suppress_health_check=list(HealthCheck))

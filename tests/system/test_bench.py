@@ -16,10 +16,10 @@ import pytest
 
 from bench import harness
 from bench.__main__ import ALL
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 
-
+@pytest.mark.slow  # every benchmark, each with its own server: tens of seconds
 @pytest.mark.timeout(240)
 def test_every_benchmark_runs_in_quick_mode(tmp_path):
     for name in ALL:

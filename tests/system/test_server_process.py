@@ -14,6 +14,8 @@ import pytest
 
 from labcrunch import Client, NotFoundError
 
+pytestmark = pytest.mark.slow  # starts `labcrunch serve` and waits for it: tens of seconds
+
 
 def free_port() -> int:
     with socket.socket() as s:

@@ -17,7 +17,7 @@ from labcrunch_service.errors import ComputeTimeout
 from labcrunch_service.fit.descent import DescentOptions, gradient_descent
 from labcrunch_service.fit.line import line_points
 from tests.conftest import assert_problem
-from tests.test_fit import ROUTE, post_npy, seed_data
+from tests.helpers.fit_data import ROUTE, post_npy, seed_data
 
 SEED_GD = {"optimizer": "sgd", "learning_rate": 1e-6, "epochs": 5, "batch_size": 100,
            "initial": {"m": 5.0, "q": 10.0}, "shuffle": True, "seed": 0, "standardize": False}

@@ -7,7 +7,6 @@ weights) multiplied by χ²/(N - 2). The service uses the first with sigma and t
 
 from __future__ import annotations
 
-import io
 from fractions import Fraction
 
 import numpy as np
@@ -15,17 +14,7 @@ import pytest
 
 from labcrunch_service.settings import Limits
 from tests.conftest import assert_problem, serving
-
-ROUTE = "/v1/fit/line"
-
-
-def seed_data(seed: int = 7, n: int = 1000):
-    """The seed notebook's data: x = 0..999, y ~ N(2.5x + 1.2, 0.1·(2.5x + 1.2) + 0.1)."""
-    rng = np.random.default_rng(seed)
-    x = np.arange(0, float(n))
-    truth = 2.5 * x + 1.2
-    sigma = 0.1 * truth + 0.1
-    return x, rng.normal(truth, sigma), sigma
+from tests.helpers.fit_data import ROUTE, post_npy, seed_data
 
 
 def offset_data():
@@ -34,17 +23,6 @@ def offset_data():
     x = 1e4 + rng.uniform(0, 10, 200)
     sigma = rng.uniform(0.5, 2.0, 200)
     return x, -0.3 * x + 50 + rng.normal(0, sigma), sigma
-
-
-def npy_bytes(table: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, table)
-    return buf.getvalue()
-
-
-def post_npy(api, table: np.ndarray, **params):
-    return api.post(ROUTE, content=npy_bytes(table), params=params,
-                    headers={"Content-Type": "application/x-npy"})
 
 
 def polyfit_oracle(x, y, sigma):

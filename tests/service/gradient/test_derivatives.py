@@ -1,5 +1,5 @@
 """/v1/gradient end to end: the seed's cases, a generated corpus against sympy, hostile input,
-batches, Hessians, encodings, the compile cache and the client.
+batches, Hessians, encodings and the compile cache.
 
 Oracles: closed forms, ``jax.grad``/``jax.hessian`` of Python functions written here, and
 sympy's symbolic derivatives (sympy in tests only).
@@ -17,12 +17,12 @@ import pytest
 import sympy as sp
 from fastapi.testclient import TestClient
 
-from labcrunch import Client
 from labcrunch_service import cache
 from labcrunch_service.app import create_app
 from labcrunch_service.gradient import derivatives
 from labcrunch_service.settings import Limits, Settings
 from tests.conftest import assert_problem, wait_ready
+from tests.helpers.seed_program import SEED_PROGRAM, seed_f
 
 BACKENDS = ("jax", "tensorflow")
 NPZ = "application/x-npz"
@@ -43,18 +43,6 @@ def test_seed_square(api, backend):
     assert out["value"] == 4.0 and out["gradient"] == {"x": 4.0}
     assert out["backend"] == backend and out["dtype"] == "float64"
     assert out["device"] and out["elapsed_ms"] >= 0 and "hessian" not in out
-
-
-SEED_PROGRAM = ("def f(x):\n    if x > 0:\n        for i in range(2):\n            x += "
-                "jax.numpy.sqrt(x)\n        return x / 10.\n    else:\n        return f(f(x ** 2)) + 1\n")
-
-
-def seed_f(x):  # the same function, written directly
-    if x > 0:
-        for _ in range(2):
-            x += jnp.sqrt(x)
-        return x / 10.0
-    return seed_f(seed_f(x**2)) + 1
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -387,26 +375,6 @@ def test_bucket_sizes():
     assert all(n <= cache.bucket_size(n) <= 1.25 * n for n in range(1, 5000))
 
 
-# --- the client -----------------------------------------------------------------------------
-
-def test_client_expression_program_and_binary(api):
-    with Client("http://testserver", transport=api._transport, max_retries=0) as lc:
-        result = lc.gradient(expression="(x - 1)**2", at={"x": 3.0})
-        assert result.variables == ("x",) and float(result.value) == 4.0
-        assert float(result.gradient["x"]) == 4.0 and result.hessian is None
-        result = lc.gradient(program=SEED_PROGRAM, function="f", at={"x": 3.4}, order=2,
-                             backend="tensorflow")
-        assert float(result.gradient["x"]) == pytest.approx(float(jax.grad(seed_f)(3.4)), rel=1e-12)
-        assert result.hessian.shape == (1, 1) and result.backend == "tensorflow"
-        x = np.linspace(0.1, 3, 20_000)  # over the threshold: .npz both ways
-        result = lc.gradient(expression="log(x) * y", at={"x": x, "y": 2.0}, order=2)
-        np.testing.assert_allclose(result.gradient["x"], 2.0 / x, rtol=1e-14)
-        np.testing.assert_allclose(result.gradient_matrix[:, 1], np.log(x), rtol=1e-14)
-        np.testing.assert_allclose(result.hessian[:, 0, 1], 1.0 / x, rtol=1e-14)
-        small = lc.gradient(expression="log(x)", at={"x": [0.0, 1.0]}, binary=False)
-        assert small.value[0] == -np.inf and small.gradient["x"][1] == 1.0
-
-
 def test_program_points_are_grouped_by_path_and_compiled_once_per_path(api):
     program = SEED_PROGRAM.replace("x / 10.", "x / 10.25")  # a text no other test compiles
     xs = [3.4, 0.7, 2.0, -1.0, -0.4, -2.5]  # two paths: x > 0, and the recursive branch
@@ -449,23 +417,6 @@ def test_missing_tensorflow_is_503(api, monkeypatch):
     assert post(api, expression="x", at={"x": 1.0})["gradient"] == {"x": 1.0}
 
 
-def test_async_client(app):
-    import asyncio
-
-    import httpx
-
-    from labcrunch import AsyncClient
-
-    async def main():
-        async with AsyncClient("http://app", transport=httpx.ASGITransport(app=app)) as lc:
-            return await lc.gradient(expression="x * y", at={"x": [1.0, 2.0], "y": 3.0}, order=2)
-
-    result = asyncio.run(main())
-    np.testing.assert_array_equal(result.gradient["x"], [3.0, 3.0])
-    np.testing.assert_array_equal(result.gradient["y"], [1.0, 2.0])
-    np.testing.assert_array_equal(result.hessian[0], [[0.0, 1.0], [1.0, 0.0]])
-
-
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_conditional_expressions_differentiate_only_the_side_taken(api, backend):
     """`a if c else b` in an expression: the gradient is jax.grad of the Python expression at
@@ -485,22 +436,6 @@ def test_conditional_expressions_differentiate_only_the_side_taken(api, backend)
         np.testing.assert_allclose(out["hessian"][i], hess, rtol=1e-12, err_msg=f"{x}, {y}")
     one = post(api, expression="sqrt(x) if x > 0 else 0", at={"x": -1.0}, backend=backend)
     assert one["gradient"]["x"] == 0.0
-
-
-def test_npz_writer_round_trips_like_savez():
-    from labcrunch_service.encoding import to_npz
-
-    arrays = {"variables": np.array(["x", "yy"]), "value": np.linspace(0, 1, 1000),
-              "gradient": np.arange(6.0).reshape(3, 2)[:, ::-1],  # not contiguous
-              "hessian": np.zeros((0, 0)), "f32": np.ones(3, np.float32), "elapsed_ms": np.float64(1.5),
-              "device": np.array("cuda:0 (NVIDIA H100)"), "none": np.array([], dtype=str),
-              "nan": np.array([np.nan, np.inf, -np.inf])}
-    with np.load(io.BytesIO(to_npz(arrays)), allow_pickle=False) as ours:
-        assert sorted(ours.files) == sorted(arrays)
-        for name, expected in arrays.items():
-            got = ours[name]
-            assert got.dtype == np.asarray(expected).dtype and got.shape == np.shape(expected), name
-            np.testing.assert_array_equal(got, expected)
 
 
 @pytest.mark.timeout(60)

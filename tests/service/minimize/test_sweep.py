@@ -12,9 +12,9 @@ from labcrunch_service.cache import TRACES
 from labcrunch_service.minimize import on_jax
 from labcrunch_service.settings import Limits
 from tests.conftest import assert_problem, serving
+from tests.helpers.minimize_cases import ROSENBROCK, SEED_RATES
 
 ROUTE = "/v1/minimize"
-SEED_RATES = [0.1, 0.99, 0.001]  # the seed notebook's three SGD learning rates
 BACKENDS = ["jax", "tensorflow"]
 
 
@@ -156,9 +156,6 @@ def test_bounds_project_each_step(api, backend):
     body = post_ok(api, expression="(x - 3)**2", start={"x": 0.0}, learning_rate=0.1, steps=6,
                    bounds={"x": [None, 1.0]}, tolerance=0.0, backend=backend)
     assert (body["runs"][0]["converged"], body["runs"][0]["steps_taken"]) == (True, 2)
-
-
-ROSENBROCK = "(1 - x)**2 + 100 * (y - x**2)**2"  # minimum 0 at (1, 1)
 
 
 def test_adam_reaches_the_rosenbrock_minimum(api):
@@ -406,71 +403,3 @@ def test_landscape_refusals(api):
     assert body["errors"][0]["loc"] == ["body", "landscape"]
     body = assert_problem(api.post(ROUTE, json=BASE | {"landscape": 10_000}), 413)
     assert (body["limit"], body["value"]) == ("max_points", 10_000**2)
-
-
-@pytest.fixture
-def lc(api):
-    """The real client, its requests answered by the in-process app."""
-    import httpx
-
-    from labcrunch import Client
-
-    def forward(request: httpx.Request) -> httpx.Response:
-        return api.request(request.method, request.url.path, content=request.content,
-                           headers=dict(request.headers))
-
-    with Client("http://testserver", transport=httpx.MockTransport(forward), max_retries=0) as client:
-        yield client
-
-
-def test_client_minimize_returns_numpy_histories_and_plots(lc):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    result = lc.minimize("x**2", {"x": 1.0}, "sgd", SEED_RATES, steps=50)
-    assert [r.learning_rate for r in result.runs] == SEED_RATES
-    run = result.runs[0]
-    assert isinstance(run.history.x["x"], np.ndarray) and run.history.step[-1] == 50
-    np.testing.assert_allclose(run.history.x["x"], 0.8 ** np.arange(51), rtol=1e-13)
-    ax = result.plot()
-    assert len(ax.lines) == 1 + len(SEED_RATES)  # the function, then one path per rate
-    np.testing.assert_allclose(ax.lines[0].get_ydata(), ax.lines[0].get_xdata() ** 2, rtol=1e-12)
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["0.1", "0.99", "0.001"]
-
-    result = lc.minimize(ROSENBROCK, {"x": -1.2, "y": 1.0}, "lbfgs", steps=100)
-    assert result.landscape.value.shape == (81, 81)
-    assert result.runs[0].history.points(result.variables).shape[1] == 2
-    fig, ax = plt.subplots()
-    assert result.plot(ax=ax) is ax and len(ax.lines) == 1
-    plt.close("all")
-
-
-def test_client_maps_errors_and_lists_optimizers(lc):
-    from labcrunch import ValidationError
-    from labcrunch_service.minimize import optimizers as optimizers_module
-
-    optimizers = {o.name: o for o in lc.minimize_optimizers()}
-    assert set(optimizers) == set(optimizers_module.OPTIMIZERS)
-    assert optimizers["lbfgs"].default_learning_rate is None and optimizers["lbfgs"].backends == ("jax",)
-    assert optimizers["adam"].options["beta_2"].default == 0.999
-
-    with pytest.raises(ValidationError):
-        lc.minimize("x**2", {"y": 1.0})
-
-
-def test_async_client_minimize(app, api):
-    import asyncio
-
-    import httpx
-
-    from labcrunch import AsyncClient
-
-    async def go():
-        async with AsyncClient("http://app", transport=httpx.ASGITransport(app=app)) as lc:
-            return await lc.minimize("x**2", {"x": 1.0}, "sgd", SEED_RATES, steps=50)
-
-    result = asyncio.run(go())
-    np.testing.assert_allclose(result.runs[1].history.x["x"], (1 - 2 * 0.99) ** np.arange(51), rtol=1e-13)
-    assert result.landscape is not None and result.device

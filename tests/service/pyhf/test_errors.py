@@ -7,8 +7,8 @@ import copy
 import pytest
 
 from tests.conftest import assert_problem
-from tests.pyhf_oracle import SEED_MODEL as SIMPLE
-from tests.pyhf_oracle import WORKSPACE
+from tests.helpers.pyhf_oracle import SEED_MODEL as SIMPLE
+from tests.helpers.pyhf_oracle import WORKSPACE
 
 
 def workspace(edit=None):

@@ -13,8 +13,8 @@ import numpy as np
 import pyhf
 import pytest
 
-from tests import pyhf_oracle as oracle
-from tests.pyhf_oracle import SEED_MODEL, WORKSPACE_MODEL
+from tests.helpers import pyhf_oracle as oracle
+from tests.helpers.pyhf_oracle import SEED_MODEL, WORKSPACE_MODEL
 
 
 def fit(api, **body):

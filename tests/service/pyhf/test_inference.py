@@ -8,9 +8,9 @@ import pyhf
 import pytest
 from scipy.optimize import brentq, minimize_scalar
 
-from tests import pyhf_oracle as oracle
-from tests.pyhf_oracle import SEED_MODEL as SIMPLE
-from tests.pyhf_oracle import WORKSPACE_MODEL
+from tests.helpers import pyhf_oracle as oracle
+from tests.helpers.pyhf_oracle import SEED_MODEL as SIMPLE
+from tests.helpers.pyhf_oracle import WORKSPACE_MODEL
 
 
 def post(api, path, **body):

@@ -1,0 +1,54 @@
+"""How the client writes and reads arrays: the non-finite spellings, one binary threshold."""
+
+from __future__ import annotations
+
+import importlib
+
+import httpx
+import numpy as np
+import pytest
+
+from labcrunch import Client, ValidationError
+from labcrunch._arrays import NON_FINITE, array, json_numbers, number, spell
+from labcrunch._constants import BINARY_THRESHOLD
+from tests.helpers.mock_transport import PROBLEM, recording
+
+
+def test_non_finite_spellings_round_trip():
+    assert number("NaN") != number("NaN")
+    assert number("-Infinity") == float("-inf")
+    out = array([[1, "Infinity"], ["NaN", -2.5]])
+    assert out.shape == (2, 2) and out[0, 1] == float("inf") and out[1, 1] == -2.5
+    spelled = json_numbers(np.array([[1.5, np.inf], [np.nan, -np.inf]]))
+    assert spelled == [[1.5, "Infinity"], ["NaN", "-Infinity"]]
+    assert json_numbers(np.arange(3.0)) == [0.0, 1.0, 2.0]
+    assert json_numbers(np.float64(-np.inf)) == "-Infinity" and json_numbers(2.5) == 2.5
+    for text, value in NON_FINITE.items():  # one table, read and written the same way
+        assert spell(value) == text and (number(text) == value or np.isnan(value))
+    # The server's own encoder is the oracle for the spelling.
+    from labcrunch_service.encoding import jsonable
+
+    values = [1.0, np.nan, np.inf, -np.inf]
+    assert json_numbers(values) == jsonable(np.array(values))
+
+
+def sent(method, *args, **kwargs) -> httpx.Request:
+    """The request a client method sends (read off a local mock transport that refuses it)."""
+    transport, seen = recording(lambda: httpx.Response(422, json={**PROBLEM, "status": 422}))
+    with Client("http://x", transport=transport, max_retries=0) as lc, pytest.raises(ValidationError):
+        getattr(lc, method)(*args, **kwargs)
+    return seen[0]
+
+
+@pytest.mark.parametrize("size", [BINARY_THRESHOLD - 1, BINARY_THRESHOLD])
+def test_one_binary_threshold_for_every_domain(size):
+    binary = size >= BINARY_THRESHOLD
+    gradient = sent("gradient", "x", at={"x": np.zeros(size)})
+    assert (gradient.headers["content-type"] == "application/x-npz") is binary
+    fit = sent("fit_line", np.arange(size, dtype=float), np.arange(size, dtype=float))
+    assert (fit.headers["content-type"] == "application/x-npy") is binary
+    side = int(np.sqrt(size))
+    scan = sent("pyhf_scan", {"simple": {}}, ("a", 0, 1, side), ("b", 0, 1, size // side))
+    assert (scan.headers.get("accept") == "application/x-npz") is (side * (size // side) >= BINARY_THRESHOLD)
+    for module in ("gradient", "fit", "pyhf"):  # no second copy of the constant
+        assert not hasattr(importlib.import_module(f"labcrunch.{module}"), "BINARY_THRESHOLD")
