@@ -1,0 +1,1 @@
+"""Shared test helpers: plain functions and reference data (no tests here)."""
