@@ -15,7 +15,8 @@ from labcrunch_service.fit import router as fit_routes
 from labcrunch_service.fractal import router as fractal_routes
 from labcrunch_service.gradient import router as gradient_routes
 from labcrunch_service.http import health
-from labcrunch_service.http.deps import require_api_key
+from labcrunch_service.http.auth import AuthMiddleware
+from labcrunch_service.http.deps import request_owner
 from labcrunch_service.http.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from labcrunch_service.http.problems import install_problem_handlers
 from labcrunch_service.minimize import router as minimize_routes
@@ -24,7 +25,7 @@ from labcrunch_service.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
-# Each domain module exposes `router` and, optionally, `warmup(settings)` run once at start-up.
+# Each domain's router module exposes `router` and `WARMUP`, a Task run once per compute process.
 DOMAINS = (gradient_routes, minimize_routes, fit_routes, pyhf_routes, fractal_routes)
 
 
@@ -36,14 +37,11 @@ def _warm_up(app: FastAPI, settings: Settings) -> None:
             backends.tensorflow_available()
         if settings.warmup:
             for domain in DOMAINS:
-                hook = getattr(domain, "warmup", None)
-                if hook is None:
-                    continue
                 try:
-                    hook(settings)
+                    domain.WARMUP.resolve()(settings)
                 except Exception as exc:  # a failed warm-up degrades one domain, not the service
-                    log.exception("warm-up of %s failed", domain.__name__)
-                    app.state.warmup_errors[domain.__name__] = f"{type(exc).__name__}: {exc}"
+                    log.exception("warm-up of %s failed", domain.WARMUP.path)
+                    app.state.warmup_errors[domain.WARMUP.path] = f"{type(exc).__name__}: {exc}"
     finally:
         app.state.ready.set()
         log.info("ready", extra={"device": backends.jax_device()})
@@ -81,10 +79,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_problem_handlers(app)
     # Outermost last: the request id wraps everything, so a 413 carries one too.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.limits.max_body_bytes)
+    app.add_middleware(AuthMiddleware, api_keys=settings.api_keys, public_docs=settings.public_docs)
     app.add_middleware(RequestContextMiddleware)
 
     app.include_router(health.router)
-    auth = [Depends(require_api_key)]
+    auth = [Depends(request_owner)]  # AuthMiddleware checks keys; this documents them
     app.include_router(health.info_router, dependencies=auth)
     for domain in DOMAINS:
         app.include_router(domain.router, dependencies=auth)

@@ -8,6 +8,7 @@ dtype in domain code (float32 stays float32 because we ask for it).
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import logging
 import threading
@@ -101,6 +102,27 @@ def tensorflow_device() -> str:
 
 def device_for(backend: str) -> str:
     return tensorflow_device() if backend == "tensorflow" else jax_device()
+
+
+@functools.cache
+def _jax_device_cached() -> str:
+    return jax_device()
+
+
+def loaded_devices() -> dict[str, str]:
+    """The device of each backend this process has loaded (``jax``, ``tensorflow``), for the
+    answer's ``device``; a backend never loaded here is absent rather than loaded for it."""
+    devices = {}
+    if _configured:
+        devices["jax"] = _jax_device_cached()
+    if _tf is not None:
+        devices["tensorflow"] = _tf_device_cached()
+    return devices
+
+
+@functools.cache
+def _tf_device_cached() -> str:
+    return tensorflow_device()
 
 
 def describe() -> dict[str, Any]:

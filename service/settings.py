@@ -7,7 +7,7 @@ e.g. ``LABCRUNCH_LIMITS__MAX_POINTS=2000000``.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -79,9 +79,14 @@ class Settings(BaseSettings):
     max_queued_jobs: int = Field(16, ge=0)
     retry_after_seconds: int = Field(2, ge=0)
 
-    # Optional API keys: when any is set, every /v1 route needs `Authorization: Bearer <key>`
-    # (or `X-API-Key: <key>`). Health routes stay open for load balancers.
-    api_keys: list[str] = Field(default_factory=list)
+    # Optional API keys: when any is set, every /v1 route and /metrics need `Authorization: Bearer
+    # <key>` (or `X-API-Key: <key>`). A map names each key's owner ({"alice": "k1", "bob": "k2"}):
+    # logs, metrics and the scheduler's fair share show the name, never the key; a plain list
+    # names them key-1, key-2, ... Without keys, a request's owner is its client address.
+    # Health routes stay open for load balancers.
+    api_keys: dict[str, str] | list[str] = Field(default_factory=list)
+    # Whether /docs, /redoc and /openapi.json answer without a key when keys are set.
+    public_docs: bool = True
 
     # Compiled functions (XLA executables, tf.functions) kept per cache, least recently used
     # dropped first: gradient, minimize and fit each keep one cache of this size.
@@ -93,6 +98,14 @@ class Settings(BaseSettings):
     load_tensorflow: bool = True
 
     limits: Limits = Field(default_factory=Limits)
+
+    @field_validator("api_keys")
+    @classmethod
+    def _keys_distinct(cls, keys: dict[str, str] | list[str]) -> dict[str, str] | list[str]:
+        values = list(keys.values()) if isinstance(keys, dict) else keys
+        if any(not key for key in values) or len(set(values)) != len(values):
+            raise ValueError("API keys must be non-empty and distinct")
+        return keys
 
 
 def get_settings() -> Settings:

@@ -47,6 +47,7 @@ from labcrunch_service.cache import LruCache, bucket_size, counting_traces
 from labcrunch_service.errors import InvalidInput, LimitExceeded
 from labcrunch_service.fit.line import (
     GRADIENT_DESCENT,
+    DescentOptions,
     LineFit,
     LinePoints,
     Standardization,
@@ -63,19 +64,6 @@ ADAM_EPSILON = 1e-8
 # the deadline checked) between calls, so one long epoch of small batches cannot run far past the
 # wall time.
 CHUNK_BATCHES = 4096
-
-
-@dataclass(frozen=True)
-class DescentOptions:
-    optimizer: str = "sgd"
-    learning_rate: float = 0.1
-    epochs: int = 20
-    batch_size: int = 100
-    initial_m: float = 0.0
-    initial_q: float = 0.0
-    shuffle: bool = True
-    seed: int = 0
-    standardize: bool = True
 
 
 def batch_orders(n: int, epochs: int, shuffle: bool, seed: int) -> Iterator[np.ndarray]:

@@ -9,15 +9,16 @@ from __future__ import annotations
 from typing import Any
 
 from labcrunch_service.errors import InvalidInput
-from labcrunch_service.fit.descent import DescentOptions, gradient_descent
+from labcrunch_service.fit.descent import gradient_descent
 from labcrunch_service.fit.line import (
     GRADIENT_DESCENT,
     LEAST_SQUARES,
+    DescentOptions,
     LineFit,
     least_squares,
     line_points,
 )
-from labcrunch_service.settings import Limits
+from labcrunch_service.settings import Limits, Settings
 
 
 def fit_line(x: Any, y: Any, sigma: Any = None, *, method: str = LEAST_SQUARES, backend: str = "jax",
@@ -31,3 +32,11 @@ def fit_line(x: Any, y: Any, sigma: Any = None, *, method: str = LEAST_SQUARES, 
         return gradient_descent(points, descent or DescentOptions(), backend,
                                 max_epochs=limits.max_fit_epochs, max_batches=limits.max_fit_batches)
     return least_squares(points)
+
+
+def warmup(settings: Settings) -> None:
+    """Compile the JAX epoch (SGD) and Hessian for the seed notebook's shape: 1,000 points, batches
+    of 100 (other sizes compile on first use, then share bucketed shapes)."""
+    x = [float(i) for i in range(1000)]
+    fit_line(x, [2.5 * v + 1.2 for v in x], method="gradient_descent", backend="jax",
+             descent=DescentOptions(epochs=1), limits=settings.limits)

@@ -229,3 +229,16 @@ def least_squares(points: LinePoints) -> LineFit:
         raise _invalid("The sums of this fit over- or underflow float64; rescale x, y or sigma "
                        "to a moderate range.", ["body"], "range")
     return fit
+
+
+@dataclass(frozen=True)
+class DescentOptions:
+    optimizer: str = "sgd"
+    learning_rate: float = 0.1
+    epochs: int = 20
+    batch_size: int = 100
+    initial_m: float = 0.0
+    initial_q: float = 0.0
+    shuffle: bool = True
+    seed: int = 0
+    standardize: bool = True

@@ -17,10 +17,9 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from labcrunch_service import backends, encoding
-from labcrunch_service.fit.descent import DescentOptions
-from labcrunch_service.fit.fitting import fit_line
-from labcrunch_service.fit.line import LineFit
+from labcrunch_service import encoding
+from labcrunch_service.compute import Task
+from labcrunch_service.fit.line import LineFit  # numpy only: the result type, not the fit
 from labcrunch_service.fit.schemas import (
     REQUEST_BODY,
     FitLineRequest,
@@ -33,11 +32,13 @@ from labcrunch_service.http.bodies import json_or_binary
 from labcrunch_service.http.deps import LimitsDep, RunnerDep
 from labcrunch_service.http.problems import problem_responses
 from labcrunch_service.http.responses import json_response
-from labcrunch_service.settings import Settings
 
 router = APIRouter(prefix="/v1/fit/line", tags=["fit"])
+#: Run once in every compute process at start-up (settings.warmup): compiles the hot path.
+WARMUP = Task("labcrunch_service.fit.fitting:warmup")
 
 POINT_COLUMNS = ("x", "y", "sigma")  # of a .npy body; sigma is optional
+FIT_LINE = Task("labcrunch_service.fit.fitting:fit_line")
 
 
 def _fit_payload(fit: LineFit) -> dict[str, Any]:
@@ -76,17 +77,10 @@ async def fit_line_route(
         options: FitOptions = options_from_query(query)
     else:
         x, y, sigma, options = content.x, content.y, content.sigma, content
-    timed = await runner.run(fit_line, x, y, sigma, method=options.method, backend=options.backend,
+    timed = await runner.run(FIT_LINE, x, y, sigma, method=options.method, backend=options.backend,
                              descent=options.descent(), limits=limits)
     payload = _fit_payload(timed.result)
-    device = "cpu" if timed.result.backend == "numpy" else backends.device_for(timed.result.backend)
+    device = "cpu" if timed.result.backend == "numpy" else timed.device(timed.result.backend)
     payload |= {"device": device, "elapsed_ms": timed.elapsed_ms}
     return json_response(payload)
 
-
-def warmup(settings: Settings) -> None:
-    """Compile the JAX epoch (SGD) and Hessian for the seed notebook's shape: 1,000 points, batches
-    of 100 (other sizes compile on first use, then share bucketed shapes)."""
-    x = [float(i) for i in range(1000)]
-    fit_line(x, [2.5 * v + 1.2 for v in x], method="gradient_descent", backend="jax",
-             descent=DescentOptions(epochs=1), limits=settings.limits)

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, create_model
 
 from labcrunch_service import encoding
-from labcrunch_service.fit.descent import DescentOptions
+from labcrunch_service.fit.line import DescentOptions
 from labcrunch_service.schemas import Number
 
 _DEFAULT = DescentOptions()  # the domain's defaults are the API's

@@ -16,11 +16,13 @@ as ``max_iter`` (so it is the brightest color, as in the notebook).
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
-from labcrunch_service.fractal.escape import Escape
+if TYPE_CHECKING:
+    from labcrunch_service.fractal.escape import Escape
 
 # 33 colors each, evenly spaced from 0 to 1, as rrggbb hex.
 _CONTROL_POINTS = {

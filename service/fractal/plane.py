@@ -23,6 +23,9 @@ import numpy as np
 from labcrunch_service.errors import InvalidInput, LimitExceeded, NotFound
 from labcrunch_service.settings import Limits
 
+MIN_ESCAPE_RADIUS = 2.0  # below 2 (or |c|) an orbit may come back: escaping would not be final
+MAX_ESCAPE_RADIUS = 1e6  # keeps |z|² of an escaped float32 orbit finite
+
 SEED_BOX = (-1.5, 1.5, -1.5, 1.5)  # the seed notebook's view of both sets
 SEED_JULIA_C = complex(-0.7269, 0.1889)  # the seed notebook's Julia constant
 TILE_WORLD = (-2.5, 1.5, -2.0, 2.0)

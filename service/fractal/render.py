@@ -18,8 +18,10 @@ import numpy as np
 
 from labcrunch_service.errors import InvalidInput, LimitExceeded
 from labcrunch_service.fractal import color
-from labcrunch_service.fractal.escape import DTYPES, KINDS, Escape, escape_counts
+from labcrunch_service.fractal.escape import DTYPES, KINDS, Escape, compile_kernels, escape_counts
 from labcrunch_service.fractal.plane import (
+    MAX_ESCAPE_RADIUS,
+    MIN_ESCAPE_RADIUS,
     SEED_JULIA_C,
     Plane,
     check_limits,
@@ -29,10 +31,7 @@ from labcrunch_service.fractal.plane import (
     tile_plane,
     tile_precision,
 )
-from labcrunch_service.settings import Limits
-
-MIN_ESCAPE_RADIUS = 2.0  # below 2 (or |c|) an orbit may come back: escaping would not be final
-MAX_ESCAPE_RADIUS = 1e6  # keeps |z|² of an escaped float32 orbit finite
+from labcrunch_service.settings import Limits, Settings
 
 
 @dataclass(frozen=True)
@@ -154,3 +153,11 @@ def render_tile(z: int, x: int, y: int, *, kind: str = "mandelbrot", max_iter: i
     fractal = prepare(kind, tile_plane(z, x, y, limits), max_iter=max_iter or tile_max_iter(z),
                       limits=limits, c=_julia_constant(c_re, c_im), precision=tile_precision(z))
     return _png(fractal, colormap, smooth)
+
+
+def warmup(settings: Settings) -> None:
+    """Compile the float32 kernels of every bucket, then render the default view once."""
+    from labcrunch_service.fractal.schemas import FractalParams
+
+    compile_kernels(np.float32)
+    render_png("mandelbrot", limits=settings.limits, **FractalParams().model_dump())

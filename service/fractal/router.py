@@ -11,13 +11,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import numpy as np
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 
-from labcrunch_service import backends, encoding
-from labcrunch_service.compute import Timed
-from labcrunch_service.fractal import escape, plane, render
+from labcrunch_service import encoding
+from labcrunch_service.compute import Task, Timed
+from labcrunch_service.fractal import plane
 from labcrunch_service.fractal.schemas import (
     FractalCounts,
     FractalParams,
@@ -28,9 +27,10 @@ from labcrunch_service.fractal.schemas import (
 from labcrunch_service.http.deps import LimitsDep, RunnerDep
 from labcrunch_service.http.problems import problem_responses
 from labcrunch_service.http.responses import json_response, npy_response
-from labcrunch_service.settings import Settings
 
 router = APIRouter(prefix="/v1/fractal", tags=["fractal"])
+#: Run once in every compute process at start-up (settings.warmup): compiles the hot path.
+WARMUP = Task("labcrunch_service.fractal.render:warmup")
 
 PNG_MEDIA_TYPE = "image/png"
 _BINARY = {"schema": {"type": "string", "format": "binary"}}
@@ -38,8 +38,13 @@ _ERRORS = problem_responses(401, 413, 422, 429, 503)
 _PNG = {200: {"content": {PNG_MEDIA_TYPE: _BINARY}, "description": "A PNG image."}}
 
 
+RENDER_PNG = Task("labcrunch_service.fractal.render:render_png")
+RENDER_COUNTS = Task("labcrunch_service.fractal.render:render_counts")
+RENDER_TILE = Task("labcrunch_service.fractal.render:render_tile")
+
+
 def _timing(done: Timed[object]) -> dict[str, str]:
-    return {"X-Elapsed-Ms": f"{done.elapsed_ms:.3f}", "X-Device": backends.device_for("jax")}
+    return {"X-Elapsed-Ms": f"{done.elapsed_ms:.3f}", "X-Device": done.device("jax")}
 
 
 def _png(done: Timed[bytes], **headers: str) -> Response:
@@ -50,7 +55,7 @@ def _png(done: Timed[bytes], **headers: str) -> Response:
             response_class=Response, response_model=None, responses={**_PNG, **_ERRORS})
 async def fractal_png(kind: Annotated[Kind, Path()], params: Annotated[FractalParams, Query()],
                       runner: RunnerDep, limits: LimitsDep) -> Response:
-    return _png(await runner.run(render.render_png, kind, limits=limits, **params.model_dump()))
+    return _png(await runner.run(RENDER_PNG, kind, limits=limits, **params.model_dump()))
 
 
 @router.post("", summary="Render a fractal as PNG, raw counts (.npy) or JSON",
@@ -62,9 +67,9 @@ async def fractal_png(kind: Annotated[Kind, Path()], params: Annotated[FractalPa
 async def fractal_post(body: FractalRequest, runner: RunnerDep, limits: LimitsDep) -> Response:
     view = body.model_dump(exclude={"kind", "format", "colormap", "smooth"})
     if body.format == "png":
-        return _png(await runner.run(render.render_png, body.kind, colormap=body.colormap,
+        return _png(await runner.run(RENDER_PNG, body.kind, colormap=body.colormap,
                                      smooth=body.smooth, limits=limits, **view))
-    done = await runner.run(render.render_counts, body.kind, as_json=body.format == "json",
+    done = await runner.run(RENDER_COUNTS, body.kind, as_json=body.format == "json",
                             smooth=body.smooth, limits=limits, **view)
     fractal, result = done.result.fractal, done.result.escape
     if body.format == "npy":
@@ -75,7 +80,7 @@ async def fractal_post(body: FractalRequest, runner: RunnerDep, limits: LimitsDe
         "precision": fractal.precision, "box": fractal.plane.box(),
         "c": [fractal.c.real, fractal.c.imag] if fractal.kind == "julia" else None,
         "counts": result.counts, "smooth": done.result.smooth,
-        "elapsed_ms": done.elapsed_ms, "device": backends.device_for("jax"),
+        "elapsed_ms": done.elapsed_ms, "device": done.device("jax"),
     })
 
 
@@ -86,12 +91,7 @@ async def fractal_post(body: FractalRequest, runner: RunnerDep, limits: LimitsDe
             responses={**_PNG, **_ERRORS, **problem_responses(404)})
 async def fractal_tile(z: int, x: int, y: int, params: Annotated[TileParams, Query()],
                        runner: RunnerDep, limits: LimitsDep) -> Response:
-    done = await runner.run(render.render_tile, z, x, y, limits=limits, **params.model_dump())
+    done = await runner.run(RENDER_TILE, z, x, y, limits=limits, **params.model_dump())
     # A tile never changes for the same URL: let browsers and proxies keep it.
     return _png(done, **{"Cache-Control": "public, max-age=86400"})
 
-
-def warmup(settings: Settings) -> None:
-    """Compile the float32 kernels of every bucket, then render the default view once."""
-    escape.compile_kernels(np.float32)
-    render.render_png("mandelbrot", limits=settings.limits, **FractalParams().model_dump())

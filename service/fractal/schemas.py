@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from labcrunch_service.fractal import color, plane, render
+from labcrunch_service.fractal import color, plane
 
 Kind = Literal["mandelbrot", "julia"]
 Colormap = Literal[color.COLORMAPS]  # type: ignore[valid-type]
@@ -42,7 +42,7 @@ class FractalParams(Coloring):
     c_im: Coordinate | None = Field(None, description="Julia constant, imaginary part (default "
                                     "0.1889).")
     precision: Literal["float32", "float64"] = "float32"
-    escape_radius: float = Field(2.0, ge=render.MIN_ESCAPE_RADIUS, le=render.MAX_ESCAPE_RADIUS,
+    escape_radius: float = Field(2.0, ge=plane.MIN_ESCAPE_RADIUS, le=plane.MAX_ESCAPE_RADIUS,
                                  allow_inf_nan=False, description="R: a pixel escapes at the "
                                  "first n with |z_n| > R.")
 

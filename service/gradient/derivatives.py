@@ -34,7 +34,7 @@ from labcrunch_service.cache import LruCache, bucket_size, counting_traces
 from labcrunch_service.errors import InvalidInput, LimitExceeded
 from labcrunch_service.language import Formula, compile_expression, compile_program
 from labcrunch_service.progress import check_deadline
-from labcrunch_service.settings import Limits
+from labcrunch_service.settings import Limits, Settings
 
 backends.configure()
 
@@ -392,3 +392,12 @@ def gradient(*, expression: str | None = None, program: str | None = None,
     formula = compile_formula(expression=expression, program=program, function=function,
                               limits=limits)
     return differentiate(formula, at, order=order, backend=backend, dtype=dtype, limits=limits)
+
+
+def warmup(settings: Settings) -> None:
+    """Compile the seed's first case, a scalar gradient, so the first request is quick."""
+    warm = [b for b in ("jax", "tensorflow") if b == "jax" or (
+        settings.load_tensorflow and backends.tensorflow_available())]
+    for backend in warm:
+        gradient(expression="(x - 1)**2", at={"x": 3.0}, backend=backend,
+                 limits=settings.limits)

@@ -19,25 +19,29 @@ arrays are the body's ``at``).
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from labcrunch_service import backends, encoding
-from labcrunch_service.compute import Timed
+from labcrunch_service import encoding
+from labcrunch_service.compute import Task, Timed
 from labcrunch_service.errors import located
-from labcrunch_service.gradient import derivatives
 from labcrunch_service.gradient.schemas import GradientOptions, GradientRequest, GradientResponse
 from labcrunch_service.http.bodies import json_or_binary
 from labcrunch_service.http.deps import LimitsDep, RunnerDep
 from labcrunch_service.http.problems import problem_responses
 from labcrunch_service.http.responses import accepts, json_response, npz_response
-from labcrunch_service.settings import Limits, Settings
+from labcrunch_service.settings import Limits
+
+if TYPE_CHECKING:
+    from labcrunch_service.gradient.derivatives import Derivatives
 
 router = APIRouter(prefix="/v1/gradient", tags=["gradient"])
+#: Run once in every compute process at start-up (settings.warmup): compiles the hot path.
+WARMUP = Task("labcrunch_service.gradient.derivatives:warmup")
 
 _REQUEST_BODY = {
     "required": True,
@@ -59,18 +63,14 @@ _RESPONSES = {
 _ENCODE_INLINE_POINTS = 1_000  # smaller answers are encoded on the event loop (no thread hop)
 
 
-def _gradient_from_json(request: GradientRequest, limits: Limits) -> derivatives.Derivatives:
-    with located("body"):
-        return derivatives.gradient(**request.model_dump(), limits=limits)
+GRADIENT = Task("labcrunch_service.gradient.derivatives:gradient")
 
 
-def _gradient_from_npz(body: bytes, options: GradientOptions, limits: Limits) -> derivatives.Derivatives:
-    at = encoding.read_npz(body, max_arrays=limits.max_variables, max_elements=limits.max_points)
-    with located("query", {"at": "body"}):
-        return derivatives.gradient(**options.model_dump(), at=at, limits=limits)
+def _read_columns(body: bytes, limits: Limits) -> dict[str, np.ndarray]:
+    return encoding.read_npz(body, max_arrays=limits.max_variables, max_elements=limits.max_points)
 
 
-def _json_payload(result: derivatives.Derivatives) -> dict[str, Any]:
+def _json_payload(result: Derivatives) -> dict[str, Any]:
     """value, gradient as {variable: values}, hessian (rows/cols in variable order)."""
     payload: dict[str, Any] = {
         "variables": list(result.variables),
@@ -82,9 +82,9 @@ def _json_payload(result: derivatives.Derivatives) -> dict[str, Any]:
     return payload
 
 
-def _answer(timed: Timed[derivatives.Derivatives], options: GradientOptions, binary: bool) -> Response:
+def _answer(timed: Timed[Derivatives], options: GradientOptions, binary: bool) -> Response:
     result = timed.result
-    device = backends.device_for(options.backend)
+    device = timed.device(options.backend)
     if binary:
         arrays = {"variables": np.array(result.variables, dtype=str), "value": result.value,
                   "gradient": result.gradient, "elapsed_ms": np.float64(timed.elapsed_ms),
@@ -120,21 +120,16 @@ async def gradient_route(
     content = await json_or_binary(request, GradientRequest, encoding.NPZ_MEDIA_TYPE)
     if isinstance(content, bytes):
         options: GradientOptions = query
-        timed = await runner.run(_gradient_from_npz, content, options, limits)
+        at = await run_in_threadpool(_read_columns, content, limits)
+        with located("query", {"at": "body"}):
+            timed = await runner.run(GRADIENT, **options.model_dump(), at=at, limits=limits)
     else:
         options = content
-        timed = await runner.run(_gradient_from_json, content, limits)
+        with located("body"):
+            timed = await runner.run(GRADIENT, **content.model_dump(), limits=limits)
     binary = accepts(request, encoding.NPZ_MEDIA_TYPE)
     if timed.result.value.size <= _ENCODE_INLINE_POINTS:
         return _answer(timed, options, binary)
     # Encoding a large batch takes tens of milliseconds or more: off the event loop.
     return await run_in_threadpool(_answer, timed, options, binary)
 
-
-def warmup(settings: Settings) -> None:
-    """Compile the seed's first case, a scalar gradient, so the first request is quick."""
-    warm = [b for b in ("jax", "tensorflow") if b == "jax" or (
-        settings.load_tensorflow and backends.tensorflow_available())]
-    for backend in warm:
-        derivatives.gradient(expression="(x - 1)**2", at={"x": 3.0}, backend=backend,
-                             limits=settings.limits)

@@ -6,14 +6,13 @@ more than a cached scalar gradient itself.
 
 from __future__ import annotations
 
-import secrets
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from labcrunch_service.compute import Runner
-from labcrunch_service.errors import Unauthorized
+from labcrunch_service.http.auth import owner_of
 from labcrunch_service.settings import Limits, Settings
 
 
@@ -39,21 +38,17 @@ _bearer = HTTPBearer(auto_error=False, description="An API key, when the server 
 _header = APIKeyHeader(name="X-API-Key", auto_error=False)
 
 
-async def require_api_key(
-    settings: SettingsDep,
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    header: Annotated[str | None, Depends(_header)],
-) -> None:
-    """When API keys are configured, a /v1 request must carry one of them."""
-    if not settings.api_keys:
-        return
-    given = bearer.credentials if bearer else header
-    # Compared as bytes: compare_digest refuses non-ASCII str (a 500 for a header like "é").
-    # Starlette decodes header bytes as latin-1, so this is what was on the wire; keys are UTF-8.
-    sent = given.encode("latin-1", "replace") if given else b""
-    if sent and any(secrets.compare_digest(sent, key.encode()) for key in settings.api_keys):
-        return
-    raise Unauthorized(
-        "This server requires an API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'.",
-        headers={"WWW-Authenticate": "Bearer"},
-    )
+async def request_owner(
+    request: Request,
+    _bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    _header: Annotated[str | None, Depends(_header)],
+) -> str:
+    """Who asks: the name of their API key, or their address (``http.auth``).
+
+    :class:`~labcrunch_service.http.auth.AuthMiddleware` has checked the key before the body was
+    read; the two security schemes here make the OpenAPI document say how to send one.
+    """
+    return owner_of(request)
+
+
+OwnerDep = Annotated[str, Depends(request_owner)]

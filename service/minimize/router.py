@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from labcrunch_service import backends
+from labcrunch_service.compute import Task
 from labcrunch_service.http.deps import LimitsDep, RunnerDep
 from labcrunch_service.http.problems import problem_responses
 from labcrunch_service.http.responses import json_response
@@ -19,10 +19,15 @@ from labcrunch_service.minimize.schemas import (
     MinimizeResponse,
     OptimizerInfo,
 )
-from labcrunch_service.minimize.sweep import Sweep, minimize_expression
-from labcrunch_service.settings import Settings
+
+if TYPE_CHECKING:
+    from labcrunch_service.minimize.sweep import Sweep
 
 router = APIRouter(prefix="/v1/minimize", tags=["minimize"])
+#: Run once in every compute process at start-up (settings.warmup): compiles the hot path.
+WARMUP = Task("labcrunch_service.minimize.sweep:warmup")
+
+MINIMIZE = Task("labcrunch_service.minimize.sweep:minimize_expression")
 
 
 def _payload(sweep: Sweep) -> dict[str, Any]:
@@ -56,10 +61,10 @@ def _payload(sweep: Sweep) -> dict[str, Any]:
 )
 async def minimize_route(body: MinimizeRequest, runner: RunnerDep, limits: LimitsDep) -> Response:
     request = body.model_dump(exclude={"expression", "backend"})
-    timed = await runner.run(minimize_expression, body.expression, backend=body.backend,
+    timed = await runner.run(MINIMIZE, body.expression, backend=body.backend,
                              limits=limits, **request)
     payload = _payload(timed.result) | {
-        "backend": body.backend, "dtype": body.dtype, "device": backends.device_for(body.backend),
+        "backend": body.backend, "dtype": body.dtype, "device": timed.device(body.backend),
         "elapsed_ms": timed.elapsed_ms}
     return json_response(payload)
 
@@ -79,9 +84,3 @@ async def optimizers_route() -> list[OptimizerInfo]:
                  for k, p in o.hyper_parameters.items()},
     ) for o in optimizers.OPTIMIZERS.values()]
 
-
-def warmup(settings: Settings) -> None:
-    """Compile the seed's sweep (SGD on x**2 at three rates) so the first request is quick."""
-    minimize_expression("x**2", backend="jax", limits=settings.limits, start={"x": 1.0},
-                        optimizer="sgd", learning_rate=[0.1, 0.99, 0.001], options={}, steps=50,
-                        tolerance=None, history_every=1, bounds=None, dtype="float64")

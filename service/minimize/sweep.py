@@ -23,7 +23,7 @@ from labcrunch_service.gradient.derivatives import differentiate
 from labcrunch_service.language import Formula, compile_expression
 from labcrunch_service.minimize import on_jax, on_tensorflow, optimizers
 from labcrunch_service.minimize.types import Objective, Plan, Run
-from labcrunch_service.settings import Limits
+from labcrunch_service.settings import Limits, Settings
 
 
 def _invalid(detail: str, loc: list[Any], msg: str, kind: str) -> InvalidInput:
@@ -224,3 +224,10 @@ def minimize_expression(expression: str, *, backend: str, limits: Limits,
     grid = None if landscape is None else evaluate_landscape(
         formula, runs, landscape, backend=backend, dtype=plan.dtype, limits=limits)
     return Sweep(objective.variables, plan.optimizer, plan.hyper_parameters, runs, grid)
+
+
+def warmup(settings: Settings) -> None:
+    """Compile the seed's sweep (SGD on x**2 at three rates) so the first request is quick."""
+    minimize_expression("x**2", backend="jax", limits=settings.limits, start={"x": 1.0},
+                        optimizer="sgd", learning_rate=[0.1, 0.99, 0.001], options={}, steps=50,
+                        tolerance=None, history_every=1, bounds=None, dtype="float64")

@@ -22,7 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 import pyhf
 
-from labcrunch_service.errors import InvalidInput, LimitExceeded
+from labcrunch_service.errors import InvalidInput
+from labcrunch_service.pyhf.checks import check_fit
 from labcrunch_service.pyhf.ellipses import Region, ellipse_from_covariance
 from labcrunch_service.pyhf.models import (
     CompiledModel,
@@ -31,15 +32,13 @@ from labcrunch_service.pyhf.models import (
     parameter_bounds,
     parameter_values,
 )
-from labcrunch_service.settings import Limits
+from labcrunch_service.pyhf.schemas import DEFAULT_ELLIPSE_PAIRS
+from labcrunch_service.settings import Limits, Settings
 
 if TYPE_CHECKING:
     from labcrunch_service.pyhf.schemas import FitRequest, PyhfRequest
 
 Optimizer = Literal["scipy", "minuit"]
-# Without explicit pairs, ellipses are drawn for the POI against this many other parameters.
-DEFAULT_ELLIPSE_PAIRS = 8
-DEFAULT_CONFIDENCE_LEVELS = (0.6827, 0.9545)
 
 
 @dataclass(frozen=True)
@@ -124,16 +123,6 @@ def covariance_from_hessian(hessian_twice_nll: np.ndarray) -> np.ndarray:
 def correlation_from_covariance(cov: np.ndarray) -> np.ndarray:
     sigma = np.sqrt(np.diag(cov))
     return cov / np.outer(sigma, sigma)
-
-
-def check_fit(request: FitRequest, limits: Limits) -> None:
-    """413 for more ellipse pairs than limits.max_ellipse_pairs (cheap: before any work)."""
-    count, maximum = len(request.ellipse_pairs or ()), limits.max_ellipse_pairs
-    if count > maximum:
-        raise LimitExceeded(
-            f"ellipse_pairs lists {count} pairs; at most {maximum} are accepted.",
-            limit="max_ellipse_pairs", maximum=maximum, value=count,
-        )
 
 
 def _ellipse_pairs(cm: CompiledModel, free_names: list[str],
@@ -221,3 +210,13 @@ def fit(request: FitRequest, limits: Limits) -> dict[str, Any]:
         "ellipses": ellipses,
         "warnings": warnings,
     }
+
+
+def warmup(settings: Settings) -> None:
+    """One small fit at start-up: loads pyhf's schemas and starts XLA, so the first request pays
+    only its own model's compilation (this model stays in the model cache)."""
+    from labcrunch_service.pyhf.schemas import FitRequest
+
+    seed = {"simple": {"kind": "uncorrelated_background", "signal": [5.0], "bkg": [10.0],
+                       "bkg_uncertainty": [3.5]}}
+    fit(FitRequest.model_validate({"model": seed, "data": "asimov"}), settings.limits)

@@ -13,8 +13,9 @@ import jax.numpy as jnp
 import numpy as np
 import pyhf
 
-from labcrunch_service.errors import InvalidInput, LimitExceeded
+from labcrunch_service.errors import InvalidInput
 from labcrunch_service.progress import check_deadline
+from labcrunch_service.pyhf.checks import check_hypotest, check_upper_limit, poi_values
 from labcrunch_service.pyhf.fit import FitSettings, refusing_failed_fits
 from labcrunch_service.pyhf.models import (
     CompiledModel,
@@ -64,29 +65,12 @@ def _pyhf_options(cm: CompiledModel, settings: FitSettings, poi_values: np.ndarr
     }
 
 
-def _check_count(n: int, max_points: int, where: str) -> None:
-    if n > max_points:
-        raise LimitExceeded(
-            f"{where} holds {n} POI values; at most {max_points} are accepted.",
-            limit="max_hypotest_points", maximum=max_points, value=n,
-        )
-
-
-def _poi_values(request: HypotestRequest) -> list[float]:
-    return request.poi_values if isinstance(request.poi_values, list) else [request.poi_values]
-
-
-def check_hypotest(request: HypotestRequest, limits: Limits) -> None:
-    """413 for more POI values than limits.max_hypotest_points (cheap: before any work)."""
-    _check_count(len(_poi_values(request)), limits.max_hypotest_points, "poi_values")
-
-
 def hypotest(request: HypotestRequest, limits: Limits) -> dict[str, Any]:
     """CLs, CLs+b and CLb at each POI value; the expected CLs band (−2σ..+2σ) on request."""
     check_hypotest(request, limits)
     cm, data = load(request, limits)
     test_stat, expected = request.test_stat, request.expected
-    values = np.asarray(_poi_values(request), dtype=np.float64)
+    values = np.asarray(poi_values(request), dtype=np.float64)
     options = _pyhf_options(cm, FitSettings.of(request), values, "poi_values")
     tensor = jnp.asarray(data, dtype=jnp.float64)
     cls, clsb, clb, band = [], [], [], []
@@ -114,13 +98,6 @@ def hypotest(request: HypotestRequest, limits: Limits) -> dict[str, Any]:
         out["cls_expected"] = np.asarray(band)
         out["expected_sigmas"] = list(EXPECTED_SIGMAS)
     return out
-
-
-def check_upper_limit(request: UpperLimitRequest, limits: Limits) -> None:
-    """413 for more scan points than limits.max_hypotest_points (cheap: before any work, and
-    before a {start, stop, points} grid is made)."""
-    scan = request.scan
-    _check_count(len(scan) if isinstance(scan, list) else scan.points, limits.max_hypotest_points, "scan")
 
 
 def upper_limit(request: UpperLimitRequest, limits: Limits) -> dict[str, Any]:

@@ -19,8 +19,9 @@ import jax.numpy as jnp
 import numpy as np
 import pyhf
 
-from labcrunch_service.errors import InvalidInput, LimitExceeded
+from labcrunch_service.errors import InvalidInput
 from labcrunch_service.progress import check_deadline
+from labcrunch_service.pyhf.checks import check_scan
 from labcrunch_service.pyhf.fit import FitSettings, best_fit
 from labcrunch_service.pyhf.models import (
     CompiledModel,
@@ -32,7 +33,7 @@ from labcrunch_service.pyhf.models import (
 from labcrunch_service.settings import Limits
 
 if TYPE_CHECKING:
-    from labcrunch_service.pyhf.schemas import ScanAxis, ScanRequest
+    from labcrunch_service.pyhf.schemas import ScanRequest
 
 PROFILE_TOLERANCE = 1e-10
 
@@ -42,27 +43,6 @@ def _plane(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     ``np.meshgrid(x, y)`` and ``pcolormesh(x, y, values)``."""
     gx, gy = np.meshgrid(x, y)
     return np.stack([gx.ravel(), gy.ravel()], axis=1)
-
-
-def _check_scan_size(x: ScanAxis, y: ScanAxis, gradient_points: tuple[int, int], max_points: int,
-                     limit: str) -> None:
-    total = x.points * y.points + gradient_points[0] * gradient_points[1]
-    if total > max_points:
-        raise LimitExceeded(
-            f"The scan asks for {x.points}x{y.points} grid points plus {gradient_points[0]}x"
-            f"{gradient_points[1]} gradient points = {total}; at most {max_points} are accepted"
-            + (" (each profiled point is one fit)." if limit == "max_profile_points" else "."),
-            limit=limit, maximum=max_points, value=total,
-        )
-
-
-def check_scan(request: ScanRequest, limits: Limits) -> None:
-    """413 for more grid points than limits.max_scan_points, or, profiled, max_profile_points
-    (cheap: before any work)."""
-    _check_scan_size(request.x, request.y, request.gradient_points, limits.max_scan_points, "max_scan_points")
-    if request.profile:
-        _check_scan_size(request.x, request.y, request.gradient_points, limits.max_profile_points,
-                         "max_profile_points")
 
 
 def _profile(cm: CompiledModel, data: np.ndarray, plane: np.ndarray, start: np.ndarray, idx: np.ndarray,

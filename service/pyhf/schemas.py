@@ -11,8 +11,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, model_validator
 
-from labcrunch_service.pyhf.fit import DEFAULT_CONFIDENCE_LEVELS, DEFAULT_ELLIPSE_PAIRS
 from labcrunch_service.schemas import Number
+
+# Without explicit pairs, ellipses are drawn for the POI against this many other parameters.
+DEFAULT_ELLIPSE_PAIRS = 8
+DEFAULT_CONFIDENCE_LEVELS = (0.6827, 0.9545)
 
 TestStat = Literal["qtilde", "q"]
 Quantity = Literal["logpdf", "twice_nll"]

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import time
-
 from fastapi import Request
 from pydantic import BaseModel
 
 from labcrunch_service.app import create_app
 from labcrunch_service.settings import Limits, Settings
+from tests.helpers import tasks
 
 
 class Echo(BaseModel):
@@ -21,7 +20,7 @@ def make_app(**overrides) -> object:
     app = create_app(Settings(warmup=False, load_tensorflow=False, limits=limits, **overrides))
 
     async def slow(request: Request, seconds: float = 0.5) -> dict:
-        timed = await request.app.state.runner.run(time.sleep, seconds)
+        timed = await request.app.state.runner.run(tasks.SLEEP, seconds)
         return {"elapsed_ms": timed.elapsed_ms}
 
     async def echo(body: Echo) -> dict:

@@ -11,9 +11,9 @@ from fastapi.testclient import TestClient
 
 from labcrunch_service.compute import Runner
 from labcrunch_service.errors import ComputeTimeout
-from labcrunch_service.progress import check_deadline
 from labcrunch_service.settings import Limits
 from tests.conftest import assert_problem
+from tests.helpers import tasks
 from tests.helpers.apps import make_app
 
 
@@ -53,18 +53,18 @@ def test_wall_time_limit_answers_503():
 
 def test_a_job_still_queued_at_its_deadline_never_runs():
     runner = Runner(1, 1, wall_seconds=0.3)
-    ran: list[str] = []
+    tasks.RECORDED.clear()
 
     async def scenario():
-        first = asyncio.ensure_future(runner.run(time.sleep, 0.6))  # ignores the deadline
+        first = asyncio.ensure_future(runner.run(tasks.SLEEP, 0.6))  # ignores the deadline
         await asyncio.sleep(0.05)
-        queued = asyncio.ensure_future(runner.run(ran.append, "queued"))
+        queued = asyncio.ensure_future(runner.run(tasks.RECORD, "queued"))
         return await asyncio.gather(first, queued, return_exceptions=True)
 
     outcomes = asyncio.run(scenario())
     assert all(isinstance(o, ComputeTimeout) for o in outcomes), outcomes
     time.sleep(0.7)
-    assert ran == []  # dropped with its 503, not run afterwards for nobody
+    assert tasks.RECORDED == []  # dropped with its 503, not run afterwards for nobody
     assert runner.in_flight == 0
     runner.shutdown()
 
@@ -73,25 +73,16 @@ def test_wall_time_counts_from_admission():
     """A job that waited in the queue stops (check_deadline) when its request answers 503, not a
     whole wall time after it started."""
     runner = Runner(1, 1, wall_seconds=1.0)
-    ran_for: list[float] = []
-
-    def cooperative():
-        begin = time.monotonic()
-        try:
-            while True:
-                check_deadline()
-                time.sleep(0.01)
-        finally:
-            ran_for.append(time.monotonic() - begin)
+    tasks.RAN_FOR.clear()
 
     async def scenario():
-        first = asyncio.ensure_future(runner.run(time.sleep, 0.7))
+        first = asyncio.ensure_future(runner.run(tasks.SLEEP, 0.7))
         await asyncio.sleep(0.05)
-        queued = asyncio.ensure_future(runner.run(cooperative))
+        queued = asyncio.ensure_future(runner.run(tasks.SPIN_AND_TIME))
         return await asyncio.gather(first, queued, return_exceptions=True)
 
     outcomes = asyncio.run(scenario())
     assert not isinstance(outcomes[0], Exception) and isinstance(outcomes[1], ComputeTimeout)
     time.sleep(0.2)
-    assert ran_for and ran_for[0] < 0.8, ran_for  # ~0.35 s: what was left of its wall time
+    assert tasks.RAN_FOR and tasks.RAN_FOR[0] < 0.8, tasks.RAN_FOR  # ~0.35 s: what was left of its wall time
     runner.shutdown()

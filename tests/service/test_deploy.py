@@ -340,8 +340,8 @@ def test_gpu_smoke_expects_the_gpu_only_where_the_service_computes_on_it(api, mo
     from bench import gpu_smoke
     from labcrunch_service import backends
 
-    monkeypatch.setattr(backends, "device_for", lambda backend: "gpu:0 (stand-in)")
-    monkeypatch.setattr(backends, "jax_device", lambda: "gpu:0 (stand-in)")
+    monkeypatch.setattr(backends, "loaded_devices", lambda: {"jax": "gpu:0 (stand-in)",
+                                                            "tensorflow": "gpu:0 (stand-in)"})
     routes = {path for path in api.app.openapi()["paths"] if path.startswith("/v1/")} - {"/v1/info"}
     requests = [s for s in gpu_smoke.smoke_requests() if (s.json or {}).get("backend") != "tensorflow"]
     failures = gpu_smoke.run_smoke(api, requests, routes, require_gpu=True)

@@ -14,8 +14,8 @@ import pytest
 from labcrunch_service import progress
 from labcrunch_service.cache import TRACES
 from labcrunch_service.errors import ComputeTimeout
-from labcrunch_service.fit.descent import DescentOptions, gradient_descent
-from labcrunch_service.fit.line import line_points
+from labcrunch_service.fit.descent import gradient_descent
+from labcrunch_service.fit.line import DescentOptions, line_points
 from tests.conftest import assert_problem
 from tests.helpers.fit_data import ROUTE, post_npy, seed_data
 

@@ -414,7 +414,7 @@ def test_bad_post_bodies(api):
 
 def test_start_up_warm_up_compiles_and_renders():
     """warmup() runs at start-up, where a failure would only be logged: it must work."""
-    from labcrunch_service.fractal.router import warmup
+    from labcrunch_service.fractal.render import warmup
     from labcrunch_service.settings import Settings
 
     warmup(Settings(warmup=False, log_json=False))

@@ -14,21 +14,12 @@ import asyncio
 import contextvars
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any
 
-from labcrunch_service import progress
+from labcrunch_service import backends, progress
+from labcrunch_service.compute.tasks import Task, Timed
 from labcrunch_service.errors import Busy, ComputeTimeout
-
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Timed(Generic[T]):
-    result: T
-    elapsed_ms: float
 
 
 class Runner:
@@ -66,17 +57,19 @@ class Runner:
         with self._lock:
             self._admitted -= 1
 
-    async def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Timed[T]:
-        """Run ``fn(*args, **kwargs)`` in the pool; return its result and compute time."""
+    async def run(self, task: Task, /, *args: Any, **kwargs: Any) -> Timed[Any]:
+        """Run ``task``'s function with ``(*args, **kwargs)`` in the pool; return its result,
+        compute time and devices."""
         self._admit()
         deadline = time.monotonic() + self.wall_seconds
         ctx = contextvars.copy_context()  # carries the request id into the worker's log lines
 
-        def job() -> Timed[T]:
+        def job() -> Timed[Any]:
+            fn = task.resolve()
             with progress.tracking(progress.Tracker(deadline)):
                 start = time.perf_counter()
                 result = fn(*args, **kwargs)
-                return Timed(result, (time.perf_counter() - start) * 1e3)
+                return Timed(result, (time.perf_counter() - start) * 1e3, backends.loaded_devices())
 
         try:
             future = self._pool().submit(ctx.run, job)
