@@ -284,7 +284,7 @@ def test_env_file_example_names_real_settings(tmp_path):
     env_file = tmp_path / "labcrunch.env"
     env_file.write_text("\n".join(examples) + "\n")
     settings = Settings(_env_file=env_file)
-    assert settings.api_keys == ["change-me-alice", "change-me-bob"]
+    assert settings.api_keys == {"alice": "change-me-alice", "bob": "change-me-bob"}
     for line in examples:
         name, value = line.split("=", 1)
         path = name.removeprefix("LABCRUNCH_").lower().split("__")
