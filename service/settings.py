@@ -7,6 +7,9 @@ e.g. ``LABCRUNCH_LIMITS__MAX_POINTS=2000000``.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import platformdirs
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -87,6 +90,11 @@ class Settings(BaseSettings):
     api_keys: dict[str, str] | list[str] = Field(default_factory=list)
     # Whether /docs, /redoc and /openapi.json answer without a key when keys are set.
     public_docs: bool = True
+
+    # What the service keeps between runs: JAX's persistent compilation cache in
+    # `<data_dir>/jax-cache` (delete that folder to clear it). Default: the platform's user data
+    # folder, e.g. ~/.local/share/labcrunch on Linux.
+    data_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_data_dir("labcrunch", False)))
 
     # Compiled functions (XLA executables, tf.functions) kept per cache, least recently used
     # dropped first: gradient, minimize and fit each keep one cache of this size.

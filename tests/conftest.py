@@ -5,6 +5,10 @@ Plain helpers and reference data that are not fixtures live in tests/helpers/.
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,6 +25,10 @@ from labcrunch_service.app import create_app
 from labcrunch_service.settings import Limits, Settings
 from tests.helpers.apps import make_app
 
+# The service's data (JAX's persistent compilation cache) goes to this session's own folder, never
+# the user's; servers the tests start inherit it. Set before configure() reads it.
+os.environ["LABCRUNCH_DATA_DIR"] = tempfile.mkdtemp(prefix="labcrunch-tests-")
+atexit.register(shutil.rmtree, os.environ["LABCRUNCH_DATA_DIR"], ignore_errors=True)
 backends.configure()  # tests that call domain code directly see the same x64 set-up as the app
 
 
