@@ -62,6 +62,8 @@ class FractalCounts:
         box: The view ``{"x_min", "x_max", "y_min", "y_max"}`` (JSON answers; None for .npy).
         kind, max_iter: What was computed.
         elapsed_ms, device: How fast and where (None when the server did not say).
+
+    ``counts`` from an .npy answer is a read-only view of the answer's bytes, not a copy.
     """
 
     counts: np.ndarray

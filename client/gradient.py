@@ -29,6 +29,9 @@ class GradientResult:
         hessian: Second derivatives (``order=2``), shape (n, n) or (N, n, n); else None.
         backend, dtype, device: Where and how it was computed.
         elapsed_ms: Compute time on the server.
+
+    Arrays from a binary (.npz) answer are read-only views of the answer's bytes, not copies:
+    ``.copy()`` one to change it.
     """
 
     variables: tuple[str, ...]
