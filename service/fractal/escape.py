@@ -296,8 +296,10 @@ def _escape_rows(kind, x, y, max_iter, escape_radius, c, dtype) -> tuple[np.ndar
             calls.append((start, min(size, n_live - start), _round(
                 part[0], part[1], part[2] if mandelbrot else c_re, part[3] if mandelbrot else c_im,
                 np.int32(step), np.int32(stop), radius_sq, kind=kind)))
-        rounds = [(start, n, *_record_escapes(live[-1, start:start + n].view(index_type), call, n,
-                                              counts, modulus_sq))
+        in_order = n_live == n_pixels  # nothing dropped yet: chunk k holds pixels start..start+n
+        rounds = [(start, n, *_record_escapes(
+                      slice(start, start + n) if in_order else live[-1, start:start + n].view(index_type),
+                      call, n, counts, modulus_sq))
                   for start, n, call in calls]
         n_live = sum(len(alive) for *_, alive in rounds)
         following = _state(live.shape[0], n_live, chunk, dtype)
@@ -315,9 +317,15 @@ def _escape_rows(kind, x, y, max_iter, escape_radius, c, dtype) -> tuple[np.ndar
 
 
 def _record_escapes(pixel, call, n, counts, modulus_sq):
-    """Write one chunk's escaped pixels (flat indices ``pixel``) into the picture; return its z
-    after the round and the positions of the pixels still alive."""
+    """Write one chunk's escaped pixels (flat indices ``pixel``, or a slice of the picture
+    while the live pixels are still all of them, in order) into the picture; return its z after
+    the round and the positions of the pixels still alive."""
     z_re, z_im, status = (np.asarray(a)[:n] for a in call)
+    if isinstance(pixel, slice):  # a masked write streams through memory; a scatter does not
+        escaped = (status < 0) & (status != NEVER)
+        np.copyto(counts[pixel], -status, where=escaped)
+        np.copyto(modulus_sq[pixel], z_re * z_re + z_im * z_im, where=escaped)
+        return z_re, z_im, np.flatnonzero(status >= 0)
     gone = np.flatnonzero(status < 0)  # escaped, or never will (NEVER)
     escaped = gone[status[gone] != NEVER]
     hit = pixel[escaped]
