@@ -235,7 +235,8 @@ def _bucket_column(column: np.ndarray, bucket: int) -> np.ndarray:
         return column
     padded = _aligned_empty(bucket, column.dtype)
     padded[:len(column)] = column
-    padded[len(column):] = column[-1]
+    if bucket > len(column):
+        padded[len(column):] = column[-1]
     return padded
 
 
