@@ -91,17 +91,21 @@ def _npy(shape: tuple[int, ...], dtype: str = "<f8") -> bytes:
     return buf.getvalue()
 
 
-def _zip(members: list[tuple[str, int, bytes, int]], *, flags: int = 0) -> bytes:
+def _zip(members: list[tuple[str, int, bytes, int]], *, flags: int = 0, zip64: bool = False) -> bytes:
     """A ZIP archive written by hand, so it can lie: (name, method, stored bytes, declared
-    uncompressed size) per member."""
+    uncompressed size) per member; ``zip64``: the directory gives sizes and offsets in ZIP64
+    extra fields."""
     out, directory = bytearray(), bytearray()
     for name, method, stored, size in members:
         raw = name.encode()
         offset = len(out)
         out += struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, flags, method, 0, 33, 0, len(stored),
                            size, len(raw), 0) + raw + stored
-        directory += struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 20, 20, flags, method, 0, 33, 0,
-                                 len(stored), size, len(raw), 0, 0, 0, 0, 0, offset) + raw
+        extra = struct.pack("<2H3Q", 1, 24, size, len(stored), offset) if zip64 else b""
+        sizes = (0xFFFFFFFF,) * 2 if zip64 else (len(stored), size)
+        directory += struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 45, 45, flags, method, 0, 33, 0,
+                                 *sizes, len(raw), len(extra), 0, 0, 0, 0,
+                                 0xFFFFFFFF if zip64 else offset) + raw + extra
     end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, len(members), len(members), len(directory),
                       len(out), 0)
     return bytes(out + directory + end)
@@ -135,6 +139,13 @@ def test_a_decompression_bomb_is_refused_before_anything_is_inflated():
     assert refused.value.extra["limit"] == "max_body_bytes"
     assert refused.value.extra["value"] == 256 * 2_000_000 * 8
     assert peak < 4 << 20, f"{peak} bytes allocated: members were inflated"
+
+
+def test_zip64_directory_entries_are_read():
+    x = _npy((3,)) + np.arange(3.0).tobytes()
+    arrays = _read(_zip([("x.npy", 0, x, len(x)), ("y.npy", 8, _deflated(x), len(x))], zip64=True))
+    for name in "xy":
+        np.testing.assert_array_equal(arrays[name], np.arange(3.0))
 
 
 def test_a_deflated_member_is_inflated_no_further_than_its_header_declares():
