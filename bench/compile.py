@@ -71,7 +71,8 @@ def _two_processes(fit: dict[str, Any]) -> tuple[dict[str, float], dict[str, flo
     """The session in a fresh server, then in a second one sharing its data folder."""
     data_dir = tempfile.mkdtemp(prefix="labcrunch-bench-compile-")
     env = {"LABCRUNCH_DATA_DIR": data_dir, "LABCRUNCH_WARMUP": "false",
-           "LABCRUNCH_LOAD_TENSORFLOW": "false"}
+           "LABCRUNCH_LOAD_TENSORFLOW": "false",  # a cold compile may take long on a busy machine
+           "LABCRUNCH_LIMITS__MAX_WALL_SECONDS": "600"}
     try:
         first = start_server(env)
         try:
