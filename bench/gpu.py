@@ -74,7 +74,7 @@ def fractal(quick: bool, client: Any, **_: Any) -> list[dict[str, Any]]:
     from labcrunch_service.fractal.escape import escape_counts
     from labcrunch_service.fractal.plane import Plane
 
-    sides, max_iter = ((256, 512), 100) if quick else ((2000, 8192), 1000)
+    sides, max_iter = ((96, 160), 60) if quick else ((2000, 8192), 1000)
     rows = []
     for side in sides:
         for view, box in (("seed view", (-1.5, 1.5, -1.5, 1.5)), ("no symmetry", (-1.5, 1.5, -1.4, 1.6))):

@@ -147,6 +147,6 @@ def test_the_gpu_run_script_runs_on_the_cpu(tmp_path):
                             env={**os.environ, "TMPDIR": str(tmp_path)}, timeout=280)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     assert "every step passed" in result.stdout
-    for case in ("| fractal | 512² no symmetry", "| gradient | 10,000 points, service", "| toys |"):
+    for case in ("| fractal | 160² no symmetry", "| gradient | 10,000 points, service", "| toys |"):
         assert case in result.stdout, result.stdout
     assert not list(tmp_path.glob("labcrunch-bench-*")), "a server's log or data folder was left"
