@@ -54,6 +54,8 @@ def inputs_array(x: Any, architecture: Architecture, where: str = "x") -> np.nda
     A batch is a list of rows, even for one sample (``[[1, 2, 3, 4]]``, as Keras wants it).
     """
     array = _float_array(x, where)
+    if array.shape == (0,):  # an empty batch: no rows
+        array = array.reshape(0, architecture.inputs)
     if array.ndim != 2 or array.shape[1] != architecture.inputs:
         example = "[[" + ", ".join(str(i + 1) for i in range(min(architecture.inputs, 4))) + \
             (", ..." if architecture.inputs > 4 else "") + "]]"

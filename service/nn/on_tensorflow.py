@@ -39,7 +39,9 @@ STEPS_PER_EXECUTION = 32
 #: The history's float64 loss: a metric computing the loss per sample (Keras' tracker is float32).
 SAMPLE_LOSS = "sample_loss"
 
-_models: LruCache[Any] = LruCache(16, name="nn.tensorflow", setting="compile_cache_size")
+#: Keras models hold their weights and optimizer state (up to ~3 × max_network_parameters
+#: numbers each): a few, not compile_cache_size of them.
+_models: LruCache[Any] = LruCache(8, name="nn.tensorflow")
 
 
 def activation(tf: ModuleType, name: str, dtype: str) -> Callable[[Any], Any] | None:
