@@ -37,7 +37,7 @@ from labcrunch_service.progress import report
 from labcrunch_service.settings import Limits, Settings
 
 BACKENDS = {"jax": on_jax, "tensorflow": on_tensorflow}
-#: Most rows one compiled forward pass takes (fewer when the layers are wide; see _row_chunks).
+#: Most rows one compiled forward pass takes (fewer when the layers are wide; see row_slices).
 MAX_CHUNK_ROWS = 65_536
 #: Most minibatches between two progress reports, and the work between them: about 2^30
 #: multiply-adds (batch size × parameters per step).

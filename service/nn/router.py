@@ -87,17 +87,24 @@ def _timing_headers(timed: Timed[Any], device: str) -> dict[str, str]:
 
 
 async def _binary_arrays(body: bytes, kind: str, limits: Limits) -> dict[str, np.ndarray]:
-    """The arrays of a binary body: an .npy is ``x``; an .npz holds named arrays."""
-    if kind == encoding.NPY_MEDIA_TYPE:
-        return {"x": await run_in_threadpool(
-            encoding.read_npy, body, max_elements=limits.max_network_values, where="x",
-            limit="max_network_values")}
-    return await run_in_threadpool(
-        lambda: encoding.read_npz(body, max_arrays=2 + 2 * limits.max_network_layers,
-                                  max_elements=max(limits.max_network_values,
-                                                   limits.max_network_parameters),
-                                  arrays_limit="max_network_layers",
-                                  elements_limit="max_network_values"))
+    """The arrays of a binary body: an .npy is ``x``; an .npz holds named arrays. Errors point
+    into the body (``["body", "x"]``)."""
+    def read() -> dict[str, np.ndarray]:
+        if kind == encoding.NPY_MEDIA_TYPE:
+            return {"x": encoding.read_npy(body, max_elements=limits.max_network_values, where="x",
+                                           limit="max_network_values")}
+        return encoding.read_npz(body, max_arrays=2 + 2 * limits.max_network_layers,
+                                 max_elements=max(limits.max_network_values,
+                                                  limits.max_network_parameters),
+                                 arrays_limit="max_network_layers",
+                                 elements_limit="max_network_values")
+
+    try:
+        return await run_in_threadpool(read)
+    except InvalidInput as error:  # the readers name the array (or "body" for the archive)
+        raise InvalidInput(error.detail, errors=[
+            {**e, "loc": e["loc"] if e["loc"][:1] == ["body"] else ["body", *e["loc"]]}
+            for e in error.errors or []]) from None
 
 
 def _required(spec: NetworkSpec | None) -> NetworkSpec:

@@ -89,6 +89,7 @@ BINARY_ERRORS = [  # (route, arrays, query parameters, where the 422 points)
     ("predict", {"x": X, **KERNELS}, {"network": json.dumps({**SMALL, "seed": 3})},
      ["query", "network"]),
     ("predict", {"x": X}, {"network": "{not json"}, ["query", "network"]),
+    ("predict", {"x": X.astype(complex)}, {"network": json.dumps(SMALL)}, ["body", "x"]),
     ("train", {"x": X, "y": np.ones((3, 3))}, {"network": json.dumps(SMALL)}, ["body", "y"]),
     ("train", {"x": X, "y": np.ones((3, 2))}, {"network": json.dumps(SMALL), "options": '{"rho": 1}'},
      ["query", "options", "rho"]),
