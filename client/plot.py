@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     from labcrunch.fit import LineFitResult
     from labcrunch.minimize import MinimizeResult, MinimizeRun
+    from labcrunch.nn import DenseTraining
     from labcrunch.pyhf import Ellipse, PyhfFitResult, PyhfScanResult, UpperLimitResult
 
 
@@ -162,6 +163,43 @@ def line_fit_loss(result: LineFitResult, ax: Axes | None = None) -> Axes:
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
     ax.set_title("mean minibatch loss per epoch")
+    return ax
+
+
+# --- nn -------------------------------------------------------------------------------------
+
+def training_history(result: DenseTraining, ax: Axes | None = None, *, metric: str = "loss") -> Axes:
+    """A network training's ``metric`` per epoch (as Keras' History records it), and its
+    validation curve when there is one; a log scale for a positive loss.
+
+    Args:
+        result: A training (``Client.dense_train``, ``DenseNetwork.train``).
+        ax: The Axes to draw on (default: a new figure's).
+        metric: ``"loss"`` or a metric the training recorded (``"accuracy"``, ...).
+
+    Returns:
+        The Axes drawn on.
+
+    Raises:
+        ValueError: The training did not record ``metric``.
+        ImportError: matplotlib is not installed.
+    """
+    if metric not in result.history:
+        raise ValueError(f"This training recorded {sorted(result.history)}, not {metric!r}.")
+    ax = _axes(ax, (6, 4))
+    for name, style in ((metric, "o-"), (f"val_{metric}", "s--")):
+        if name in result.history:
+            values = result.history[name]
+            ax.plot(np.arange(1, len(values) + 1), values, style, ms=3,
+                    label="validation" if name.startswith("val_") else "training")
+    values = np.concatenate([result.history[n] for n in (metric, f"val_{metric}")
+                             if n in result.history])
+    if metric == "loss" and values.size and np.all(values[np.isfinite(values)] > 0):
+        ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(result.loss if metric == "loss" else metric)
+    ax.set_title(f"{result.optimizer}, learning rate {result.learning_rate:g} ({result.backend})")
+    ax.legend()
     return ax
 
 

@@ -49,6 +49,20 @@ class Limits(BaseModel):
     max_fit_epochs: int = Field(10_000, description="Gradient-descent epochs in one line fit.")
     max_fit_batches: int = Field(10_000_000, description="Minibatch steps (epochs x batches) in one fit.")
 
+    # --- nn (dense networks)
+    max_network_parameters: int = Field(1_000_000, description="Weights and biases of one dense network.")
+    max_network_layers: int = Field(64, description="Layers of one dense network.")
+    max_network_values: int = Field(
+        20_000_000, description="Numbers in one network request's data (x, y) and in its answer "
+        "(outputs, Jacobian).")
+    max_network_activations: int = Field(
+        16_777_216, description="Numbers one minibatch's forward pass holds: batch size x units of "
+        "all layers (x outputs for a Jacobian).")
+    max_training_batch_size: int = Field(65_536, description="Samples per training minibatch.")
+    max_training_epochs: int = Field(10_000, description="Epochs of one network training.")
+    max_training_steps: int = Field(1_000_000, description="Minibatch steps (epochs x batches) of "
+                                    "one network training.")
+
     # --- pyhf
     max_pyhf_parameters: int = Field(500, description="Parameters of one HistFactory model.")
     max_scan_points: int = Field(250_000, description="Points in one likelihood scan grid.")
