@@ -110,3 +110,17 @@ def assert_problem(response, status: int) -> dict:
         assert key in body, body
     assert body["status"] == status
     return body
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory) -> Iterator[str]:
+    """``labcrunch serve`` as a process on a free port (no API keys, no warm-up compiles), run
+    from the repository root like the README's examples; its URL. Shared by the README examples
+    and the browser tests."""
+    from tests.helpers import ROOT
+    from tests.helpers.servers import labcrunch_serve
+
+    log = tmp_path_factory.mktemp("live-server") / "server.log"
+    with labcrunch_serve(log, ROOT, LABCRUNCH_WARMUP="false", LABCRUNCH_LOAD_TENSORFLOW="false",
+                         LABCRUNCH_API_KEYS="[]") as url:
+        yield url
