@@ -90,7 +90,8 @@ export function showProblem(box, error, source) {
   const body = error.body;
   const status = error.status ? `${error.status} ` : "";
   box.append(el("strong", { class: "problem-title" }, `${status}${body.title || "Error"}`));
-  if (body.detail) box.append(el("div", { class: "problem-detail" }, body.detail));
+  // The detail repeats a single field error: show it only when there is no list.
+  if (body.detail && !(body.errors || []).length) box.append(el("div", { class: "problem-detail" }, body.detail));
   let first = null;
   for (const item of body.errors || []) {
     const where = (item.loc || []).filter((part) => part !== "body" && part !== "query").join(".");

@@ -11,7 +11,8 @@ export const COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#
  */
 export function lineChart(container, xs, series, { title = "", xLabel = "", yLabel = "", height = 360, bands = [], yRange = null } = {}) {
   container.replaceChildren();
-  const width = Math.max(360, Math.min(container.clientWidth || 720, 960));
+  // The container may be hidden while empty (display: none): measure the box around it.
+  const width = Math.max(360, Math.min((container.clientWidth || container.parentElement.clientWidth - 24) || 720, 960));
   const clean = (values) => values.map((v) => (Number.isFinite(v) ? v : null));
   const options = {
     title, width, height,

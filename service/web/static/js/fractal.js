@@ -83,6 +83,10 @@ export class FractalView {
     });
     this.layer.on("tileerror", (event) => showProblem(this.problem, event.error));
     this.layer.on("tileload", () => clearProblem(this.problem));
+    // data-tiles says whether every tile in view has arrived (tests and screenshots wait on it).
+    this.layer.on("loading", () => { this.root.dataset.tiles = "loading"; });
+    this.layer.on("load", () => { this.root.dataset.tiles = "loaded"; });
+    this.map.on("zoomstart movestart", () => { this.root.dataset.tiles = "loading"; });
     this.layer.addTo(this.map);
     this.map.setView(toLatLng(-0.6, 0), 1);
     this.cMarker = L.circleMarker(toLatLng(-0.7269, 0.1889), { radius: 6, color: "#fff", weight: 2, fillColor: "#e4572e", fillOpacity: 1 });

@@ -187,10 +187,12 @@ export class LikelihoodView {
       const style = styles[Math.min(k, styles.length - 1)];
       plane.ellipse(num(e.center), num(e.semi_axes), num(e.angle_deg), style);
       const sigmaLabel = Math.abs(e.confidence_level - 0.6827) < 1e-3 ? "1σ" : Math.abs(e.confidence_level - 0.9545) < 1e-3 ? "2σ" : `${fmt(100 * e.confidence_level, 4)} %`;
-      plane.legend(`${sigmaLabel} ellipse (${fmt(100 * e.confidence_level, 4)} %, Δχ² = ${fmt(num(e.delta_chi2), 3)})`, style);
+      plane.legend(`${sigmaLabel} ellipse (${fmt(100 * e.confidence_level, 4)} %, Δχ² = ${fmt(num(e.delta_chi2), 3)})`, { ...style, dark: true });
       plane.contours(xs, ys, delta, [num(e.delta_chi2)], { ...style, width: 1.5, dash: "5 4" });
     });
-    if (ellipses.length) plane.legend("scan contours at the same Δχ²", { stroke: "#ddd", dash: "5 4" });
+    // The ellipses come from the covariance (the other parameters profiled); the scan holds them
+    // at their best fit, so its contours are the conditional ones and lie inside.
+    if (ellipses.length) plane.legend("scan at the same Δχ², other parameters at their best fit", { stroke: "#fff", dash: "5 4", dark: true });
     plane.marker(center[0], center[1], { shape: "star", fill: "#ffd400", stroke: "#000", size: 7, title: "best fit" });
     plane.legend("best fit", { shape: "star", fill: "#ffd400", stroke: "#000" });
     colorbar(figure, "Δ(−2 ln L)", 0, top);

@@ -115,7 +115,7 @@ export class PathsView {
     const levels = high + shift > 100 * (low + shift)
       ? linspace(Math.log(low + shift), Math.log(high + shift), 18).map((v) => Math.exp(v) - shift)
       : linspace(low, high, 18);
-    const width = Math.min(900, this.figure.clientWidth || 760);
+    const width = Math.min(900, (this.figure.clientWidth || this.root.clientWidth - 24) || 760);
     const plane = new Plane(this.figure, { x: xRange, y: yRange, xLabel: names[0], yLabel: names[1], title: f.expression.value, width, height: Math.round(width * 0.72) });
     plane.contours(xs, ys, values, levels.slice(1, -1), { stroke: "#9aa3b5", width: 1 });
     this.paths = this.runs.map((run, i) => ({ run, color: COLORS[i % COLORS.length], plane }));

@@ -121,7 +121,13 @@ export class Plane {
   /** Contour lines of values[j][i] at (xs[i], ys[j]) for each threshold; returns the <path>s. */
   contours(xs, ys, values, thresholds, style = {}) {
     const flat = new Float64Array(xs.length * ys.length);
-    for (let j = 0; j < ys.length; j++) for (let i = 0; i < xs.length; i++) flat[j * xs.length + i] = values[j][i];
+    // Where the function is undefined (NaN) no level line is drawn: count it as above every level.
+    for (let j = 0; j < ys.length; j++) {
+      for (let i = 0; i < xs.length; i++) {
+        const v = values[j][i];
+        flat[j * xs.length + i] = Number.isNaN(v) ? Infinity : v;
+      }
+    }
     const dx = (xs[xs.length - 1] - xs[0]) / (xs.length - 1);
     const dy = (ys[ys.length - 1] - ys[0]) / (ys.length - 1);
     // d3-contour puts sample (i, j) at (i + 0.5, j + 0.5) and closes rings along the border.
@@ -201,12 +207,12 @@ export class Plane {
   }
 
   /** Adds a legend entry: a swatch in `stroke` (dashed when `dash`) or a marker shape, and text. */
-  legend(text, { stroke = "#000", dash = null, shape = null, fill = "#fff" } = {}) {
+  legend(text, { stroke = "#000", dash = null, shape = null, fill = "#fff", dark = false } = {}) {
     const item = document.createElement("span");
     item.className = "legend-item";
     const swatch = document.createElementNS(SVG, "svg");
     swatch.setAttribute("viewBox", "0 0 24 12");
-    swatch.setAttribute("class", "legend-swatch");
+    swatch.setAttribute("class", dark ? "legend-swatch dark" : "legend-swatch");
     if (shape === "circle") svg("circle", { cx: 12, cy: 6, r: 4, fill, stroke }, swatch);
     else if (shape === "square") svg("rect", { x: 8, y: 2, width: 8, height: 8, fill, stroke }, swatch);
     else if (shape === "star") svg("polygon", { points: "12,1 13.5,4.8 17.5,5 14.3,7.4 15.5,11 12,9 8.5,11 9.7,7.4 6.5,5 10.5,4.8", fill, stroke }, swatch);
