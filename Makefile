@@ -17,7 +17,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(SERVER_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[server]'
+	$(BIN)/python -m pip install --quiet -e '.[server,plot]'
 	rm -f $(VENV)/.stamp-server-* && touch $@
 
 $(TEST_STAMP): pyproject.toml | $(BIN)/python
