@@ -15,10 +15,11 @@ import pytest
 
 from labcrunch_service.app import create_app
 from labcrunch_service.settings import Settings
-from tests.helpers.browser import SCREENSHOTS
+from tests.helpers.browser import HOW_TO_GET_ONE, SCREENSHOTS, chromium_path
 from tests.helpers.servers import serve_in_thread
 
-pytestmark = pytest.mark.slow  # a real server and a real browser
+# A real server and a real browser (skipped, saying how to get one, where there is none)
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(chromium_path() is None, reason=HOW_TO_GET_ONE)]
 
 SLOW = 120_000  # ms: the first request of each kind compiles on a cold server
 
