@@ -4,29 +4,17 @@
 
 import { call, clearProblem, el, fmt, linspace, num, parseAssignments, showProblem } from "./api.js";
 import { COLORS, lineChart } from "./charts.js";
+import { FormView } from "./view.js";
 
-export class LabView {
+export class LabView extends FormView {
   constructor(root) {
-    this.root = root;
-    this.form = root.querySelector("form");
-    this.problem = root.querySelector(".problem-box");
+    super(root);
     this.chart = root.querySelector(".lab-chart");
     this.summary = root.querySelector(".lab-summary");
-    this.form.addEventListener("submit", (event) => {
-      event.preventDefault();
-      this.run();
-    });
-    this.ran = false;
   }
-
-  show() {
-    if (!this.ran) this.run();
-  }
-
-  hide() {}
 
   async run() {
-    this.ran = true;
+    await super.run();
     const f = this.form.elements;
     const expression = f.expression.value;
     let request;
@@ -44,20 +32,16 @@ export class LabView {
       showProblem(this.problem, error);
       return;
     }
-    const button = this.form.querySelector("button[type=submit]");
-    button.disabled = true;
-    this.root.classList.add("busy");
-    try {
-      const answer = await call("POST", "/v1/gradient", request);
-      clearProblem(this.problem);
-      this.draw(request, answer);
-    } catch (error) {
-      const position = showProblem(this.problem, error, expression);
-      if (position) this.select(f.expression, position);
-    } finally {
-      button.disabled = false;
-      this.root.classList.remove("busy");
-    }
+    await this.busy(async () => {
+      try {
+        const answer = await call("POST", "/v1/gradient", request);
+        clearProblem(this.problem);
+        this.draw(request, answer);
+      } catch (error) {
+        const position = showProblem(this.problem, error, expression);
+        if (position) this.select(f.expression, position);
+      }
+    });
   }
 
   /** Puts the editor's cursor on the error's line and column. */

@@ -6,6 +6,7 @@
 import { call, clearProblem, el, fmt, num, showProblem } from "./api.js";
 import { lineChart } from "./charts.js";
 import { colorbar, Plane, viridis } from "./plot2d.js";
+import { FormView } from "./view.js";
 
 // A one-channel, two-bin search with a shape uncertainty on the background: small enough to fit
 // in well under a second, rich enough to show correlations.
@@ -61,13 +62,10 @@ function correlationColor(c) {
   return `rgb(${Math.round(r)},${Math.round(g)},${Math.round(b)})`;
 }
 
-export class LikelihoodView {
+export class LikelihoodView extends FormView {
   constructor(root) {
-    this.root = root;
-    this.form = root.querySelector("form");
-    this.problem = root.querySelector(".problem-box");
+    super(root);
     this.results = root.querySelector(".likelihood-results");
-    this.ran = false;
     const f = this.form.elements;
     f.workspace.value = pretty(EXAMPLE_WORKSPACE);
     f.file.addEventListener("change", async () => {
@@ -77,20 +75,10 @@ export class LikelihoodView {
     root.querySelector(".load-example").addEventListener("click", () => {
       f.workspace.value = pretty(EXAMPLE_WORKSPACE);
     });
-    this.form.addEventListener("submit", (event) => {
-      event.preventDefault();
-      this.run();
-    });
   }
-
-  show() {
-    if (!this.ran) this.run();
-  }
-
-  hide() {}
 
   async run() {
-    this.ran = true;
+    await super.run();
     const f = this.form.elements;
     let model;
     try {
@@ -99,23 +87,18 @@ export class LikelihoodView {
       return showProblem(this.problem, error);
     }
     const data = f.data.value;
-    const button = this.form.querySelector("button[type=submit]");
-    button.disabled = true;
-    this.root.classList.add("busy");
-    try {
-      const fit = await call("POST", "/v1/pyhf/fit", { model, data });
-      clearProblem(this.problem);
-      const sections = this.fitTables(fit);
-      this.results.replaceChildren(...sections);
-      const [scanBox, limitBox] = [el("section", { class: "card wide scan-card" }), el("section", { class: "card wide cls-card" })];
-      this.results.append(scanBox, limitBox);
-      await Promise.all([this.scan(model, data, fit, scanBox), this.limit(model, data, fit, limitBox)]);
-    } catch (error) {
-      showProblem(this.problem, error);
-    } finally {
-      button.disabled = false;
-      this.root.classList.remove("busy");
-    }
+    await this.busy(async () => {
+      try {
+        const fit = await call("POST", "/v1/pyhf/fit", { model, data });
+        clearProblem(this.problem);
+        this.results.replaceChildren(...this.fitTables(fit));
+        const [scanBox, limitBox] = [el("section", { class: "card wide scan-card" }), el("section", { class: "card wide cls-card" })];
+        this.results.append(scanBox, limitBox);
+        await Promise.all([this.scan(model, data, fit, scanBox), this.limit(model, data, fit, limitBox)]);
+      } catch (error) {
+        showProblem(this.problem, error);
+      }
+    });
   }
 
   fitTables(fit) {

@@ -6,6 +6,7 @@
 import { call, clearProblem, el, fmt, linspace, num, showProblem } from "./api.js";
 import { COLORS } from "./charts.js";
 import { Plane } from "./plot2d.js";
+import { FormView } from "./view.js";
 
 const GRID = 81;
 
@@ -24,27 +25,16 @@ function padded([low, high], fraction = 0.15) {
   return [low - fraction * span, high + fraction * span];
 }
 
-export class PathsView {
+export class PathsView extends FormView {
   constructor(root) {
-    this.root = root;
-    this.form = root.querySelector("form");
-    this.problem = root.querySelector(".problem-box");
+    super(root);
     this.figure = root.querySelector(".paths-figure");
     this.table = root.querySelector(".paths-table");
     this.slider = root.querySelector(".paths-step");
     this.play = root.querySelector(".paths-play");
     this.runs = [];
-    this.ran = false;
-    this.form.addEventListener("submit", (event) => {
-      event.preventDefault();
-      this.run();
-    });
     this.slider.addEventListener("input", () => this.step(Number(this.slider.value)));
     this.play.addEventListener("click", () => this.animate());
-  }
-
-  show() {
-    if (!this.ran) this.run();
   }
 
   hide() {
@@ -60,7 +50,7 @@ export class PathsView {
   }
 
   async run() {
-    this.ran = true;
+    await super.run();
     cancelAnimationFrame(this.frame);
     const f = this.form.elements;
     const optimizers = [...this.form.querySelectorAll("input[name=optimizer]:checked")].map((box) => box.value);
@@ -68,29 +58,30 @@ export class PathsView {
     if (!optimizers.length) return showProblem(this.problem, new Error("pick at least one optimizer"));
     if (!rates.length || rates.some((r) => !(r > 0))) return showProblem(this.problem, new Error("learning rates: positive numbers, separated by commas"));
     const names = [f.x_name.value.trim(), f.y_name.value.trim()];
-    const button = this.form.querySelector("button[type=submit]");
-    button.disabled = true;
-    this.root.classList.add("busy");
-    try {
-      const answers = await Promise.all(optimizers.map((name) => call("POST", "/v1/minimize", this.request(name, rates))));
-      const variables = answers[0].variables;
-      if (variables.length !== 2 || !names.every((n) => variables.includes(n))) {
-        throw new Error(`the expression's variables are ${variables.join(", ")}: name exactly two, as the start point does`);
+    await this.busy(async () => {
+      try {
+        await this.compute(optimizers, rates, names);
+        clearProblem(this.problem);
+      } catch (error) {
+        showProblem(this.problem, error, f.expression.value);
       }
-      this.runs = answers.flatMap((answer) => answer.runs.map((run) => ({
-        optimizer: answer.optimizer, rate: run.learning_rate, converged: run.converged, diverged: run.diverged,
-        steps: run.steps_taken, value: num(run.value),
-        points: run.history.x[names[0]].map((x, i) => [num(x), num(run.history.x[names[1]][i])]),
-        step: run.history.step,
-      })));
-      await this.drawContours(names);
-      clearProblem(this.problem);
-    } catch (error) {
-      showProblem(this.problem, error, f.expression.value);
-    } finally {
-      button.disabled = false;
-      this.root.classList.remove("busy");
+    });
+  }
+
+  /** One /v1/minimize per optimizer (all rates at once), then the contours and the paths. */
+  async compute(optimizers, rates, names) {
+    const answers = await Promise.all(optimizers.map((name) => call("POST", "/v1/minimize", this.request(name, rates))));
+    const variables = answers[0].variables;
+    if (variables.length !== 2 || !names.every((n) => variables.includes(n))) {
+      throw new Error(`the expression's variables are ${variables.join(", ")}: name exactly two, as the start point does`);
     }
+    this.runs = answers.flatMap((answer) => answer.runs.map((run) => ({
+      optimizer: answer.optimizer, rate: run.learning_rate, converged: run.converged, diverged: run.diverged,
+      steps: run.steps_taken, value: num(run.value),
+      points: run.history.x[names[0]].map((x, i) => [num(x), num(run.history.x[names[1]][i])]),
+      step: run.history.step,
+    })));
+    await this.drawContours(names);
   }
 
   async drawContours(names) {
