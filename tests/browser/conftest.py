@@ -32,6 +32,7 @@ def page(browser_context):
     """A new tab; console errors of the page are collected on ``page.console_errors``."""
     context, _ = browser_context
     tab = context.new_page()
+    tab.set_default_timeout(120_000)  # a cold server compiles on first use, on a busy machine
     tab.console_errors = []
     tab.on("console", lambda message: tab.console_errors.append(message.text)
            if message.type == "error" else None)

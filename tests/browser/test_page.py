@@ -170,7 +170,7 @@ def test_optimizer_paths_draws_each_run_with_its_start_and_end(live_server, page
 
 def test_likelihood_fits_an_uploaded_workspace_and_draws_scan_and_cls(live_server, page, tmp_path):
     page.goto(f"{live_server}/#likelihood")
-    page.wait_for_selector("#likelihood .fit-table", timeout=SLOW)  # the example, at first
+    page.wait_for_selector("#likelihood:not(.busy) .cls-card .observed-limit", timeout=SLOW)  # the example
     workspace = json.loads(page.input_value("#likelihood [name=workspace]"))
     upload = tmp_path / "request.json"
     upload.write_text(json.dumps({"model": {"workspace": workspace}, "data": "observed"}))

@@ -70,7 +70,13 @@ export class LikelihoodView extends FormView {
     f.workspace.value = pretty(EXAMPLE_WORKSPACE);
     f.file.addEventListener("change", async () => {
       const [file] = f.file.files;
-      if (file) f.workspace.value = await file.text();
+      if (!file) return;
+      const text = await file.text();
+      try {
+        f.workspace.value = pretty(JSON.parse(text));
+      } catch {
+        f.workspace.value = text; // not JSON: shown as it is; Fit says what is wrong
+      }
     });
     root.querySelector(".load-example").addEventListener("click", () => {
       f.workspace.value = pretty(EXAMPLE_WORKSPACE);
