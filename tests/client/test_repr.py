@@ -49,3 +49,26 @@ def test_short_values():
     assert short(np.zeros((2, 2))) == "[[0., 0.], [0., 0.]]"
     assert short(np.zeros((300, 2), dtype=np.float32)) == "<float32 array 300×2>"
     assert short(list(range(20))) == "[20 items]" and short({"a": 1.0}) == "{'a': 1}"
+
+
+def test_every_result_type_of_the_client_prints_short():
+    """A result type added later (jobs, networks, ...) gets a short repr too: from ShortRepr
+    (declared with repr=False) or a __repr__ of its own."""
+    import dataclasses
+    import importlib
+    import pkgutil
+
+    import labcrunch
+    from labcrunch._repr import ShortRepr
+
+    found = []
+    for module in pkgutil.iter_modules(labcrunch.__path__):
+        for value in vars(importlib.import_module(f"labcrunch.{module.name}")).values():
+            if isinstance(value, type) and dataclasses.is_dataclass(value) and hasattr(value, "from_json"):
+                found.append(value)
+                written = vars(value).get("__repr__")
+                # dataclass's generated __repr__ (wrapped by reprlib) prints every array in full
+                generated = written is not None and hasattr(written, "__wrapped__")
+                assert not generated, f"{value.__name__}: declare it with repr=False"
+                assert issubclass(value, ShortRepr) or written is not None, value
+    assert len(found) >= 10
