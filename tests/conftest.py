@@ -121,6 +121,8 @@ def live_server(tmp_path_factory) -> Iterator[str]:
     from tests.helpers.servers import labcrunch_serve
 
     log = tmp_path_factory.mktemp("live-server") / "server.log"
+    # Examples and browser tests share it, several at once, on a CI machine that may be busy:
+    # the 60 s wall time (queue wait included) is a production guard, not what they test.
     with labcrunch_serve(log, ROOT, LABCRUNCH_WARMUP="false", LABCRUNCH_LOAD_TENSORFLOW="false",
-                         LABCRUNCH_API_KEYS="[]") as url:
+                         LABCRUNCH_API_KEYS="[]", LABCRUNCH_LIMITS__MAX_WALL_SECONDS="600") as url:
         yield url
