@@ -23,6 +23,7 @@ from labcrunch_service.minimize import router as minimize_routes
 from labcrunch_service.nn import router as nn_routes
 from labcrunch_service.pyhf import router as pyhf_routes
 from labcrunch_service.settings import Settings, get_settings
+from labcrunch_service.web import router as web
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Derivatives, minimization, fits, HistFactory likelihoods, fractals and dense networks "
         "on JAX and TensorFlow, behind one HTTP API.",
         lifespan=_lifespan,
+        docs_url=None,  # /docs and /redoc come from web.install, with local assets
+        redoc_url=None,
     )
     app.state.settings = settings
     cache.configure(settings)  # compiled-function and model caches are per process
@@ -88,4 +91,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.info_router, dependencies=auth)
     for domain in DOMAINS:
         app.include_router(domain.router, dependencies=auth)
+    web.install(app)
     return app

@@ -118,3 +118,19 @@ def assert_problem(response, status: int) -> dict:
         assert key in body, body
     assert body["status"] == status
     return body
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory) -> Iterator[str]:
+    """``labcrunch serve`` as a process on a free port (no API keys, no warm-up compiles), run
+    from the repository root like the README's examples; its URL. Shared by the README examples
+    and the browser tests."""
+    from tests.helpers import ROOT
+    from tests.helpers.servers import labcrunch_serve
+
+    log = tmp_path_factory.mktemp("live-server") / "server.log"
+    # Examples and browser tests share it, several at once, on a CI machine that may be busy:
+    # the 60 s wall time (queue wait included) is a production guard, not what they test.
+    with labcrunch_serve(log, ROOT, LABCRUNCH_WARMUP="false", LABCRUNCH_LOAD_TENSORFLOW="false",
+                         LABCRUNCH_API_KEYS="[]", LABCRUNCH_LIMITS__MAX_WALL_SECONDS="600") as url:
+        yield url
