@@ -28,6 +28,7 @@ from numpy.typing import ArrayLike
 
 from labcrunch._arrays import NPZ_MEDIA_TYPE, array, binary_wanted, from_npz, to_npz
 from labcrunch._base import Call, endpoint, json_answer
+from labcrunch._repr import ShortRepr
 from labcrunch._types import Backend, DType
 
 if TYPE_CHECKING:
@@ -77,8 +78,8 @@ def _layer(layer: Dense | tuple[int, str] | int) -> Dense:
     return Dense(int(units), activation)  # type: ignore[arg-type]
 
 
-@dataclass(frozen=True)
-class Network:
+@dataclass(frozen=True, repr=False)
+class Network(ShortRepr):
     """A dense network: ``inputs`` features, its layers, and a ``seed`` for Keras-style initial
     weights (Glorot-uniform kernels, zero biases) or explicit ``weights``. Equality compares the
     architecture and seed, not the weights.
@@ -193,8 +194,8 @@ class LayerSummary:
     parameters: int
 
 
-@dataclass(frozen=True)
-class DenseSummary:
+@dataclass(frozen=True, repr=False)
+class DenseSummary(ShortRepr):
     """What ``model.summary()`` shows: ``print()`` it for Keras' table.
 
     Attributes:
@@ -240,8 +241,8 @@ class DenseSummary:
         return "\n".join(lines + [f"Warning: {w}" for w in self.warnings])
 
 
-@dataclass(frozen=True)
-class DensePrediction:
+@dataclass(frozen=True, repr=False)
+class DensePrediction(ShortRepr):
     """A network's outputs for a batch, (rows, outputs), and with ``jacobian`` ∂outputs/∂inputs
     per row, (rows, outputs, inputs)."""
 
@@ -270,8 +271,8 @@ class DensePrediction:
                    device=str(arrays["device"]), elapsed_ms=float(arrays["elapsed_ms"]))
 
 
-@dataclass(frozen=True)
-class DenseTraining:
+@dataclass(frozen=True, repr=False)
+class DenseTraining(ShortRepr):
     """A training's per-epoch history (as Keras' ``History.history``) and the trained network.
 
     Attributes:
