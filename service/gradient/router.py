@@ -29,7 +29,12 @@ from starlette.concurrency import run_in_threadpool
 from labcrunch_service import encoding
 from labcrunch_service.compute import Task, Timed
 from labcrunch_service.errors import located
-from labcrunch_service.gradient.schemas import GradientOptions, GradientRequest, GradientResponse
+from labcrunch_service.gradient.schemas import (
+    GradientOptions,
+    GradientQuery,
+    GradientRequest,
+    GradientResponse,
+)
 from labcrunch_service.http.bodies import json_or_binary
 from labcrunch_service.http.deps import LimitsDep, RunnerDep
 from labcrunch_service.http.problems import problem_responses
@@ -113,13 +118,13 @@ def _answer(timed: Timed[Derivatives], options: GradientOptions, binary: bool) -
 )
 async def gradient_route(
     request: Request,
-    query: Annotated[GradientOptions, Query()],
+    query: Annotated[GradientQuery, Query()],  # type: ignore[valid-type]
     runner: RunnerDep,
     limits: LimitsDep,
 ) -> Response:
     content = await json_or_binary(request, GradientRequest, encoding.NPZ_MEDIA_TYPE)
     if isinstance(content, bytes):
-        options: GradientOptions = query
+        options = GradientOptions.model_validate(query.model_dump())
         at = await run_in_threadpool(_read_columns, content, limits)
         with located("query", {"at": "body"}):
             timed = await runner.run(GRADIENT, **options.model_dump(), at=at, limits=limits)
