@@ -13,7 +13,6 @@ import io
 import json
 import os
 import struct
-import subprocess
 import sys
 import threading
 import time
@@ -30,6 +29,7 @@ import numpy as np
 import pytest
 
 from tests.helpers.apps import SERVED_KEY
+from tests.helpers.servers import serving_process
 
 pytestmark = pytest.mark.slow  # starts a server process
 
@@ -268,37 +268,14 @@ def _expected_failure(case: Hostile) -> Any:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[tuple[str, int]]:
     """``uvicorn`` serving tests.helpers.apps:served_app (an API key, test routes) on a free port."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     log_path = tmp_path_factory.mktemp("hostile") / "server.log"
-    env = {**os.environ, **SERVER_ENV}
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory", "tests.helpers.apps:served_app",
-             "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=Path(__file__).parents[2])
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 240
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"server did not start:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.2)
+
+    def command(port: int) -> list[str]:
+        return [sys.executable, "-m", "uvicorn", "--factory", "tests.helpers.apps:served_app",
+                "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+
+    with serving_process(command, log_path, {**os.environ, **SERVER_ENV}) as (url, process):
         yield url, process.pid
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def _peak_memory(pid: int) -> int:
