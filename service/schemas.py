@@ -15,6 +15,7 @@ are refused just as in a body.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Annotated, Any, Literal
 
@@ -39,6 +40,8 @@ NonFinite = Literal["NaN", "Infinity", "-Infinity"]
 Float = Annotated[float, Strict()]
 #: A finite JSON number (NaN and infinities refused).
 FiniteFloat = Annotated[float, Strict(), AllowInfNan(False)]
+
+
 def _integral(value: Any) -> Any:
     """2.0 → 2 (a number with a zero fraction is an integer); anything else as it is."""
     if isinstance(value, float) and value.is_integer():
@@ -126,22 +129,18 @@ class QueryParameters(BaseModel):
                 else value for name, value in data.items()}
 
 
-_FIELD_TYPES: dict[type[BaseModel], dict[str, set[str]]] = {}
-
-
+@functools.cache
 def _field_types(model: type[BaseModel]) -> dict[str, set[str]]:
     """Field name (and alias) → the JSON types it admits, from the model's JSON schema."""
-    if model not in _FIELD_TYPES:
-        properties = model.model_json_schema().get("properties", {})
-        types = {name: _json_types(schema) for name, schema in properties.items()}
-        for name, field in model.model_fields.items():  # validation aliases read the same way
-            alias = field.validation_alias
-            choices = getattr(alias, "choices", [alias]) if alias is not None else []
-            for choice in choices:
-                if isinstance(choice, str):
-                    types.setdefault(choice, types.get(field.alias or name, set()))
-        _FIELD_TYPES[model] = types
-    return _FIELD_TYPES[model]
+    properties = model.model_json_schema().get("properties", {})
+    types = {name: _json_types(schema) for name, schema in properties.items()}
+    for name, field in model.model_fields.items():  # validation aliases read the same way
+        alias = field.validation_alias
+        choices = getattr(alias, "choices", [alias]) if alias is not None else []
+        for choice in choices:
+            if isinstance(choice, str):
+                types.setdefault(choice, types.get(field.alias or name, set()))
+    return types
 
 
 #: The mark (in a query parameter's schema) of an option that goes with a binary body only.

@@ -13,6 +13,7 @@ therefore bounds every JSON body, and large arrays travel as .npy/.npz, which lo
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -32,12 +33,16 @@ M = TypeVar("M", bound=BaseModel)
 _INLINE_JSON_BYTES = 256 * 1024
 
 
+def media_type_of(content_type: str | None) -> str:
+    """The media type of a Content-Type value; a body without one is read as JSON."""
+    return (content_type or "application/json").split(";")[0].strip().lower()
+
+
 def media_type(request: Request) -> str:
-    value = request.headers.get("content-type") or "application/json"
-    return value.split(";")[0].strip().lower()
+    return media_type_of(request.headers.get("content-type"))
 
 
-def _is_json(kind: str) -> bool:
+def is_json(kind: str) -> bool:
     return kind == "application/json" or kind.endswith("+json")
 
 
@@ -47,6 +52,11 @@ def _validate(adapter: TypeAdapter[Any], body: bytes) -> Any:
     except ValidationError as exc:
         errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
         raise RequestValidationError(errors) from None
+
+
+@functools.cache
+def _adapter(model: type[BaseModel]) -> TypeAdapter[Any]:
+    return TypeAdapter(model)
 
 
 async def parse_json(adapter: TypeAdapter[Any], body: bytes) -> Any:
@@ -63,7 +73,7 @@ class _ValidatedJsonRequest(Request):
 
     async def validate(self, adapter: TypeAdapter[Any]) -> None:
         body = await self.body()
-        if body and self.headers.get("content-type") and _is_json(media_type(self)):
+        if body and self.headers.get("content-type") and is_json(media_type(self)):
             self._validated = await parse_json(adapter, body)
 
     async def json(self) -> Any:
@@ -105,7 +115,7 @@ async def json_or_binary(request: Request, model: type[M], binary_media_type: st
     kind = media_type(request)
     if kind == binary_media_type:
         return body
-    if _is_json(kind):
+    if is_json(kind):
         if request.query_params:
             raise InvalidInput(
                 f"With a JSON body the options go in the body; query parameters are for "
@@ -115,12 +125,3 @@ async def json_or_binary(request: Request, model: type[M], binary_media_type: st
         return await parse_json(_adapter(model), body)
     raise HTTPException(415, f"Content-Type {kind!r} is not accepted; send application/json or "
                              f"{binary_media_type}.")
-
-
-_ADAPTERS: dict[type[BaseModel], TypeAdapter[Any]] = {}
-
-
-def _adapter(model: type[M]) -> TypeAdapter[M]:
-    if model not in _ADAPTERS:
-        _ADAPTERS[model] = TypeAdapter(model)
-    return _ADAPTERS[model]

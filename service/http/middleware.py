@@ -13,6 +13,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from labcrunch_service.errors import LimitExceeded
+from labcrunch_service.http.bodies import is_json, media_type_of
 from labcrunch_service.http.context import REQUEST_ID_SCOPE_KEY, request_id_var
 from labcrunch_service.http.problems import error_response, internal_error_response
 from labcrunch_service.settings import Limits
@@ -81,12 +82,6 @@ class _BodyTooLarge(Exception):
     """Raised from ``receive`` once the body passes the limit, so no handler sees a stump."""
 
 
-def _is_json(headers: dict[bytes, bytes]) -> bool:
-    """Whether the body will be parsed as JSON (no Content-Type is read as JSON too)."""
-    kind = headers.get(b"content-type", b"application/json").split(b";")[0].strip().lower()
-    return kind == b"application/json" or kind.endswith(b"+json")
-
-
 class BodySizeLimitMiddleware:
     """Refuse request bodies over their route's limit with 413 before the app parses them.
 
@@ -109,7 +104,9 @@ class BodySizeLimitMiddleware:
         """The name and value of the body limit of a request to ``path``."""
         name = next((limit for prefix, limit in self.routes
                      if path == prefix or path.startswith(prefix.rstrip("/") + "/")), "max_body_bytes")
-        if _is_json(headers) and self.limits.max_json_body_bytes < getattr(self.limits, name):
+        content_type = headers.get(b"content-type", b"").decode("latin-1") or None
+        json_limit = self.limits.max_json_body_bytes
+        if is_json(media_type_of(content_type)) and json_limit < getattr(self.limits, name):
             name = "max_json_body_bytes"
         return name, getattr(self.limits, name)
 

@@ -106,7 +106,7 @@ class LandscapeResult(BaseModel):
 class MinimizeResponse(BaseModel):
     variables: list[str]
     optimizer: str
-    options: dict[str, Option] = Field(description="The hyper-parameters used, defaults "
+    options: dict[str, float | bool] = Field(description="The hyper-parameters used, defaults "
                                              "included.")
     runs: list[RunResult]
     landscape: LandscapeResult | None = None

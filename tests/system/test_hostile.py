@@ -34,7 +34,7 @@ from tests.helpers.servers import serving_process
 pytestmark = pytest.mark.slow  # starts a server process
 
 #: What one request may add to the serving process's peak memory (README, "Errors"): bodies are
-#: at most 64 MiB (.npz/.npy) or 16 MiB (JSON, ~8 bytes of Python objects per byte).
+#: at most 64 MiB (.npz/.npy) or 4 MiB (JSON: up to ~10 bytes of Python objects per byte).
 MEMORY_BUDGET = 256 * 2**20
 #: The slowest answer to an invalid request.
 SLOWEST_SECONDS = 5.0
@@ -63,8 +63,8 @@ def npz_of(members: list[tuple[str, bytes]], compression: int = zipfile.ZIP_STOR
 
 
 def npz_bomb(members: int, points: int) -> bytes:
-    """``members`` deflated members of ``points`` zeros each (~1000× smaller than inflated),
-    written by hand: the one member is compressed once."""
+    """``members`` deflated members of ``points`` zeros each (~250× smaller than inflated), written
+    by hand so that the one member is compressed once."""
     data = npy(np.zeros(points))
     deflate = zlib.compressobj(1, zlib.DEFLATED, -15)  # raw deflate, as in a zip
     packed = deflate.compress(data) + deflate.flush()
