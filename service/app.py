@@ -29,6 +29,11 @@ log = logging.getLogger(__name__)
 
 # Each domain's router module exposes `router` and `WARMUP`, a Task run once per compute process.
 DOMAINS = (gradient_routes, minimize_routes, fit_routes, pyhf_routes, fractal_routes, nn_routes)
+# The limit (a Limits field) on each domain's request bodies: what its routes can use, from a
+# few numbers (fractal) to an .npz of max_points points (gradient). Other routes: max_body_bytes.
+BODY_LIMITS = {gradient_routes: "max_gradient_body_bytes", minimize_routes: "max_minimize_body_bytes",
+               fit_routes: "max_fit_body_bytes", pyhf_routes: "max_pyhf_body_bytes",
+               fractal_routes: "max_fractal_body_bytes", nn_routes: "max_nn_body_bytes"}
 
 
 def _warm_up(app: FastAPI, settings: Settings) -> None:
@@ -82,7 +87,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_problem_handlers(app)
     # Outermost last: the request id wraps everything, so a 413 carries one too.
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.limits.max_body_bytes)
+    body_limits = {domain.router.prefix: limit for domain, limit in BODY_LIMITS.items()}
+    app.add_middleware(BodySizeLimitMiddleware, limits=settings.limits, routes=body_limits)
     app.add_middleware(AuthMiddleware, api_keys=settings.api_keys, public_docs=settings.public_docs)
     app.add_middleware(RequestContextMiddleware)
 

@@ -18,7 +18,25 @@ class Limits(BaseModel):
     """Upper bounds on the work one request may ask for."""
 
     # --- whole requests
-    max_body_bytes: int = Field(64 * 1024 * 1024, description="Largest request body accepted (bytes).")
+    max_body_bytes: int = Field(64 * 1024 * 1024, description="Largest request body of a route "
+                                "without a limit of its own below (bytes).")
+    max_json_body_bytes: int = Field(
+        4 * 1024 * 1024, description="Largest JSON request body on any route (bytes): parsing "
+        "JSON holds the interpreter lock for much of its time even in a worker thread (tens of "
+        "ms a MiB), so large arrays travel as .npy/.npz.")
+    max_gradient_body_bytes: int = Field(64 * 1024 * 1024, description="Largest body of POST "
+                                         "/v1/gradient (bytes): an .npz of max_points points.")
+    max_minimize_body_bytes: int = Field(1024 * 1024, description="Largest body of POST "
+                                         "/v1/minimize (bytes).")
+    max_fit_body_bytes: int = Field(64 * 1024 * 1024, description="Largest body of POST "
+                                    "/v1/fit/line (bytes): a .npy of points.")
+    max_pyhf_body_bytes: int = Field(4 * 1024 * 1024, description="Largest body of POST "
+                                     "/v1/pyhf/... (bytes): a workspace and its options (JSON: "
+                                     "raise max_json_body_bytes too).")
+    max_fractal_body_bytes: int = Field(64 * 1024, description="Largest body of POST /v1/fractal "
+                                        "(bytes).")
+    max_nn_body_bytes: int = Field(64 * 1024 * 1024, description="Largest body of POST "
+                                   "/v1/nn/dense/... (bytes): an .npz of x and y, or a .npy of x.")
     max_wall_seconds: float = Field(60.0, gt=0, description="Wall time one compute job may run, "
                                     "from admission, queue wait included (s).")
 
@@ -75,7 +93,11 @@ class Limits(BaseModel):
     # --- fractal
     max_pixels: int = Field(16_777_216, description="width x height of one fractal image.")
     max_iter: int = Field(100_000, description="Iterations per pixel.")
-    max_pixel_iterations: int = Field(20_000_000_000, description="width x height x max_iter.")
+    max_pixel_iterations: int = Field(
+        20_000_000_000, description="width x height x (max_iter + 100): coloring and encoding a "
+        "pixel cost about as much as 100 iterations.")
+    max_aspect_ratio: int = Field(4096, description="Longer side / shorter side of one fractal "
+                                  "image (a one-pixel strip costs far more per pixel).")
     max_json_pixels: int = Field(1_048_576, description="Pixels of one fractal answered as JSON.")
     max_tile_zoom: int = Field(40, description="Deepest zoom level of /v1/fractal/tiles.")
 

@@ -96,7 +96,7 @@ async def _binary_arrays(body: bytes, kind: str, limits: Limits) -> dict[str, np
         return encoding.read_npz(body, max_arrays=2 + 2 * limits.max_network_layers,
                                  max_elements=max(limits.max_network_values,
                                                   limits.max_network_parameters),
-                                 max_total_bytes=limits.max_body_bytes,
+                                 max_total_bytes=limits.max_nn_body_bytes, total_limit="max_nn_body_bytes",
                                  arrays_limit="max_network_layers",
                                  elements_limit="max_network_values")
 

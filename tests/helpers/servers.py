@@ -1,5 +1,7 @@
-"""Real servers on free loopback ports: ``labcrunch serve`` as a process (as a user starts it),
-or an app served by uvicorn in a thread of the test process (for settings such as API keys)."""
+"""Real servers on free loopback ports: any command as a process (``serving_process``),
+``labcrunch serve`` as a user starts it (``labcrunch_serve``), or an app served by uvicorn in a
+thread of the test process (``serve_in_thread``, for settings such as API keys). Each is ready
+(/readyz is 200) before it is used and stopped afterwards."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -37,22 +39,20 @@ def wait_until_ready(url: str, seconds: float, alive=lambda: True, log: Path | N
 
 
 @contextmanager
-def labcrunch_serve(log_path: Path, cwd: Path, **environment: str) -> Iterator[str]:
-    """``labcrunch serve`` on a free port, run from ``cwd``; yields its URL once /readyz is 200.
+def serving_process(command: Callable[[int], list[str]], log_path: Path, env: dict[str, str],
+                    cwd: Path | None = None, seconds: float = 240) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Run ``command(port)`` (its output in ``log_path``) until /readyz answers 200; yield the
+    base URL and the process; stop it (SIGTERM, then SIGKILL) at the end."""
+    from tests.helpers import ROOT
 
-    ``environment`` adds LABCRUNCH_... settings; the server is stopped (SIGTERM, then SIGKILL)
-    when the block ends.
-    """
     port = free_port()
-    exe = Path(sys.executable).with_name("labcrunch")
-    env = {**os.environ, "LABCRUNCH_LOG_JSON": "true", **environment}
     with open(log_path, "w") as log:
-        process = subprocess.Popen([str(exe), "serve", "--host", "127.0.0.1", "--port", str(port)],
-                                   stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd)
+        process = subprocess.Popen(command(port), stdout=log, stderr=subprocess.STDOUT, env=env,
+                                   cwd=cwd or ROOT)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until_ready(url, 240, alive=lambda: process.poll() is None, log=log_path)
-        yield url
+        wait_until_ready(url, seconds, alive=lambda: process.poll() is None, log=log_path)
+        yield url, process
     finally:
         process.terminate()
         try:
@@ -60,6 +60,20 @@ def labcrunch_serve(log_path: Path, cwd: Path, **environment: str) -> Iterator[s
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@contextmanager
+def labcrunch_serve(log_path: Path, cwd: Path, **environment: str) -> Iterator[str]:
+    """``labcrunch serve`` on a free port, run from ``cwd``; yields its URL once /readyz is 200.
+    ``environment`` adds LABCRUNCH_... settings."""
+    exe = Path(sys.executable).with_name("labcrunch")
+    env = {**os.environ, "LABCRUNCH_LOG_JSON": "true", **environment}
+
+    def command(port: int) -> list[str]:
+        return [str(exe), "serve", "--host", "127.0.0.1", "--port", str(port)]
+
+    with serving_process(command, log_path, env, cwd=cwd) as (url, _):
+        yield url
 
 
 @contextmanager
