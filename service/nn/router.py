@@ -24,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from labcrunch_service import encoding
 from labcrunch_service.compute import Task, Timed
 from labcrunch_service.errors import InvalidInput, located
-from labcrunch_service.http.bodies import json_or_binary, media_type
+from labcrunch_service.http.bodies import JsonBodyRoute, json_or_binary, media_type
 from labcrunch_service.http.deps import LimitsDep, RunnerDep
 from labcrunch_service.http.problems import problem_responses
 from labcrunch_service.http.responses import accepts, json_response, npz_response
@@ -51,7 +51,7 @@ from labcrunch_service.settings import Limits
 if TYPE_CHECKING:
     from labcrunch_service.nn.dense import Prediction, Training
 
-router = APIRouter(prefix="/v1/nn/dense", tags=["nn"])
+router = APIRouter(prefix="/v1/nn/dense", tags=["nn"], route_class=JsonBodyRoute)
 #: Run once in every compute process at start-up (settings.warmup): compiles the hot path.
 WARMUP = Task("labcrunch_service.nn.dense:warmup")
 

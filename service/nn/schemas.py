@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, Json, model_validator
+from pydantic.fields import FieldInfo
 
 from labcrunch_service import encoding
 from labcrunch_service.errors import InvalidInput
@@ -23,7 +24,7 @@ from labcrunch_service.nn.architecture import (
     weights_from_arrays,
 )
 from labcrunch_service.nn.data import LOSSES, METRICS
-from labcrunch_service.schemas import Number
+from labcrunch_service.schemas import Boolean, Integer, Number, binary_body_options, integer
 
 FiniteFloat = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 Activation = Literal[ACTIVATIONS]  # type: ignore[valid-type]
@@ -46,13 +47,13 @@ class DenseLayer(BaseModel):
     """``keras.layers.Dense(units, activation, use_bias)``."""
 
     model_config = _STRICT
-    units: int = Field(ge=1, description="Neurons of the layer: its output width.")
+    units: Integer = Field(ge=1, description="Neurons of the layer: its output width.")
     activation: Activation = Field(
         "linear", description="Applied elementwise to x·kernel + bias; the one-argument functions "
         "of the /v1/gradient language with their definitions there (gelu is the exact erf GELU, "
         "swish = silu = x·sigmoid(x)), `linear` (none, Keras' default) and `softmax` over the "
         "layer's units.")
-    use_bias: bool = Field(True, description="Whether the layer adds a bias vector.")
+    use_bias: Boolean = Field(True, description="Whether the layer adds a bias vector.")
 
 
 class LayerWeights(BaseModel):
@@ -69,10 +70,10 @@ class NetworkSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True,
                               json_schema_extra={"examples": [SEED_NETWORK]})
-    inputs: int = Field(ge=1, description="Features per sample (Keras' `Input(shape=(inputs,))`).")
+    inputs: Integer = Field(ge=1, description="Features per sample (Keras' `Input(shape=(inputs,))`).")
     layers: list[DenseLayer] = Field(min_length=1, description="The layers, input to output "
                                      "(limits.max_network_layers, max_network_parameters).")
-    seed: int | None = Field(None, ge=0, le=2**63 - 1, description="Seed of the initial weights: "
+    seed: integer(ge=0, le=2**53) | None = Field(None, description="Seed of the initial weights: "
                              "Glorot-uniform kernels and zero biases, as Keras initialises a Dense "
                              "layer (numpy's generator: the same distribution, not Keras' numbers). "
                              "Default 0 when no weights are given.")
@@ -110,11 +111,15 @@ class NetworkRequest(BaseModel):
     network: NetworkSpec
 
 
+def _fields(model: type[BaseModel]) -> dict[str, tuple[Any, FieldInfo]]:
+    return {name: (field.annotation, field) for name, field in model.model_fields.items()}
+
+
 class PredictOptions(BaseModel):
     """How to predict; with a binary body these are query parameters."""
 
     model_config = ConfigDict(extra="forbid")
-    jacobian: bool = Field(False, description="Also answer ∂outputs/∂inputs per sample: shape "
+    jacobian: Boolean = Field(False, description="Also answer ∂outputs/∂inputs per sample: shape "
                            "(rows, outputs, inputs).")
     backend: Backend = Field("jax", description="jax (a compiled JAX forward pass) or tensorflow "
                              "(a Keras model with these weights).")
@@ -129,12 +134,12 @@ class PredictRequest(PredictOptions):
                                        "`inputs` numbers (one sample is [[1, 2, 3, 4]]).")
 
 
-class PredictQuery(PredictOptions):
-    """Predict options beside a binary body (.npy of x, or .npz of x and weights)."""
-
-    network: Json[NetworkSpec] | None = Field(
-        None, description="The network spec as JSON text (required with a binary body; its "
-        "weights may come as .npz members instead).")
+_NETWORK_TEXT = Field(None, description="The network spec as JSON text (required with a binary "
+                      "body; its weights may come as .npz members instead).")
+PredictQuery = binary_body_options(
+    "PredictQuery", {**_fields(PredictOptions), "network": (Json[NetworkSpec] | None, _NETWORK_TEXT)},
+    "application/x-npy or application/x-npz",
+    doc="Predict options beside a binary body (.npy of x, or .npz of x and weights).")
 
 
 class TrainingOptions(BaseModel):
@@ -144,25 +149,25 @@ class TrainingOptions(BaseModel):
     loss: LossName = Field("mse", description="Keras' losses: mse and mae (mean over the output "
                            "units), binary_crossentropy, categorical_crossentropy (y one-hot), "
                            "sparse_categorical_crossentropy (y class labels).")
-    from_logits: bool = Field(False, description="The cross-entropy reads the outputs as logits. "
+    from_logits: Boolean = Field(False, description="The cross-entropy reads the outputs as logits. "
                               "A sigmoid output with binary_crossentropy, or a softmax output with "
                               "categorical_crossentropy, hands its logits to the loss anyway, as "
                               "Keras does; other outputs are clipped to [1e-7, 1 - 1e-7].")
     optimizer: OptimizerName = Field("adam", description="An optimizer of /v1/minimize "
                                      "(`GET /v1/minimize/optimizers`), with the same options.")
-    learning_rate: float | None = Field(None, gt=0, allow_inf_nan=False,
+    learning_rate: FiniteFloat | None = Field(None, gt=0,
                                         description="Default: the optimizer's (Keras').")
-    options: dict[str, float | bool] = Field(default_factory=dict, description="The optimizer's "
+    options: dict[str, FiniteFloat | Boolean] = Field(default_factory=dict, description="The optimizer's "
                                              "hyper-parameters, as for /v1/minimize.")
-    epochs: int = Field(10, ge=1, description="Passes over the training data "
+    epochs: Integer = Field(10, ge=1, description="Passes over the training data "
                         "(limits.max_training_epochs).")
-    batch_size: int = Field(32, ge=1, description="Samples per minibatch; the last one of an epoch "
+    batch_size: Integer = Field(32, ge=1, description="Samples per minibatch; the last one of an epoch "
                             "may be shorter (limits.max_training_batch_size).")
-    validation_split: float = Field(0.0, ge=0, lt=1, description="The fraction of the data held "
+    validation_split: FiniteFloat = Field(0.0, ge=0, lt=1, description="The fraction of the data held "
                                     "out for validation: the *last* rows, taken before any "
                                     "shuffling, as Keras does.")
-    shuffle: bool = Field(True, description="Visit the training rows in a fresh order each epoch.")
-    seed: int = Field(0, ge=0, le=2**63 - 1, description="Seed of the epochs' orders (numpy), the "
+    shuffle: Boolean = Field(True, description="Visit the training rows in a fresh order each epoch.")
+    seed: Integer = Field(0, ge=0, le=2**63 - 1, description="Seed of the epochs' orders (numpy), the "
                       "same on both backends.")
     metrics: list[MetricName] = Field(default_factory=list, description="Also recorded per epoch "
                                       "(and `val_` ones): accuracy (binary: output > 0.5, or "
@@ -186,13 +191,12 @@ class TrainRequest(TrainingOptions):
         "one unit), or class labels for sparse_categorical_crossentropy.")
 
 
-class TrainQuery(TrainingOptions):
-    """Training options beside an .npz body (members x, y and optionally the weights)."""
-
-    network: Json[NetworkSpec] | None = Field(
-        None, description="The network spec as JSON text (required with an .npz body).")
-    options: Json[dict[str, float | bool]] = Field(  # type: ignore[assignment]
-        default_factory=dict, description="The optimizer's hyper-parameters as JSON text.")
+TrainQuery = binary_body_options(
+    "TrainQuery", {**_fields(TrainingOptions), "network": (Json[NetworkSpec] | None, _NETWORK_TEXT),
+                   "options": (Json[dict[str, float | bool]], Field(
+                       default_factory=dict, description="The optimizer's hyper-parameters as JSON text."))},
+    "application/x-npz",
+    doc="Training options beside an .npz body (members x, y and optionally the weights).")
 
 
 # --- answers ----------------------------------------------------------------------------------

@@ -130,6 +130,9 @@ PYHF_FIELDS = (("body", "model", "simple"), ("body", "model", "workspace"),
                ("body", "model", "measurement"), ("body", "model", "patches"), ("body", "data"), ("body", "init_pars"), ("body", "par_bounds"),
                ("body", "fixed_params"), ("body", "asimov_pars"), ("body", "ellipse_pairs"),
                ("body", "at"), ("body", "x"), ("body", "y"), ("body", "poi_values"), ("body", "scan"))
+NN_FIELDS = tuple((root, field) for root in ("body", "query") for field in (
+    "network", "x", "y", "loss", "metrics", "options", "learning_rate", "batch_size",
+    "validation_split", "epochs"))
 VIEW_FIELDS = tuple((root, field) for root in ("body", "query") for field in (
     "x_min", "x_max", "y_min", "y_max", "center_x", "center_y", "scale", "c_re", "c_im",
     "escape_radius", "kind"))
@@ -158,6 +161,11 @@ KNOWN = [
           "other, parameter names against the built model, data against its bins, and a scan "
           "axis needs low < high (JSON Schema cannot compare two fields).",
           lambda case, problem: case.path.startswith("/v1/pyhf/") and _refused_at(*PYHF_FIELDS)(
+              case, problem)),
+    Known("A network's fields depend on each other: a seed or weights (not both), weights "
+          "shaped as its layers, data with `inputs` columns and targets as its outputs, a loss "
+          "that fits the last layer, parameters within the limits.",
+          lambda case, problem: case.path.startswith("/v1/nn/") and _refused_at(*NN_FIELDS)(
               case, problem)),
     Known("A fractal view's fields depend on each other: a box or a center (not both, all of "
           "one), x_min < x_max, a view the precision can resolve, c only for Julia sets.",

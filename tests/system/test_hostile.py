@@ -196,11 +196,10 @@ CASES = [
             {"params": {"order": "2"}, **gradient("x", {"x": 1.0})}),
     # --- .npy / .npz ----------------------------------------------------------------------
     Hostile(".npz bomb (~1 GB inflated)", "1", "POST", GRADIENT, (413, 422), lambda: {
-        "params": {"expression": "x0"}, "content": npz_bomb(64, 2_000_000), "headers": NPZ},
-        by="performance"),
+        "params": {"expression": "x0"}, "content": npz_bomb(64, 2_000_000), "headers": NPZ}),
     Hostile(".npz with a repeated member", "9a", "POST", GRADIENT, 422,
             {"params": {"expression": "x"}, "headers": NPZ,
-             "content": npz_of([("x.npy", npy([1.0])), ("x.npy", npy([2.0]))])}, by="performance"),
+             "content": npz_of([("x.npy", npy([1.0])), ("x.npy", npy([2.0]))])}),
     Hostile("random bytes as .npz", "npz", "POST", GRADIENT, 422,
             {"params": {"expression": "x"}, "content": os.urandom(4096), "headers": NPZ}),
     Hostile("a pickled object array in .npz", "npz", "POST", GRADIENT, 422,
