@@ -7,6 +7,10 @@ e.g. ``LABCRUNCH_LIMITS__MAX_POINTS=2000000``.
 
 from __future__ import annotations
 
+from datetime import timedelta
+from pathlib import Path
+
+import platformdirs
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -18,6 +22,10 @@ class Limits(BaseModel):
     max_body_bytes: int = Field(64 * 1024 * 1024, description="Largest request body accepted (bytes).")
     max_wall_seconds: float = Field(60.0, gt=0, description="Wall time one compute job may run, "
                                     "from admission, queue wait included (s).")
+    max_job_seconds: float = Field(3600.0, gt=0, description="Wall time of a job (`Prefer: "
+                                   "respond-async`) from its start, in place of max_wall_seconds (s).")
+    max_job_bytes_per_owner: int = Field(
+        1024**3, ge=0, description="Bytes of job requests and results one owner may keep stored.")
 
     # --- the expression / program language (gradient, minimize)
     max_text_length: int = Field(20_000, description="Characters in an expression or program.")
@@ -88,6 +96,11 @@ class Settings(BaseSettings):
     # Whether /docs, /redoc and /openapi.json answer without a key when keys are set.
     public_docs: bool = True
 
+    # What the service keeps between runs: JAX's persistent compilation cache in
+    # `<data_dir>/jax-cache` (delete that folder to clear it). Default: the platform's user data
+    # folder, e.g. ~/.local/share/labcrunch on Linux.
+    data_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_data_dir("labcrunch", False)))
+
     # Compiled functions (XLA executables, tf.functions) kept per cache, least recently used
     # dropped first: gradient, minimize and fit each keep one cache of this size.
     compile_cache_size: int = Field(1024, ge=1)
@@ -98,6 +111,14 @@ class Settings(BaseSettings):
     load_tensorflow: bool = True
 
     limits: Limits = Field(default_factory=Limits)
+
+    # Jobs (`Prefer: respond-async`, /v1/jobs; stored under `<data_dir>/jobs`): at most
+    # `max_running_jobs` compute at once, the others wait in one queue shared fairly between
+    # owners; an owner may have `max_pending_jobs_per_owner` queued or running (then 429).
+    # Finished jobs and their results are kept `job_result_ttl` (seconds, or ISO 8601 as "P7D").
+    max_running_jobs: int = Field(1, ge=1)
+    max_pending_jobs_per_owner: int = Field(64, ge=1)
+    job_result_ttl: timedelta = Field(timedelta(days=7), gt=timedelta(0))
 
     @field_validator("api_keys")
     @classmethod
