@@ -5,6 +5,7 @@ Plain helpers and reference data that are not fixtures live in tests/helpers/.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,9 +20,12 @@ from labcrunch import AsyncClient, Client
 from labcrunch_service import backends
 from labcrunch_service.app import create_app
 from labcrunch_service.settings import Limits, Settings
+from tests.helpers import data_dir
 from tests.helpers.apps import make_app
 
 backends.configure()  # tests that call domain code directly see the same x64 set-up as the app
+# An app made without a data_dir keeps its jobs here, never in the user's own data folder.
+os.environ.setdefault("LABCRUNCH_DATA_DIR", str(data_dir()))
 
 
 def wait_ready(client: TestClient, seconds: float = 120.0) -> None:
@@ -35,7 +39,7 @@ def wait_ready(client: TestClient, seconds: float = 120.0) -> None:
 @pytest.fixture(scope="session")
 def settings() -> Settings:
     """Default limits, no warm-up compiles (tests compile what they use)."""
-    return Settings(warmup=False, log_json=False)
+    return Settings(warmup=False, log_json=False, data_dir=data_dir())
 
 
 @pytest.fixture(scope="session")
@@ -95,6 +99,7 @@ def sleeps(monkeypatch):
 @contextmanager
 def serving(**settings: Any) -> Iterator[TestClient]:
     """A TestClient over a fresh app with these settings (e.g. tiny limits), ready to use."""
+    settings.setdefault("data_dir", data_dir())
     app = create_app(Settings(warmup=False, load_tensorflow=False, log_json=False, **settings))
     with TestClient(app) as client:
         wait_ready(client)

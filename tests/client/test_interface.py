@@ -79,7 +79,8 @@ def test_importing_the_client_loads_httpx_and_numpy_only():
 
 
 DOCUMENTED_MODULES = ["labcrunch._base", "labcrunch._client", "labcrunch.service", "labcrunch.gradient",
-                      "labcrunch.minimize", "labcrunch.fit", "labcrunch.pyhf", "labcrunch.fractal"]
+                      "labcrunch.minimize", "labcrunch.fit", "labcrunch.pyhf", "labcrunch.fractal",
+                      "labcrunch.jobs"]
 
 
 @pytest.mark.slow  # compiles what the examples compute (pyhf models, optimisers): seconds
@@ -114,6 +115,8 @@ with Client() as lc:
     reveal_type(lc.with_options(max_retries=0).info())
     reveal_type(lc.fractal_counts(width=3, height=3))
     reveal_type(lc.minimize_optimizers())
+    reveal_type(lc.submit.gradient("x**2", at={"x": 1.0}))
+    lc.submit.gradient("x", timout=3.0)  # type: ignore[call-arg]
     lc.gradient("x", timout=3.0)  # type: ignore[call-arg]
     lc.gradient("x", backend="torch")  # type: ignore[arg-type]
     lc.fractal(format="npy")  # type: ignore[call-arg]
@@ -122,6 +125,7 @@ with Client() as lc:
 async def main() -> None:
     async with AsyncClient() as alc:
         reveal_type(await alc.fit_line([0.0, 1.0], [1.0, 2.0]))
+        reveal_type(await alc.submit.fit_line([0.0, 1.0], [1.0, 2.0]))
         pending = alc.info(timeout=1.0)
         _ = reveal_type(pending)
         pending.close()
@@ -147,6 +151,8 @@ def test_type_checkers_see_results_and_coroutines(tmp_path):
         "labcrunch.service.ServiceInfo",
         "labcrunch.fractal.FractalCounts",
         "list[labcrunch.minimize.OptimizerInfo]",
+        "labcrunch.jobs.Job[labcrunch.gradient.GradientResult]",
         "labcrunch.fit.LineFitResult",
+        "labcrunch.jobs.AsyncJob[labcrunch.fit.LineFitResult]",
         "typing.Coroutine[Any, Any, labcrunch.service.ServiceInfo]",
     ]

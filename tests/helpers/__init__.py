@@ -2,6 +2,21 @@
 
 from __future__ import annotations
 
+import atexit
+import shutil
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository
+
+_data_root: Path | None = None
+
+
+def data_dir() -> Path:
+    """A fresh data folder (an app's job store that no other app of the tests opens), inside one
+    temporary folder removed when the test process ends."""
+    global _data_root
+    if _data_root is None:
+        _data_root = Path(tempfile.mkdtemp(prefix="labcrunch-tests-"))
+        atexit.register(shutil.rmtree, _data_root, ignore_errors=True)
+    return Path(tempfile.mkdtemp(dir=_data_root))
