@@ -6,12 +6,14 @@ from labcrunch._base import AsyncTransport, SyncTransport
 from labcrunch.fit import FitAPI
 from labcrunch.fractal import FractalAPI
 from labcrunch.gradient import GradientAPI
+from labcrunch.jobs import JobsAPI
 from labcrunch.minimize import MinimizeAPI
 from labcrunch.pyhf import PyhfAPI
 from labcrunch.service import ServiceAPI
 
 
-class Client(ServiceAPI, GradientAPI, MinimizeAPI, FitAPI, PyhfAPI, FractalAPI, SyncTransport):
+class Client(ServiceAPI, GradientAPI, MinimizeAPI, FitAPI, PyhfAPI, FractalAPI, JobsAPI,
+             SyncTransport):
     """Synchronous client of a labcrunch server; a context manager that closes its connections.
 
     Example:
@@ -33,7 +35,8 @@ class Client(ServiceAPI, GradientAPI, MinimizeAPI, FitAPI, PyhfAPI, FractalAPI, 
     """
 
 
-class AsyncClient(ServiceAPI, GradientAPI, MinimizeAPI, FitAPI, PyhfAPI, FractalAPI, AsyncTransport):
+class AsyncClient(ServiceAPI, GradientAPI, MinimizeAPI, FitAPI, PyhfAPI, FractalAPI, JobsAPI,
+                  AsyncTransport):
     """Asynchronous twin of :class:`Client`: the same methods and arguments, awaited.
 
     Example:
