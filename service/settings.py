@@ -7,7 +7,6 @@ e.g. ``LABCRUNCH_LIMITS__MAX_POINTS=2000000``.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from pathlib import Path
 
 import platformdirs
@@ -115,10 +114,10 @@ class Settings(BaseSettings):
     # Jobs (`Prefer: respond-async`, /v1/jobs; stored under `<data_dir>/jobs`): at most
     # `max_running_jobs` compute at once, the others wait in one queue shared fairly between
     # owners; an owner may have `max_pending_jobs_per_owner` queued or running (then 429).
-    # Finished jobs and their results are kept `job_result_ttl` (seconds, or ISO 8601 as "P7D").
+    # Finished jobs and their results are kept `job_result_ttl` seconds (default 7 days).
     max_running_jobs: int = Field(1, ge=1)
     max_pending_jobs_per_owner: int = Field(64, ge=1)
-    job_result_ttl: timedelta = Field(timedelta(days=7), gt=timedelta(0))
+    job_result_ttl: float = Field(7 * 24 * 3600.0, gt=0)
 
     @field_validator("api_keys")
     @classmethod

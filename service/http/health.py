@@ -82,6 +82,6 @@ async def info(request: Request, settings: SettingsDep) -> Info:
         limits=settings.limits,
         jobs=JobsInfo(max_running_jobs=settings.max_running_jobs,
                       max_pending_jobs_per_owner=settings.max_pending_jobs_per_owner,
-                      result_ttl_seconds=settings.job_result_ttl.total_seconds(),
+                      result_ttl_seconds=settings.job_result_ttl,
                       limits_in_place_of={"max_wall_seconds": "max_job_seconds"}),
     )

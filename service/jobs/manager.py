@@ -178,10 +178,13 @@ class JobManager:
         self._starts = 0
         self._changed = asyncio.Event()
         self._sweeper: asyncio.Task[None] | None = None
+        self._counts: dict[str, int] = {}
+        self._counting = False
+        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def ttl_seconds(self) -> float:
-        return self.settings.job_result_ttl.total_seconds()
+        return self.settings.job_result_ttl
 
     # -- lifetime ------------------------------------------------------------------------------
 
@@ -202,6 +205,7 @@ class JobManager:
                 await self.store.update(record.id, status="queued", started=None)
             await self._resume(record)
         self._sweeper = asyncio.create_task(self._sweep(), name="job-expiry")
+        await self._count()
         self.started = True
 
     async def stop(self) -> None:
@@ -212,6 +216,7 @@ class JobManager:
         tasks = [live.task for live in self._live.values() if live.task is not None]
         if self._sweeper is not None:
             tasks.append(self._sweeper)
+        tasks += self._tasks
         for live in self._live.values():
             if live.handle is not None:
                 live.handle.cancel()
@@ -523,16 +528,25 @@ class JobManager:
         assert record.answer is not None
         return record.answer, await self.store.answer_body(record.id)
 
-    async def jobs_by_status(self) -> dict[str, int]:
-        """How many stored jobs are in each status (for /metrics)."""
-        self._check_started()
-        return await self.store.count_by_status(time.time())
+    def jobs_by_status(self) -> dict[str, int]:
+        """How many stored jobs are in each status, as of the last change: what ``/metrics``
+        shows (a plain call, as a Prometheus collector reads at scrape time)."""
+        return dict(self._counts)
+
+    async def _count(self) -> None:
+        self._counting = False
+        with contextlib.suppress(Exception):  # the store closed meanwhile: counted at next start
+            self._counts = await self.store.count_by_status(time.time())
 
     # -- change notification (the events stream) -----------------------------------------------
 
     def _notify(self) -> None:
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
+        if self.started and not self._counting:  # one count for a burst of changes
+            self._counting = True
+            self._tasks.add(task := asyncio.get_running_loop().create_task(self._count()))
+            task.add_done_callback(self._tasks.discard)
 
     async def changed(self, timeout: float) -> None:
         """Return when any job changes status, or after ``timeout`` seconds."""

@@ -11,6 +11,7 @@ names it is committed, so a process killed at any moment leaves no row without i
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import os
 import sqlite3
@@ -19,7 +20,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar, get_args
+from typing import Any, BinaryIO, Literal, TypeVar, get_args
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 STATUSES: tuple[JobStatus, ...] = get_args(JobStatus)
@@ -195,12 +196,14 @@ def _write_whole(path: Path, body: bytes) -> None:
 class SqliteJobStore(JobStore):
     """Records in ``<folder>/jobs.sqlite3`` (WAL: a committed job survives ``kill -9``), bodies in
     ``<folder>/requests/<id>`` and ``<folder>/answers/<id>``. One connection, used by one thread
-    of its own, so the event loop never waits on the disk."""
+    of its own, so the event loop never waits on the disk; one process at a time (a lock file:
+    a second server on the same folder is refused at start)."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
         self._db: sqlite3.Connection | None = None
         self._thread: ThreadPoolExecutor | None = None
+        self._lock: BinaryIO | None = None
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -223,6 +226,13 @@ class SqliteJobStore(JobStore):
     def _open(self) -> None:
         for folder in (self._requests(), self._answers()):
             folder.mkdir(parents=True, exist_ok=True)
+        self._lock = open(self.folder / "lock", "a+b")  # noqa: SIM115 - held until close()
+        try:  # one server process per store: another would run this one's jobs again
+            fcntl.lockf(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a process's lock (not per app)
+        except OSError:
+            self._lock.close()
+            raise RuntimeError(f"Another labcrunch server uses the job store in {self.folder}; "
+                               "give each server its own LABCRUNCH_DATA_DIR.") from None
         db = sqlite3.connect(self.folder / "jobs.sqlite3", check_same_thread=False,
                              isolation_level=None)  # autocommit; transactions where needed
         db.row_factory = sqlite3.Row
@@ -239,7 +249,12 @@ class SqliteJobStore(JobStore):
     async def open(self) -> None:
         if self._thread is None:
             self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="job-store")
-            await self._call(self._open)
+            try:
+                await self._call(self._open)
+            except BaseException:
+                thread, self._thread = self._thread, None
+                thread.shutdown(wait=False)
+                raise
 
     async def close(self) -> None:
         thread, self._thread = self._thread, None
@@ -248,6 +263,9 @@ class SqliteJobStore(JobStore):
                 await asyncio.get_running_loop().run_in_executor(thread, self._db.close)
                 self._db = None
             thread.shutdown(wait=True)
+        if self._lock is not None:
+            self._lock.close()  # releases the lock (so does the end of the process, even kill -9)
+            self._lock = None
 
     # -- the interface -------------------------------------------------------------------------
 

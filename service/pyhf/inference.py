@@ -14,7 +14,7 @@ import numpy as np
 import pyhf
 
 from labcrunch_service.errors import InvalidInput
-from labcrunch_service.progress import check_deadline, report
+from labcrunch_service.progress import check_deadline
 from labcrunch_service.pyhf.checks import check_hypotest, check_upper_limit, poi_values
 from labcrunch_service.pyhf.fit import FitSettings, refusing_failed_fits
 from labcrunch_service.pyhf.models import (
@@ -74,8 +74,8 @@ def hypotest(request: HypotestRequest, limits: Limits) -> dict[str, Any]:
     options = _pyhf_options(cm, FitSettings.of(request), values, "poi_values")
     tensor = jnp.asarray(data, dtype=jnp.float64)
     cls, clsb, clb, band = [], [], [], []
-    for done, mu in enumerate(values):
-        report(done, len(values), "points")
+    for mu in values:
+        check_deadline()
         with refusing_failed_fits(f"fit for the test at {cm.poi_name} = {mu:g}"):
             result = pyhf.infer.hypotest(
                 float(mu), tensor, cm.model, calctype="asymptotics", test_stat=test_stat,

@@ -20,7 +20,7 @@ import numpy as np
 import pyhf
 
 from labcrunch_service.errors import InvalidInput
-from labcrunch_service.progress import report
+from labcrunch_service.progress import check_deadline
 from labcrunch_service.pyhf.checks import check_scan
 from labcrunch_service.pyhf.fit import FitSettings, best_fit
 from labcrunch_service.pyhf.models import (
@@ -46,9 +46,8 @@ def _plane(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def _profile(cm: CompiledModel, data: np.ndarray, plane: np.ndarray, start: np.ndarray, idx: np.ndarray,
-             settings: FitSettings, counted: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+             settings: FitSettings) -> tuple[np.ndarray, np.ndarray]:
     """At each (x, y) of ``plane``: minimise twice_nll over the other free parameters.
-    ``counted`` = (fits done before, fits in all) when the progress spans several planes.
 
     Returns the profiled parameter vectors (N, npars) and twice_nll (N,); NaN where a fit fails.
     """
@@ -62,9 +61,8 @@ def _profile(cm: CompiledModel, data: np.ndarray, plane: np.ndarray, start: np.n
     rows = np.full((len(plane), start.size), np.nan)
     twice_nll = np.full(len(plane), np.nan)
     pars = start.copy()
-    before, total = counted or (0, len(plane))
     for k, xy in enumerate(plane):
-        report(before + k, total, "points")
+        check_deadline()
         pars[idx] = xy
         fixed_vals = [(int(i), float(pars[i])) for i in np.flatnonzero(fixed)]
         try:
@@ -111,10 +109,9 @@ def scan(request: ScanRequest, limits: Limits) -> dict[str, Any]:
     others_free = ~fixed_mask(cm, settings.fixed_params)
     others_free[idx] = False
     if profile and others_free.any():  # with nothing else free, the plain scan is the profile
-        fits = xs.size * ys.size + gxs.size * gys.size
-        _, twice_nll = _profile(cm, data, _plane(xs, ys), base, idx, settings, (0, fits))
+        _, twice_nll = _profile(cm, data, _plane(xs, ys), base, idx, settings)
         logpdf = -0.5 * twice_nll
-        rows, _ = _profile(cm, data, _plane(gxs, gys), base, idx, settings, (xs.size * ys.size, fits))
+        rows, _ = _profile(cm, data, _plane(gxs, gys), base, idx, settings)
         grad = np.asarray(cm.gradients(jnp.asarray(np.nan_to_num(rows), dtype=jnp.float64),
                                        jnp.asarray(data, dtype=jnp.float64)), dtype=np.float64)[:, idx]
         grad[np.isnan(rows).any(axis=1)] = np.nan

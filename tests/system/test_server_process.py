@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,14 +12,9 @@ from pathlib import Path
 import pytest
 
 from labcrunch import Client, NotFoundError
+from tests.helpers.servers import free_port
 
 pytestmark = pytest.mark.slow  # starts `labcrunch serve` and waits for it: tens of seconds
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

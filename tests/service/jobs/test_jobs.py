@@ -332,3 +332,14 @@ def test_the_preference_and_the_accept_header_are_read_as_the_rfcs_say():
     assert acceptable("image/*", "image/png") and acceptable("text/html, image/png;q=0.5", "image/png")
     assert not acceptable("application/json", "image/png")
     assert not acceptable("image/png;q=0", "image/png")
+
+
+def test_jobs_by_status_for_metrics(jobs_api):
+    manager = jobs_api.app.state.jobs
+    location = submit(jobs_api, "/v1/test/burn?steps=1&seconds_each=0").headers["location"]
+    finished(jobs_api, location)
+    listed = {status: len(jobs_api.get(f"/v1/jobs?limit=500&status={status}", headers=ALICE).json()["jobs"])
+              + len(jobs_api.get(f"/v1/jobs?limit=500&status={status}", headers=BOB).json()["jobs"])
+              for status in ("queued", "running", "succeeded", "failed", "cancelled")}
+    assert until(lambda: manager.jobs_by_status() == listed)
+    assert listed["succeeded"] >= 1 and set(listed) == set(manager.jobs_by_status())

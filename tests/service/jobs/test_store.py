@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import subprocess
+import sys
 
 from labcrunch_service.jobs.store import JobRecord, SqliteJobStore, StoredAnswer, StoredRequest
 
@@ -116,3 +118,23 @@ def test_the_database_is_a_plain_sqlite_file(tmp_path):
     asyncio.run(scenario())
     with sqlite3.connect(tmp_path / "jobs.sqlite3") as db:
         assert db.execute("SELECT id, owner, status FROM jobs").fetchall() == [("a", "alice", "queued")]
+
+
+def test_one_server_process_per_store(tmp_path):
+    """A second server on the same data folder would run the first one's jobs as interrupted."""
+    script = ("import asyncio, sys; from labcrunch_service.jobs.store import SqliteJobStore; "
+              "asyncio.run(SqliteJobStore(sys.argv[1]).open())")
+
+    def other_process() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True,
+                              text=True)
+
+    async def scenario() -> None:
+        store = SqliteJobStore(tmp_path)
+        await store.open()
+        refused = other_process()
+        assert refused.returncode != 0 and "Another labcrunch server" in refused.stderr
+        await store.close()
+        assert other_process().returncode == 0  # free again
+
+    asyncio.run(scenario())
