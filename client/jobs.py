@@ -237,6 +237,22 @@ class _JobBase(Generic[T]):
             self._info = replace(self._info, progress=JobProgress.from_json(data))
         bar.show(self._info)
 
+    def _events_request(self, deadline: float | None) -> tuple[str, httpx.Timeout]:
+        """The event stream's URL and read timeout (the deadline's, or the keep-alive's)."""
+        left = self._left(deadline)
+        read = EVENTS_READ_TIMEOUT if left is None else min(EVENTS_READ_TIMEOUT, left)
+        return f"/v1/jobs/{self.id}/events", httpx.Timeout(read)
+
+    def _take(self, parser: _EventParser, line: str, deadline: float | None, bar: _Bar) -> bool:
+        """One line of the event stream; True once the job has finished."""
+        found = parser.feed(line)
+        if found is not None:
+            self._seen(*found, bar)
+            if self._info.is_finished:
+                return True
+        self._left(deadline)
+        return False
+
     @staticmethod
     def _left(deadline: float | None) -> float | None:
         if deadline is None:
@@ -329,20 +345,13 @@ class Job(_JobBase[T]):
 
     def _follow(self, deadline: float | None, bar: _Bar) -> None:
         """Read the job's event stream until its final status (or the deadline)."""
-        left = self._left(deadline)
-        read = EVENTS_READ_TIMEOUT if left is None else min(EVENTS_READ_TIMEOUT, left)
+        url, timeout = self._events_request(deadline)
         parser = _EventParser()
-        with self._client._http.stream("GET", f"/v1/jobs/{self.id}/events",
-                                       timeout=httpx.Timeout(read)) as response:
-            if response.status_code != 200:
-                return
-            for line in response.iter_lines():
-                found = parser.feed(line)
-                if found is not None:
-                    self._seen(*found, bar)
-                    if self._info.is_finished:
+        with self._client._http.stream("GET", url, timeout=timeout) as response:
+            if response.status_code == 200:
+                for line in response.iter_lines():
+                    if self._take(parser, line, deadline, bar):
                         return
-                self._left(deadline)
 
     def result(self, timeout: float | None = None, *, progress: bool = False) -> T:
         """The result, once the job has finished: parsed exactly as the synchronous method does.
@@ -407,20 +416,13 @@ class AsyncJob(_JobBase[T]):
         return self._info
 
     async def _follow(self, deadline: float | None, bar: _Bar) -> None:
-        left = self._left(deadline)
-        read = EVENTS_READ_TIMEOUT if left is None else min(EVENTS_READ_TIMEOUT, left)
+        url, timeout = self._events_request(deadline)
         parser = _EventParser()
-        async with self._client._http.stream("GET", f"/v1/jobs/{self.id}/events",
-                                             timeout=httpx.Timeout(read)) as response:
-            if response.status_code != 200:
-                return
-            async for line in response.aiter_lines():
-                found = parser.feed(line)
-                if found is not None:
-                    self._seen(*found, bar)
-                    if self._info.is_finished:
+        async with self._client._http.stream("GET", url, timeout=timeout) as response:
+            if response.status_code == 200:
+                async for line in response.aiter_lines():
+                    if self._take(parser, line, deadline, bar):
                         return
-                self._left(deadline)
 
     async def result(self, timeout: float | None = None, *, progress: bool = False) -> T:
         """The result, once the job has finished (see :meth:`Job.result`)."""

@@ -5,7 +5,10 @@ from __future__ import annotations
 import atexit
 import shutil
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository
 
@@ -20,3 +23,12 @@ def data_dir() -> Path:
         _data_root = Path(tempfile.mkdtemp(prefix="labcrunch-tests-"))
         atexit.register(shutil.rmtree, _data_root, ignore_errors=True)
     return Path(tempfile.mkdtemp(dir=_data_root))
+
+
+def until(check: Callable[[], Any], seconds: float = 60.0, every: float = 0.02) -> Any:
+    """Poll ``check`` until it returns something true, and return that (fail after ``seconds``)."""
+    deadline = time.monotonic() + seconds
+    while not (found := check()):
+        assert time.monotonic() < deadline, f"timed out after {seconds} s waiting"
+        time.sleep(every)
+    return found

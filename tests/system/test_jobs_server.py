@@ -25,7 +25,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.helpers import ROOT
+from tests.helpers import ROOT, until
 from tests.helpers.servers import cpu_seconds, free_port, wait_ready
 
 pytestmark = pytest.mark.slow  # server processes, a restart: tens of seconds
@@ -83,14 +83,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def http(server: Server) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.url, headers=ALICE, timeout=30.0) as client:
         yield client
-
-
-def until(check: Callable[[], Any], seconds: float = 60.0, every: float = 0.05) -> Any:
-    deadline = time.monotonic() + seconds
-    while not (found := check()):
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(every)
-    return found
 
 
 def status_is(http: httpx.Client, location: str, *statuses: str) -> Callable[[], dict | None]:

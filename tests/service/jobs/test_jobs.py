@@ -8,7 +8,6 @@ import asyncio
 import io
 import json
 import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -21,22 +20,13 @@ from labcrunch_service.jobs.middleware import prefers_async
 from labcrunch_service.jobs.store import JobRecord, SqliteJobStore, StoredRequest
 from labcrunch_service.settings import Limits, Settings
 from tests.conftest import assert_problem, wait_ready
-from tests.helpers import data_dir, tasks
+from tests.helpers import data_dir, tasks, until
 from tests.helpers.apps import make_app
 
 ALICE = {"Authorization": "Bearer k-alice"}
 BOB = {"Authorization": "Bearer k-bob"}
 ASYNC = {"Prefer": "respond-async"}
 KEYS = {"alice": "k-alice", "bob": "k-bob"}
-
-
-def until(check: Callable[[], Any], seconds: float = 60.0, every: float = 0.02) -> Any:
-    """Poll ``check`` until it returns something true; return that."""
-    deadline = time.monotonic() + seconds
-    while not (found := check()):
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(every)
-    return found
 
 
 def finished(client: TestClient, location: str, headers: dict[str, str] = ALICE) -> dict[str, Any]:
