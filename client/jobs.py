@@ -468,7 +468,12 @@ class submitted(Generic[P, T]):  # noqa: N801 - used like a method, as `endpoint
     def __get__(self, submitting: Submit[AsyncTransport], owner: type[Any] | None = None,
                 ) -> Callable[P, Coroutine[Any, Any, AsyncJob[T]]]: ...
 
+    @overload
+    def __get__(self, submitting: None, owner: type[Any] | None = None) -> submitted[P, T]: ...
+
     def __get__(self, submitting: Any, owner: type[Any] | None = None) -> Any:
+        if submitting is None:  # looked up on the class (help(), dir())
+            return self
         client = submitting._client
         build = self.build
         if isinstance(client, AsyncTransport):

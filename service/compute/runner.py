@@ -92,8 +92,9 @@ class Runner:
         if job_of_request is not None:
             job_of_request.attach(_ThreadHandle(tracker, future))
         wrapped = asyncio.wrap_future(future)
-        wrapped.add_done_callback(_retrieve)  # a job nobody awaits any more (cancelled, past
-        try:                                  # its deadline) still ends quietly
+        # A job nobody awaits any more (cancelled, past its deadline) still ends quietly.
+        wrapped.add_done_callback(_retrieve)
+        try:
             return await asyncio.wait_for(asyncio.shield(wrapped), timeout=wall_seconds)
         except TimeoutError:
             future.cancel()  # a job still queued never runs (its slot is released)

@@ -147,3 +147,15 @@ def test_the_async_twin(burning):
             assert (await long.cancel()).status == "succeeded"  # finished: cancelling changes nothing
 
     asyncio.run(scenario())
+
+
+def test_every_compute_method_can_be_submitted():
+    """A new compute endpoint of the client belongs in labcrunch.jobs.Submit too."""
+    from labcrunch._base import endpoint
+    from labcrunch.jobs import Submit, submitted
+
+    not_compute = {"info", "ready", "minimize_optimizers", "jobs"}
+    endpoints = {name for cls in Client.__mro__ for name, value in vars(cls).items()
+                 if isinstance(value, endpoint)}
+    submittable = {name for name, value in vars(Submit).items() if isinstance(value, submitted)}
+    assert submittable == endpoints - not_compute
