@@ -180,6 +180,7 @@ class JobManager:
         self._sweeper: asyncio.Task[None] | None = None
         self._counts: dict[str, int] = {}
         self._counting = False
+        self._stopping = False  # from stop() on, what a job's handler answers is not its result
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -191,6 +192,7 @@ class JobManager:
     async def start(self, app: ASGIApp) -> None:
         """Open the store, drop what expired, and run again the jobs a stop left unfinished."""
         self._app = app
+        self._stopping = False
         self._changed = asyncio.Event()  # bound to the serving loop
         await self.store.open()
         await self.store.expire(time.time())
@@ -211,7 +213,7 @@ class JobManager:
     async def stop(self) -> None:
         """Stop every job's task. A job that was running is stored as queued again (it was
         not its fault): the next start runs every unfinished job."""
-        self.started = False
+        self.started, self._stopping = False, True
         interrupted = list(self._running)
         tasks = [live.task for live in self._live.values() if live.task is not None]
         if self._sweeper is not None:
@@ -424,8 +426,8 @@ class JobManager:
     async def _finish(self, record: JobRecord, answer: _Answer,
                       progress: dict[str, Any] | None) -> None:
         live = self._live.get(record.id)
-        if live is not None and live.cancelled:  # its status is stored already
-            return
+        if (live is not None and live.cancelled) or self._stopping:
+            return  # cancelled: its status is stored already; the server stops: it runs again
         now = time.time()
         body = bytes(answer.body)
         succeeded = 200 <= answer.status < 300
