@@ -19,6 +19,7 @@ import argparse
 import io
 import math
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -213,6 +214,39 @@ def smoke_requests() -> list[Smoke]:
     ]
 
 
+#: The job routes: the job smoke below covers them all.
+JOB_ROUTES = frozenset({"/v1/jobs", "/v1/jobs/{job_id}", "/v1/jobs/{job_id}/result",
+                        "/v1/jobs/{job_id}/events"})
+
+
+def job_smoke(client: Any, require_gpu: bool) -> list[str]:
+    """A gradient sent as a job (``Prefer: respond-async``): 202, its events to the end, its
+    document, its result (computed on the GPU), the list of jobs, and cancelling it (a no-op)."""
+    label = "job of POST /v1/gradient"
+    start = time.perf_counter()
+    try:
+        submitted = client.post("/v1/gradient", json={"expression": "(x - 1)**2", "at": {"x": 3.0}},
+                                headers={"Prefer": "respond-async"})
+        assert submitted.status_code == 202, f"HTTP {submitted.status_code}: {submitted.text[:500]}"
+        location = submitted.headers["location"]
+        events = client.get(f"{location}/events")  # streams until the job has finished
+        assert events.status_code == 200 and '"status":"succeeded"' in events.text, events.text[-500:]
+        document = _json(client.get(location))
+        assert document["status"] == "succeeded" and document["result"] == f"{location}/result"
+        result = client.get(f"{location}/result")
+        _check_gradient(result)
+        if require_gpu:
+            device = result.json()["device"]
+            assert device.startswith(("cuda", "gpu")), f"computed on {device!r}, not the GPU"
+        assert document["id"] in {job["id"] for job in _json(client.get("/v1/jobs"))["jobs"]}
+        assert _json(client.delete(location))["status"] == "succeeded"
+    except AssertionError as exc:
+        print(f"  FAIL  {label}: {exc}")
+        return [f"{label}: {exc}"]
+    print(f"  ok    {label} ({(time.perf_counter() - start) * 1e3:.0f} ms)")
+    return []
+
+
 def check_devices(allow_cpu: bool) -> tuple[bool, list[str]]:
     """Whether JAX (and TensorFlow, when installed) see a GPU; the lines to print."""
     import jax
@@ -267,8 +301,8 @@ def throughput_sides(gpu: bool, limits: dict[str, Any], max_iter: int, side: int
 
 def run_smoke(client: Any, requests: list[Smoke], routes: set[str], require_gpu: bool) -> list[str]:
     """Send each request; return the failures (and print one line per request)."""
-    failures = []
-    covered = {smoke.route for smoke in requests}
+    failures = job_smoke(client, require_gpu) if "/v1/jobs" in routes else []
+    covered = {smoke.route for smoke in requests} | JOB_ROUTES
     for route in sorted(routes - covered):
         failures.append(f"{route}: no smoke request in bench/gpu_smoke.py")
     for smoke in requests:
@@ -314,7 +348,9 @@ def main(argv: list[str] | None = None) -> int:
     from labcrunch_service.app import create_app
     from labcrunch_service.settings import Settings
 
-    app = create_app(Settings(warmup=not args.no_warmup, log_json=False))
+    # A data folder of its own: the serving process's job store is not this app's to open.
+    app = create_app(Settings(warmup=not args.no_warmup, log_json=False,
+                              data_dir=tempfile.mkdtemp(prefix="labcrunch-smoke-")))
     routes = {path for path in app.openapi()["paths"] if path.startswith("/v1/")} - {"/v1/info"}
     with TestClient(app) as client:
         while client.get("/readyz").status_code != 200:

@@ -3,7 +3,8 @@
     with Client("http://gpu-server:8000") as lc:
         print(lc.info().backends["jax"].default_device)
 
-Imports httpx and numpy only; :mod:`labcrunch.plot` imports matplotlib when a figure is drawn.
+Imports httpx and numpy only; :mod:`labcrunch.plot` imports matplotlib when a figure is drawn,
+:mod:`labcrunch.jobs` tqdm when a job's progress bar is.
 """
 
 from labcrunch._client import AsyncClient, Client
@@ -21,6 +22,7 @@ from labcrunch.exceptions import (
     RequestTooLargeError,
     ValidationError,
 )
+from labcrunch.jobs import AsyncJob, Job, JobInfo, JobProgress, JobStatus
 from labcrunch.service import BackendInfo, ComputeInfo, ServiceInfo
 
 __all__ = [
@@ -29,12 +31,17 @@ __all__ = [
     "APIStatusError",
     "APITimeoutError",
     "AsyncClient",
+    "AsyncJob",
     "AuthenticationError",
     "BackendInfo",
     "BadRequestError",
     "Client",
     "ComputeInfo",
     "InternalServerError",
+    "Job",
+    "JobInfo",
+    "JobProgress",
+    "JobStatus",
     "LabcrunchError",
     "NotFoundError",
     "RateLimitError",

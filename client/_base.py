@@ -44,7 +44,8 @@ class Call(Generic[T]):
     """One API request and how to read its answer (``parse``), with per-call options.
 
     ``timeout`` and ``max_retries`` left None take the client's; ``check=False`` hands error
-    answers to ``parse`` instead of raising.
+    answers to ``parse`` instead of raising; ``progress=True`` runs the request as a server-side
+    job and waits for it with a progress bar (:mod:`labcrunch.jobs`).
     """
 
     method: str
@@ -57,6 +58,7 @@ class Call(Generic[T]):
     timeout: float | None = None
     max_retries: int | None = None
     check: bool = True
+    progress: bool = False
 
 
 def json_answer(from_json: Callable[[Any], T]) -> Callable[[httpx.Response], T]:
@@ -182,6 +184,10 @@ class SyncTransport(_BaseClient):
         self._http = httpx.Client(base_url=self.base_url, headers=self._headers, transport=transport)
 
     def _send(self, call: Call[T]) -> T:
+        if call.progress:
+            from labcrunch.jobs import run_with_progress  # jobs imports this module
+
+            return run_with_progress(self, call)
         retries = self._retries(call)
         attempt = 0
         while True:
@@ -224,6 +230,10 @@ class AsyncTransport(_BaseClient):
         self._http = httpx.AsyncClient(base_url=self.base_url, headers=self._headers, transport=transport)
 
     async def _send(self, call: Call[T]) -> T:
+        if call.progress:
+            from labcrunch.jobs import run_with_progress_async  # jobs imports this module
+
+            return await run_with_progress_async(self, call)
         retries = self._retries(call)
         attempt = 0
         while True:

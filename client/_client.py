@@ -6,6 +6,7 @@ from labcrunch._base import AsyncTransport, SyncTransport
 from labcrunch.fit import FitAPI
 from labcrunch.fractal import FractalAPI
 from labcrunch.gradient import GradientAPI
+from labcrunch.jobs import JobsAPI
 from labcrunch.minimize import MinimizeAPI
 from labcrunch.nn import AsyncDenseAPI, DenseAPI, NnAPI
 from labcrunch.pyhf import PyhfAPI
@@ -13,7 +14,7 @@ from labcrunch.service import ServiceAPI
 
 
 class Client(ServiceAPI, GradientAPI, MinimizeAPI, FitAPI, PyhfAPI, FractalAPI, NnAPI, DenseAPI,
-             SyncTransport):
+             JobsAPI, SyncTransport):
     """Synchronous client of a labcrunch server; a context manager that closes its connections.
 
     Example:
@@ -36,7 +37,7 @@ class Client(ServiceAPI, GradientAPI, MinimizeAPI, FitAPI, PyhfAPI, FractalAPI, 
 
 
 class AsyncClient(ServiceAPI, GradientAPI, MinimizeAPI, FitAPI, PyhfAPI, FractalAPI, NnAPI,
-                  AsyncDenseAPI, AsyncTransport):
+                  AsyncDenseAPI, JobsAPI, AsyncTransport):
     """Asynchronous twin of :class:`Client`: the same methods and arguments, awaited.
 
     Example:

@@ -13,8 +13,8 @@ MAX_RETRY_DELAY = 8.0
 MAX_RETRY_AFTER = 60.0  # a longer Retry-After is not waited for: our own backoff is used instead
 RETRY_STATUSES = frozenset({408, 429, 502, 503, 504})
 # 503 problem types that retrying cannot fix: a backend the server lacks, a job over its wall time
-# (retrying would run the same too-long job again).
-PERMANENT_503_TYPES = ("/backend-unavailable", "/timeout")
+# (retrying would run the same too-long job again), a job that restarts of the server interrupted.
+PERMANENT_503_TYPES = ("/backend-unavailable", "/timeout", "/job-interrupted")
 
 #: Requests with at least this many numbers per array (gradient batch points, fit points, pyhf
 #: scan grid points) travel as .npy/.npz instead of JSON lists, unless ``binary=`` says otherwise.

@@ -130,6 +130,7 @@ class FitAPI:
         seed: int | None = None,
         standardize: bool | None = None,
         binary: bool | None = None,
+        progress: bool = False,
         timeout: float | None = None,
         max_retries: int | None = None,
     ) -> Call[LineFitResult]:
@@ -164,6 +165,8 @@ class FitAPI:
             standardize: Fit in standardized x and map m, q back.
             binary: Send the points as one .npy body instead of JSON. By default sets of at
                 least ``BINARY_THRESHOLD`` (10,000) points do.
+            progress: Run it as a job on the server and draw a progress bar until it has
+                finished (see :mod:`labcrunch.jobs`); the result is the same.
             timeout: Seconds to wait for the answer (default: the client's).
             max_retries: Retries of this call (default: the client's).
 
@@ -198,7 +201,7 @@ class FitAPI:
                 params |= {"initial_m": float(initial[0]), "initial_q": float(initial[1])}
             return Call("POST", "/v1/fit/line", parse, content=to_npy(table), params=params,
                         headers={"Content-Type": NPY_MEDIA_TYPE}, timeout=timeout,
-                        max_retries=max_retries)
+                        max_retries=max_retries, progress=progress)
         if initial is not None:
             descent["initial"] = {"m": float(initial[0]), "q": float(initial[1])}
         body = options | {"x": json_numbers(xs), "y": json_numbers(ys)}
@@ -206,4 +209,5 @@ class FitAPI:
             body["sigma"] = json_numbers(sig)
         if descent:
             body["gradient_descent"] = descent
-        return Call("POST", "/v1/fit/line", parse, json=body, timeout=timeout, max_retries=max_retries)
+        return Call("POST", "/v1/fit/line", parse, json=body, timeout=timeout, max_retries=max_retries,
+                    progress=progress)

@@ -187,6 +187,7 @@ class MinimizeAPI:
         dtype: DType | None = None,
         backend: Backend | None = None,
         landscape: int | None = None,
+        progress: bool = False,
         timeout: float | None = None,
         max_retries: int | None = None,
     ) -> Call[MinimizeResult]:
@@ -221,6 +222,8 @@ class MinimizeAPI:
             backend: ``"jax"`` or ``"tensorflow"``.
             landscape: Grid points per axis of the function, for :meth:`MinimizeResult.plot`;
                 by default 201 (one variable) or 81 (two), none for more; 0 for none.
+            progress: Run it as a job on the server and draw a progress bar until it has
+                finished (see :mod:`labcrunch.jobs`); the result is the same.
             timeout: Seconds to wait for the answer (default: the client's).
             max_retries: Retries of this call (default: the client's).
 
@@ -248,7 +251,8 @@ class MinimizeAPI:
         def parse(response: httpx.Response) -> MinimizeResult:
             return MinimizeResult.from_json(response.json(), expression=expression)
 
-        return Call("POST", "/v1/minimize", parse, json=body, timeout=timeout, max_retries=max_retries)
+        return Call("POST", "/v1/minimize", parse, json=body, timeout=timeout, max_retries=max_retries,
+                    progress=progress)
 
     @endpoint
     def minimize_optimizers(

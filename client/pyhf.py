@@ -563,6 +563,7 @@ class PyhfAPI:
         init_pars: Mapping[str, float] | None = None,
         par_bounds: Mapping[str, tuple[float, float]] | None = None,
         fixed_params: Sequence[str] | None = None,
+        progress: bool = False,
         timeout: float | None = None,
         max_retries: int | None = None,
     ) -> Call[UpperLimitResult]:
@@ -583,6 +584,8 @@ class PyhfAPI:
             test_stat: ``"qtilde"`` (default) or ``"q"``.
             asimov_pars, init_pars, par_bounds, fixed_params: See the module's shared keyword
                 arguments.
+            progress: Run it as a job on the server and draw a progress bar until it has
+                finished (see :mod:`labcrunch.jobs`); the result is the same.
             timeout: Seconds to wait for the answer (default: the client's).
             max_retries: Retries of this call (default: the client's).
 
@@ -601,4 +604,4 @@ class PyhfAPI:
                         asimov_pars=asimov_pars, init_pars=init_pars, par_bounds=par_bounds,
                         fixed_params=fixed_params)
         return Call("POST", "/v1/pyhf/upper-limit", json_answer(UpperLimitResult.from_json),
-                    json=body, timeout=timeout, max_retries=max_retries)
+                    json=body, timeout=timeout, max_retries=max_retries, progress=progress)

@@ -19,6 +19,9 @@ from labcrunch_service.http.auth import AuthMiddleware
 from labcrunch_service.http.deps import request_owner
 from labcrunch_service.http.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from labcrunch_service.http.problems import install_problem_handlers
+from labcrunch_service.jobs import router as jobs_routes
+from labcrunch_service.jobs.manager import JobManager
+from labcrunch_service.jobs.middleware import RespondAsyncMiddleware
 from labcrunch_service.minimize import router as minimize_routes
 from labcrunch_service.nn import router as nn_routes
 from labcrunch_service.pyhf import router as pyhf_routes
@@ -58,9 +61,11 @@ def _warm_up(app: FastAPI, settings: Settings) -> None:
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     threading.Thread(target=_warm_up, args=(app, settings), name="warmup", daemon=True).start()
+    await app.state.jobs.start(app)  # runs again the jobs a stop or a crash left unfinished
     try:
         yield
     finally:
+        await app.state.jobs.stop()
         app.state.runner.shutdown()
 
 
@@ -85,8 +90,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         retry_after=settings.retry_after_seconds,
         wall_seconds=settings.limits.max_wall_seconds,
     )
+    app.state.jobs = JobManager(settings)
     install_problem_handlers(app)
-    # Outermost last: the request id wraps everything, so a 413 carries one too.
+    # Outermost last: the request id wraps everything, so a 413 carries one too; a job is made
+    # from a request whose key and body size have been checked.
+    app.add_middleware(RespondAsyncMiddleware, jobs=app.state.jobs)
     body_limits = {domain.router.prefix: limit for domain, limit in BODY_LIMITS.items()}
     app.add_middleware(BodySizeLimitMiddleware, limits=settings.limits, routes=body_limits)
     app.add_middleware(AuthMiddleware, api_keys=settings.api_keys, public_docs=settings.public_docs)
@@ -97,5 +105,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.info_router, dependencies=auth)
     for domain in DOMAINS:
         app.include_router(domain.router, dependencies=auth)
+    app.include_router(jobs_routes.router, dependencies=auth)
     web.install(app)
     return app

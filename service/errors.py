@@ -77,6 +77,22 @@ class NotFound(LabcrunchError):
     slug = "not-found"
 
 
+class NoResult(LabcrunchError):
+    """A job's result was asked for while it has none: queued, running, or cancelled."""
+
+    status = 409
+    title = "No result"
+    slug = "no-result"
+
+
+class JobInterrupted(LabcrunchError):
+    """The server stopped while a job ran, and again after the job was queued once more."""
+
+    status = 503
+    title = "Job interrupted"
+    slug = "job-interrupted"
+
+
 class Busy(LabcrunchError):
     """Every compute slot and queue place is taken; try again after ``retry_after`` seconds."""
 

@@ -39,6 +39,10 @@ class Limits(BaseModel):
                                    "/v1/nn/dense/... (bytes): an .npz of x and y, or a .npy of x.")
     max_wall_seconds: float = Field(60.0, gt=0, description="Wall time one compute job may run, "
                                     "from admission, queue wait included (s).")
+    max_job_seconds: float = Field(3600.0, gt=0, description="Wall time of a job (`Prefer: "
+                                   "respond-async`) from its start, in place of max_wall_seconds (s).")
+    max_job_bytes_per_owner: int = Field(
+        1024**3, ge=0, description="Bytes of job requests and results one owner may keep stored.")
 
     # --- the expression / program language (gradient, minimize)
     max_text_length: int = Field(20_000, description="Characters in an expression or program.")
@@ -142,6 +146,14 @@ class Settings(BaseSettings):
     load_tensorflow: bool = True
 
     limits: Limits = Field(default_factory=Limits)
+
+    # Jobs (`Prefer: respond-async`, /v1/jobs; stored under `<data_dir>/jobs`): at most
+    # `max_running_jobs` compute at once, the others wait in one queue shared fairly between
+    # owners; an owner may have `max_pending_jobs_per_owner` queued or running (then 429).
+    # Finished jobs and their results are kept `job_result_ttl` seconds (default 7 days).
+    max_running_jobs: int = Field(1, ge=1)
+    max_pending_jobs_per_owner: int = Field(64, ge=1)
+    job_result_ttl: float = Field(7 * 24 * 3600.0, gt=0)
 
     @field_validator("api_keys")
     @classmethod

@@ -5,10 +5,7 @@ Plain helpers and reference data that are not fixtures live in tests/helpers/.
 
 from __future__ import annotations
 
-import atexit
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,12 +20,13 @@ from labcrunch import AsyncClient, Client
 from labcrunch_service import backends
 from labcrunch_service.app import create_app
 from labcrunch_service.settings import Limits, Settings
+from tests.helpers import data_dir
 from tests.helpers.apps import make_app
 
-# The service's data (JAX's persistent compilation cache) goes to this session's own folder, never
-# the user's; servers the tests start inherit it. Set before configure() reads it.
-os.environ["LABCRUNCH_DATA_DIR"] = tempfile.mkdtemp(prefix="labcrunch-tests-")
-atexit.register(shutil.rmtree, os.environ["LABCRUNCH_DATA_DIR"], ignore_errors=True)
+# The service's data (JAX's persistent compilation cache; the jobs of an app made without a
+# data_dir) goes to this session's own folder, never the user's; servers the tests start inherit
+# it. Set before configure() reads it.
+os.environ["LABCRUNCH_DATA_DIR"] = str(data_dir())
 backends.configure()  # tests that call domain code directly see the same x64 set-up as the app
 
 
@@ -43,7 +41,7 @@ def wait_ready(client: TestClient, seconds: float = 120.0) -> None:
 @pytest.fixture(scope="session")
 def settings() -> Settings:
     """Default limits, no warm-up compiles (tests compile what they use)."""
-    return Settings(warmup=False, log_json=False)
+    return Settings(warmup=False, log_json=False, data_dir=data_dir())
 
 
 @pytest.fixture(scope="session")
@@ -103,6 +101,7 @@ def sleeps(monkeypatch):
 @contextmanager
 def serving(**settings: Any) -> Iterator[TestClient]:
     """A TestClient over a fresh app with these settings (e.g. tiny limits), ready to use."""
+    settings.setdefault("data_dir", data_dir())
     app = create_app(Settings(warmup=False, load_tensorflow=False, log_json=False, **settings))
     with TestClient(app) as client:
         wait_ready(client)

@@ -33,7 +33,7 @@ from labcrunch_service import backends
 from labcrunch_service.cache import LruCache, bucket_size, counting_traces
 from labcrunch_service.errors import InvalidInput, LimitExceeded
 from labcrunch_service.language import Formula, compile_expression, compile_program
-from labcrunch_service.progress import check_deadline
+from labcrunch_service.progress import check_deadline, report
 from labcrunch_service.settings import Limits, Settings
 
 backends.configure()
@@ -277,7 +277,7 @@ def _run_eager(formula: Formula, columns: list[np.ndarray], batch: bool, order: 
         return run(columns)
     parts = []
     for start in range(0, count, EAGER_CHUNK):
-        check_deadline()
+        report(start, count, "points")
         parts.append(run([c[start:start + EAGER_CHUNK] for c in columns]))
     return tuple(None if part[0] is None else np.concatenate(part) for part in zip(*parts, strict=True))
 
@@ -357,7 +357,7 @@ def _program_derivatives(formula: Formula, columns: list[np.ndarray], batch: boo
     groups: dict[tuple[Any, ...], list[int]] = {}
     operations: dict[tuple[Any, ...], int] = {}
     for i, point in enumerate(points):
-        check_deadline()
+        report(i, len(points), "points")
         path, operations_on_path = formula.path(tuple(point), dtype)
         groups.setdefault(path, []).append(i)
         operations[path] = operations_on_path

@@ -13,6 +13,10 @@ When both headers are sent they must carry the same key; different keys are refu
 key can never hide behind a right one. The check runs in pure ASGI middleware before any route
 reads the body: an unauthenticated 60 MB upload is answered 401 at once, unread.
 
+A job's request sent again in-process after a restart (``labcrunch_service.jobs``) carries its
+stored owner in the ASGI scope under :data:`REPLAY_OWNER_SCOPE_KEY`; only code inside the server
+can set a scope key, so that owner is trusted as it stands.
+
 Protected: ``/v1/...`` and ``/metrics``. Open: health (``/livez``, ``/readyz``), the web page and
 its assets, and the API docs (``/docs``, ``/redoc``, ``/openapi.json``) unless
 ``LABCRUNCH_PUBLIC_DOCS=false``.
@@ -30,6 +34,7 @@ from labcrunch_service.errors import Unauthorized
 from labcrunch_service.http.problems import error_response
 
 OWNER_SCOPE_KEY = "labcrunch.owner"
+REPLAY_OWNER_SCOPE_KEY = "labcrunch.replay_owner"
 _PROTECTED_PREFIXES = ("/v1/", "/metrics")
 _DOCS_PATHS = ("/docs", "/redoc", "/openapi.json")
 
@@ -92,6 +97,8 @@ class AuthMiddleware:
 
     def _owner(self, scope: Scope) -> str | None:
         """The owner's name, or None when the request must be refused."""
+        if REPLAY_OWNER_SCOPE_KEY in scope:
+            return scope[REPLAY_OWNER_SCOPE_KEY]
         client = scope.get("client")
         address = client[0] if client else "unknown"
         if not self.keys:

@@ -11,6 +11,7 @@ from labcrunch_service import __version__, backends
 from labcrunch_service.errors import NotReady
 from labcrunch_service.http.deps import SettingsDep
 from labcrunch_service.http.problems import Problem, error_response, problem_responses
+from labcrunch_service.jobs.schemas import JobsInfo
 from labcrunch_service.settings import Limits
 
 router = APIRouter(tags=["health"])
@@ -42,6 +43,7 @@ class Info(BaseModel):
     compute: ComputeInfo
     auth: Literal["api-key", "none"]
     limits: Limits
+    jobs: JobsInfo
 
 
 @router.get("/livez", summary="The process is up", response_model=Live)
@@ -78,4 +80,8 @@ async def info(request: Request, settings: SettingsDep) -> Info:
                             max_queued_jobs=settings.max_queued_jobs, in_flight=runner.in_flight),
         auth="api-key" if settings.api_keys else "none",
         limits=settings.limits,
+        jobs=JobsInfo(max_running_jobs=settings.max_running_jobs,
+                      max_pending_jobs_per_owner=settings.max_pending_jobs_per_owner,
+                      result_ttl_seconds=settings.job_result_ttl,
+                      limits_in_place_of={"max_wall_seconds": "max_job_seconds"}),
     )

@@ -50,6 +50,8 @@ _DESCRIPTIONS = {
     400: "Malformed request",
     401: "Missing or wrong API key",
     404: "Not found",
+    406: "The answer cannot have a media type the request accepts",
+    409: "The resource is not in a state that has this answer",
     413: "Request body or requested work over a configured limit",
     415: "Unsupported Content-Type",
     422: "Invalid input (field-level `errors`)",

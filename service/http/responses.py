@@ -63,3 +63,18 @@ def npy_response(array: Any, *, headers: Mapping[str, str] | None = None) -> Res
 def accepts(request: Request, media_type: str) -> bool:
     """Whether the request's ``Accept`` header names ``media_type``."""
     return media_type in request.headers.get("accept", "")
+
+
+def acceptable(accept: str | None, media_type: str) -> bool:
+    """Whether an ``Accept`` header (None: absent) admits ``media_type``: ``*/*``, ``type/*`` or
+    the type itself, with a quality above 0."""
+    if not accept:
+        return True
+    kind = media_type.split(";")[0].strip().lower()
+    for entry in accept.split(","):
+        name, *parameters = (part.strip().lower() for part in entry.split(";"))
+        if any(p.replace(" ", "") in ("q=0", "q=0.0", "q=0.00", "q=0.000") for p in parameters):
+            continue
+        if name in ("*/*", kind) or (name.endswith("/*") and kind.startswith(name[:-1])):
+            return True
+    return False

@@ -81,7 +81,7 @@ def test_importing_the_client_loads_httpx_and_numpy_only():
 
 DOCUMENTED_MODULES = ["labcrunch._base", "labcrunch._client", "labcrunch.service", "labcrunch.gradient",
                       "labcrunch.minimize", "labcrunch.fit", "labcrunch.pyhf", "labcrunch.fractal",
-                      "labcrunch.nn"]
+                      "labcrunch.nn", "labcrunch.jobs"]
 
 
 @pytest.mark.slow  # compiles what the examples compute (pyhf models, optimisers): seconds
@@ -119,6 +119,8 @@ with Client() as lc:
     reveal_type(lc.minimize_optimizers())
     reveal_type(lc.dense(2, [(1, "sigmoid")]).train([[0.0, 1.0]], [1.0], epochs=1))
     lc.dense(2, [(1, "sigmoid")]).train([[0.0, 1.0]], [1.0], epoch=1)  # type: ignore[call-arg]
+    reveal_type(lc.submit.gradient("x**2", at={"x": 1.0}))
+    lc.submit.gradient("x", timout=3.0)  # type: ignore[call-arg]
     lc.gradient("x", timout=3.0)  # type: ignore[call-arg]
     lc.gradient("x", backend="torch")  # type: ignore[arg-type]
     lc.fractal(format="npy")  # type: ignore[call-arg]
@@ -128,6 +130,7 @@ async def main() -> None:
     async with AsyncClient() as alc:
         reveal_type(await alc.fit_line([0.0, 1.0], [1.0, 2.0]))
         reveal_type(await alc.dense(2, [(1, "relu")]).predict([[0.0, 1.0]]))
+        reveal_type(await alc.submit.fit_line([0.0, 1.0], [1.0, 2.0]))
         pending = alc.info(timeout=1.0)
         _ = reveal_type(pending)
         pending.close()
@@ -154,7 +157,9 @@ def test_type_checkers_see_results_and_coroutines(tmp_path):
         "labcrunch.fractal.FractalCounts",
         "list[labcrunch.minimize.OptimizerInfo]",
         "labcrunch.nn.DenseTraining",
+        "labcrunch.jobs.Job[labcrunch.gradient.GradientResult]",
         "labcrunch.fit.LineFitResult",
         "numpy.ndarray[tuple[Any, ...], numpy.dtype[Any]]",
+        "labcrunch.jobs.AsyncJob[labcrunch.fit.LineFitResult]",
         "typing.Coroutine[Any, Any, labcrunch.service.ServiceInfo]",
     ]

@@ -1,5 +1,6 @@
-"""An app with test-only routes (a slow job, a validated body, a crash, a raw body reader, the
-client's port), in process or served."""
+"""An app with test-only routes (a slow job, a CPU-bound job reporting progress, a validated body,
+a crash, a raw body reader); ``python -m tests.helpers.apps PORT`` serves it (settings from the
+environment) for tests against a real server process."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from fastapi import Request
 from pydantic import BaseModel
 
 from labcrunch_service.app import create_app
+from labcrunch_service.errors import LimitExceeded
 from labcrunch_service.settings import Limits, Settings
-from tests.helpers import tasks
+from tests.helpers import data_dir, tasks
 
 
 class Echo(BaseModel):
@@ -16,13 +18,20 @@ class Echo(BaseModel):
 
 
 def make_app(**overrides) -> object:
-    """An app with extra test-only routes: a slow job, a validated body, a crash."""
+    """An app with extra test-only routes: a slow job, a CPU-bound one, a validated body, a crash."""
     limits = overrides.pop("limits", Limits())
+    overrides.setdefault("data_dir", data_dir())
     app = create_app(Settings(warmup=False, load_tensorflow=False, limits=limits, **overrides))
 
     async def slow(request: Request, seconds: float = 0.5) -> dict:
         timed = await request.app.state.runner.run(tasks.SLEEP, seconds)
         return {"elapsed_ms": timed.elapsed_ms}
+
+    async def burn(request: Request, steps: int = 10, seconds_each: float = 0.05) -> dict:
+        if steps > 100_000:  # a limit checked before the runner: a 413 is answered at once
+            raise LimitExceeded("Too many steps.", limit="steps", maximum=100_000, value=steps)
+        timed = await request.app.state.runner.run(tasks.BURN, steps, seconds_each)
+        return {"steps": timed.result, "elapsed_ms": timed.elapsed_ms}
 
     async def echo(body: Echo) -> dict:
         return {"n": body.n}
@@ -41,6 +50,7 @@ def make_app(**overrides) -> object:
 
     app.state.raw_bodies = []
     app.add_api_route("/v1/test/slow", slow, methods=["POST"])
+    app.add_api_route("/v1/test/burn", burn, methods=["POST"])
     app.add_api_route("/v1/test/raw", raw, methods=["POST"])
     app.add_api_route("/v1/test/echo", echo, methods=["POST"])
     app.add_api_route("/v1/test/crash", crash, methods=["GET"])
@@ -56,3 +66,16 @@ def served_app() -> object:
     """:func:`make_app` with an API key and the settings of ``LABCRUNCH_*``, for a server
     process (``uvicorn --factory tests.helpers.apps:served_app``)."""
     return make_app(limits=Settings().limits, api_keys={"tester": SERVED_KEY})
+
+
+if __name__ == "__main__":
+    import os
+    import sys
+
+    import uvicorn
+
+    from labcrunch_service.logs import configure_logging
+
+    configure_logging("INFO", True)
+    uvicorn.run(make_app(log_json=True, data_dir=os.environ["LABCRUNCH_DATA_DIR"]), host="127.0.0.1",
+                port=int(sys.argv[1]), log_config=None, access_log=False)

@@ -24,11 +24,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_until_ready(url: str, seconds: float, alive=lambda: True, log: Path | None = None) -> None:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_until_ready(url: str, seconds: float, alive=lambda: True, log: Path | None = None,
+                     path: str = "/readyz") -> None:
+    """Poll ``path`` until 200; fail with the tail of ``log`` if ``alive()`` turns false or it
+    takes over ``seconds``."""
     deadline = time.monotonic() + seconds
     while True:
         try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+            if httpx.get(f"{url}{path}", timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             pass  # not listening yet
