@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
-from labcrunch_service import __version__, backends, cache
+from labcrunch_service import __version__
 from labcrunch_service.compute import Runner
 from labcrunch_service.fit import router as fit_routes
 from labcrunch_service.fractal import router as fractal_routes
@@ -25,36 +25,31 @@ from labcrunch_service.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
-# Each domain's router module exposes `router` and `WARMUP`, a Task run once per compute process.
+# Each domain's router module exposes `router` and `WARMUP`, a Task run once per worker process.
 DOMAINS = (gradient_routes, minimize_routes, fit_routes, pyhf_routes, fractal_routes)
 
 
-def _warm_up(app: FastAPI, settings: Settings) -> None:
-    """Import the frameworks and compile hot paths; /readyz turns 200 when this returns."""
-    try:
-        backends.configure()
-        if settings.load_tensorflow:
-            backends.tensorflow_available()
-        if settings.warmup:
-            for domain in DOMAINS:
-                try:
-                    domain.WARMUP.resolve()(settings)
-                except Exception as exc:  # a failed warm-up degrades one domain, not the service
-                    log.exception("warm-up of %s failed", domain.WARMUP.path)
-                    app.state.warmup_errors[domain.WARMUP.path] = f"{type(exc).__name__}: {exc}"
-    finally:
-        app.state.ready.set()
-        log.info("ready", extra={"device": backends.jax_device()})
+def _start_workers(app: FastAPI) -> None:
+    """Join (or start) the compute workers; /readyz turns 200 once each has warmed up."""
+    scheduler = app.state.runner.scheduler
+    scheduler.ready.wait()
+    snapshot = scheduler.snapshot()
+    app.state.warmup_errors.update(snapshot["warmup_errors"])
+    if snapshot["error"]:  # /readyz stays 503 and says why in the log; /v1/info shows it
+        app.state.warmup_errors["workers"] = snapshot["error"]
+        return
+    app.state.ready.set()
+    log.info("ready", extra={"workers": [w["device"] for w in snapshot["workers"]]})
 
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    settings: Settings = app.state.settings
-    threading.Thread(target=_warm_up, args=(app, settings), name="warmup", daemon=True).start()
+    # In a thread: starting Ray and the workers takes seconds, and /livez answers meanwhile.
+    threading.Thread(target=_start_workers, args=(app,), name="workers", daemon=True).start()
     try:
         yield
     finally:
-        app.state.runner.shutdown()
+        app.state.runner.close()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -67,15 +62,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=_lifespan,
     )
     app.state.settings = settings
-    cache.configure(settings)  # compiled-function and model caches are per process
     app.state.ready = threading.Event()
     app.state.warmup_errors = {}
-    app.state.runner = Runner(
-        settings.max_concurrent_jobs,
-        settings.max_queued_jobs,
-        retry_after=settings.retry_after_seconds,
-        wall_seconds=settings.limits.max_wall_seconds,
-    )
+    # Computations run in worker processes, each warmed up with every domain's WARMUP task.
+    app.state.runner = Runner(settings, warmups=tuple(domain.WARMUP.path for domain in DOMAINS))
     install_problem_handlers(app)
     # Outermost last: the request id wraps everything, so a 413 carries one too.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.limits.max_body_bytes)

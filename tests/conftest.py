@@ -18,10 +18,15 @@ import labcrunch._base
 from labcrunch import AsyncClient, Client
 from labcrunch_service import backends
 from labcrunch_service.app import create_app
+from labcrunch_service.compute import scheduler
 from labcrunch_service.settings import Limits, Settings
 from tests.helpers.apps import make_app
+from tests.helpers.workers import Workers
 
 backends.configure()  # tests that call domain code directly see the same x64 set-up as the app
+# Every app of the session whose worker settings agree shares one pool of worker processes
+# (limits travel with each job): it stays up from the first app to the end of the session.
+scheduler.LINGER = True
 
 
 def wait_ready(client: TestClient, seconds: float = 120.0) -> None:
@@ -34,8 +39,9 @@ def wait_ready(client: TestClient, seconds: float = 120.0) -> None:
 
 @pytest.fixture(scope="session")
 def settings() -> Settings:
-    """Default limits, no warm-up compiles (tests compile what they use)."""
-    return Settings(warmup=False, log_json=False)
+    """Default limits, no warm-up compiles (tests compile what they use), TensorFlow loaded by
+    the workers on first use: the worker settings of every test app, so they share workers."""
+    return Settings(warmup=False, load_tensorflow=False, log_json=False)
 
 
 @pytest.fixture(scope="session")
@@ -49,6 +55,18 @@ def api(app):
     with TestClient(app) as client:
         wait_ready(client)
         yield client
+
+
+@pytest.fixture
+def workers(api) -> Iterator[Workers]:
+    """The session app's worker processes: summed trace counts, attributes patched in every
+    worker (undone after the test), functions run in each."""
+    pool = Workers(api.app.state.runner.scheduler)
+    pool.scheduler.wait_idle()
+    try:
+        yield pool
+    finally:
+        pool.undo()
 
 
 @pytest.fixture(scope="session")

@@ -1,103 +1,105 @@
-"""The one place where compute runs: off the event loop, bounded, timed.
+"""The compute layer as an app sees it: ``await runner.run(TASK, *args, **kwargs)``.
 
-At most ``max_concurrent`` jobs run at once in a thread pool and at most ``max_queued`` more
-wait; a request beyond that is refused at once with :class:`~labcrunch_service.errors.Busy` (429 +
-Retry-After) instead of piling up. The wall time counts from admission (queue wait included):
-past it the request answers 503, a job still waiting is dropped, and a running job's thread,
-which cannot be killed, keeps its slot until it returns. Long loops call
-:func:`labcrunch_service.progress.report` (same deadline) to stop as soon as nobody waits for their answer.
+A :class:`Runner` belongs to one app: it holds the app's wall time, quotas and memory budget and
+submits jobs to the pool of worker processes (:mod:`scheduler`) that it shares with every app of
+the process whose worker settings agree. Routes get it bound to the request's owner
+(:class:`OwnedRunner`, through ``http.deps.RunnerDep``), so a router's call is the same as when
+compute ran in threads. The wall time counts from admission (queue wait included): past it the
+request answers 503 and the job is stopped (its worker ended if it does not stop by itself).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from labcrunch_service import backends, progress
+from labcrunch_service.compute import scheduler as pool
+from labcrunch_service.compute.scheduler import Job, PoolSpec, Quota, Scheduler, array_bytes
 from labcrunch_service.compute.tasks import Task, Timed
-from labcrunch_service.errors import Busy, ComputeTimeout
+from labcrunch_service.compute.worker import WorkerSpec
+from labcrunch_service.http.context import request_id_var
+from labcrunch_service.settings import Settings
+
+
+def pool_spec(settings: Settings, warmups: tuple[str, ...] = ()) -> PoolSpec:
+    """The workers ``settings`` ask for (API keys stay in the HTTP process)."""
+    return PoolSpec(address=settings.ray_address, cpu_workers=settings.cpu_workers,
+                    gpu_workers_per_device=settings.gpu_workers_per_device,
+                    worker=WorkerSpec(settings.model_copy(update={"api_keys": []}), warmups))
 
 
 class Runner:
-    def __init__(
-        self,
-        max_concurrent: int,
-        max_queued: int,
-        *,
-        retry_after: int = 1,
-        wall_seconds: float = 60.0,
-    ) -> None:
-        self.max_concurrent = max_concurrent
-        self.max_queued = max_queued
-        self.retry_after = retry_after
-        self.wall_seconds = wall_seconds
-        self._executor: ThreadPoolExecutor | None = None  # made on first use, again after shutdown
-        self._admitted = 0
+    """Runs tasks for one app on the shared workers, under that app's limits."""
+
+    def __init__(self, settings: Settings, warmups: tuple[str, ...] = ()) -> None:
+        self.settings = settings
+        self.spec = pool_spec(settings, warmups)
+        self.quota = Quota(max_queued_jobs=settings.max_queued_jobs,
+                           max_queued_per_owner=settings.max_queued_per_owner,
+                           max_running_per_owner=settings.max_running_per_owner,
+                           retry_after=settings.retry_after_seconds,
+                           worker_memory_bytes=settings.worker_memory_bytes)
+        self.wall_seconds = settings.limits.max_wall_seconds
+        self._scheduler: Scheduler | None = None
         self._lock = threading.Lock()
 
     @property
+    def scheduler(self) -> Scheduler:
+        """The pool, joined on first use (the app's lifespan joins it at start-up)."""
+        with self._lock:
+            if self._scheduler is None:
+                self._scheduler = pool.acquire(self.spec)
+            return self._scheduler
+
+    def close(self) -> None:
+        """Leave the pool (the last app to leave stops it)."""
+        with self._lock:
+            scheduler, self._scheduler = self._scheduler, None
+        if scheduler is not None:
+            pool.release(scheduler)
+
+    def submit(self, task: Task, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None, *,
+               owner: str, wall_seconds: float | None = None,
+               limit_name: str = "max_wall_seconds") -> Job:
+        """Queue ``task(*args, **kwargs)`` for ``owner`` with ``wall_seconds`` (default
+        limits.max_wall_seconds, named ``limit_name`` in its 503); Busy (429) over a quota."""
+        return self.scheduler.submit(
+            task, args, kwargs or {}, owner=owner, quota=self.quota,
+            wall_seconds=self.wall_seconds if wall_seconds is None else wall_seconds,
+            limit_name=limit_name, request_id=request_id_var.get())
+
+    async def run_for(self, owner: str, task: Task, args: tuple[Any, ...],
+                      kwargs: dict[str, Any]) -> Timed[Any]:
+        """Run ``task`` for ``owner`` and wait for it: its result, or the error it answered."""
+        if array_bytes((args, kwargs)) > pool.INLINE_BYTES:  # copied into shared memory: off the loop
+            job = await asyncio.to_thread(self.submit, task, args, kwargs, owner=owner)
+        else:
+            job = self.submit(task, args, kwargs, owner=owner)
+        try:
+            return await asyncio.wrap_future(job.future)
+        except asyncio.CancelledError:  # nobody waits any more (client gone, server stopping)
+            job.cancel()
+            raise
+
+    def bound(self, owner: str) -> OwnedRunner:
+        return OwnedRunner(self, owner)
+
+    @property
     def in_flight(self) -> int:
-        return self._admitted
+        """Jobs queued or running in the pool, every app's."""
+        snapshot = self.scheduler.snapshot()
+        return sum(snapshot["queued"].values()) + sum(snapshot["running"].values())
 
-    def _admit(self) -> None:
-        with self._lock:
-            if self._admitted >= self.max_concurrent + self.max_queued:
-                raise Busy(
-                    f"All {self.max_concurrent} compute slots and {self.max_queued} queue places "
-                    "are taken; retry later.",
-                    retry_after=self.retry_after,
-                )
-            self._admitted += 1
 
-    def _release(self, _future: Any = None) -> None:
-        with self._lock:
-            self._admitted -= 1
+class OwnedRunner:
+    """A :class:`Runner` bound to one owner: what a route gets as ``RunnerDep``."""
+
+    def __init__(self, runner: Runner, owner: str) -> None:
+        self.runner = runner
+        self.owner = owner
 
     async def run(self, task: Task, /, *args: Any, **kwargs: Any) -> Timed[Any]:
-        """Run ``task``'s function with ``(*args, **kwargs)`` in the pool; return its result,
-        compute time and devices."""
-        self._admit()
-        deadline = time.monotonic() + self.wall_seconds
-        ctx = contextvars.copy_context()  # carries the request id into the worker's log lines
-
-        def job() -> Timed[Any]:
-            fn = task.resolve()
-            with progress.tracking(progress.Tracker(deadline)):
-                start = time.perf_counter()
-                result = fn(*args, **kwargs)
-                return Timed(result, (time.perf_counter() - start) * 1e3, backends.loaded_devices())
-
-        try:
-            future = self._pool().submit(ctx.run, job)
-        except BaseException:
-            self._release()
-            raise
-        future.add_done_callback(self._release)
-        wrapped = asyncio.wrap_future(future)
-        try:
-            return await asyncio.wait_for(asyncio.shield(wrapped), timeout=self.wall_seconds)
-        except TimeoutError:
-            future.cancel()  # a job still queued never runs (its slot is released)
-            raise ComputeTimeout(
-                f"The computation ran past its wall-time limit of {self.wall_seconds:g} s "
-                "(limits.max_wall_seconds)."
-            ) from None
-
-    def _pool(self) -> ThreadPoolExecutor:
-        with self._lock:
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(
-                    max_workers=self.max_concurrent, thread_name_prefix="compute"
-                )
-            return self._executor
-
-    def shutdown(self) -> None:
-        """Stop taking jobs (at the end of the app's lifespan); a later job starts a new pool."""
-        with self._lock:
-            executor, self._executor = self._executor, None
-        if executor is not None:
-            executor.shutdown(wait=False, cancel_futures=True)
+        """Run ``task``'s function with ``(*args, **kwargs)`` in a worker; return its result,
+        compute time and devices. Raises the error the function raised (same kind and fields)."""
+        return await self.runner.run_for(self.owner, task, args, kwargs)

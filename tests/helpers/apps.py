@@ -6,6 +6,7 @@ from fastapi import Request
 from pydantic import BaseModel
 
 from labcrunch_service.app import create_app
+from labcrunch_service.http.deps import RunnerDep
 from labcrunch_service.settings import Limits, Settings
 from tests.helpers import tasks
 
@@ -19,8 +20,8 @@ def make_app(**overrides) -> object:
     limits = overrides.pop("limits", Limits())
     app = create_app(Settings(warmup=False, load_tensorflow=False, limits=limits, **overrides))
 
-    async def slow(request: Request, seconds: float = 0.5) -> dict:
-        timed = await request.app.state.runner.run(tasks.SLEEP, seconds)
+    async def slow(runner: RunnerDep, seconds: float = 0.5) -> dict:
+        timed = await runner.run(tasks.SLEEP, seconds)
         return {"elapsed_ms": timed.elapsed_ms}
 
     async def echo(body: Echo) -> dict:

@@ -334,14 +334,14 @@ def test_gpu_smoke_throughput_sizes_fit_the_service_limits():
     assert gpu_smoke.throughput_sides(True, limits.model_dump(), 1000, side=512) == [512]
 
 
-def test_gpu_smoke_expects_the_gpu_only_where_the_service_computes_on_it(api, monkeypatch, capsys):
-    """With the backends standing in for a GPU, every request the smoke marks `on_gpu` reports it
-    (least squares is numpy on the CPU by design: on a GPU server the smoke failed on it)."""
+def test_gpu_smoke_expects_the_gpu_only_where_the_service_computes_on_it(api, workers, capsys):
+    """With the workers' backends standing in for a GPU, every request the smoke marks `on_gpu`
+    reports it (least squares is numpy on the CPU by design: on a GPU server the smoke failed on
+    it)."""
     from bench import gpu_smoke
-    from labcrunch_service import backends
 
-    monkeypatch.setattr(backends, "loaded_devices", lambda: {"jax": "gpu:0 (stand-in)",
-                                                            "tensorflow": "gpu:0 (stand-in)"})
+    workers.setattr("labcrunch_service.backends", "loaded_devices",
+                    lambda: {"jax": "gpu:0 (stand-in)", "tensorflow": "gpu:0 (stand-in)"})
     routes = {path for path in api.app.openapi()["paths"] if path.startswith("/v1/")} - {"/v1/info"}
     requests = [s for s in gpu_smoke.smoke_requests() if (s.json or {}).get("backend") != "tensorflow"]
     failures = gpu_smoke.run_smoke(api, requests, routes, require_gpu=True)

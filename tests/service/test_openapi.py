@@ -37,7 +37,7 @@ SMALL = Limits(
     max_iter=64, max_pixel_iterations=100_000,
 )
 app = create_app(Settings(warmup=False, load_tensorflow=False, limits=SMALL,
-                          max_concurrent_jobs=2, max_queued_jobs=64))
+                          max_queued_jobs=64))
 app.state.ready.set()  # no lifespan under schemathesis' ASGI transport; nothing to warm up
 
 schema = schemathesis.openapi.from_asgi("/openapi.json", app)
