@@ -113,6 +113,15 @@ class WorkerLost(LabcrunchError):
     slug = "worker-lost"
 
 
+class ShuttingDown(LabcrunchError):
+    """The service stopped before this request's computation finished (SIGTERM, grace period
+    over); another instance, or this one restarted, will answer it."""
+
+    status = 503
+    title = "Shutting down"
+    slug = "shutting-down"
+
+
 class Cancelled(LabcrunchError):
     """The job was cancelled before it finished (its caller went away, or asked to stop it)."""
 

@@ -13,22 +13,22 @@ one long-lived thread of its own.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import shutil
-import socket
 import tempfile
 import threading
 from dataclasses import dataclass
 from typing import Any
 
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # read when Ray starts: no phoning home
-
-import ray  # noqa: E402 - after the environment above
+import psutil
+import ray
 
 log = logging.getLogger(__name__)
 
 NAMESPACE = "labcrunch"
+STOP_SECONDS = 3.0  # how long Ray's processes may take to exit by themselves at shutdown
 _lock = threading.Lock()
 _local: _LocalRay | None = None
 _address: str | None = None  # what connect() was given ("local" for a local Ray)
@@ -70,10 +70,31 @@ class _LocalRay(threading.Thread):
             return
         self.started.set()
         self.stopping.wait()
+        started = self._processes()
         try:
             ray.shutdown()
         finally:
+            # Ray's agents and idle workers notice their raylet is gone only after a while, and
+            # a worker inside a long computation not at all: what this Ray started ends now.
+            _, alive = psutil.wait_procs(started, timeout=STOP_SECONDS)
+            for process in alive:
+                with contextlib.suppress(psutil.Error):
+                    process.kill()
+            psutil.wait_procs(alive, timeout=STOP_SECONDS)
             shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+    def _processes(self) -> list[psutil.Process]:
+        """Every process this Ray started: the ones that name its folder, and their children."""
+        roots = []
+        for child in psutil.Process().children():
+            with contextlib.suppress(psutil.Error):
+                if self.temp_dir in " ".join(child.cmdline()):
+                    roots.append(child)
+        family = list(roots)
+        for root in roots:
+            with contextlib.suppress(psutil.Error):
+                family += root.children(recursive=True)
+        return family
 
 
 class _quiet:
@@ -155,6 +176,3 @@ def local_node_id() -> str | None:
         return None
     return ray.get_runtime_context().get_node_id()
 
-
-def hostname() -> str:
-    return socket.gethostname()

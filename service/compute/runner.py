@@ -18,6 +18,7 @@ from labcrunch_service.compute import scheduler as pool
 from labcrunch_service.compute.scheduler import Job, PoolSpec, Quota, Scheduler, array_bytes
 from labcrunch_service.compute.tasks import Task, Timed
 from labcrunch_service.compute.worker import WorkerSpec
+from labcrunch_service.errors import ShuttingDown
 from labcrunch_service.http.context import request_id_var
 from labcrunch_service.settings import Settings
 
@@ -78,9 +79,12 @@ class Runner:
             job = self.submit(task, args, kwargs, owner=owner)
         try:
             return await asyncio.wrap_future(job.future)
-        except asyncio.CancelledError:  # nobody waits any more (client gone, server stopping)
+        except asyncio.CancelledError:
+            # The server stopped waiting (its grace period at shutdown is over): stop the job
+            # and answer a problem rather than let the cancellation end as a logged 500.
             job.cancel()
-            raise
+            raise ShuttingDown("The service is shutting down; this computation was stopped. "
+                               "Retry shortly.", headers={"Retry-After": "5"}) from None
 
     def bound(self, owner: str) -> OwnedRunner:
         return OwnedRunner(self, owner)

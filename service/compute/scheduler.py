@@ -583,6 +583,8 @@ class Scheduler:
         """Workers for nodes that joined; nodes that left take their workers with them."""
         live = {node.id: node for node in cluster.nodes()}
         with self._lock:
+            if self._stopping.is_set():
+                return
             known = {slot.node_id for slot in self.workers}
             for node_id in known - live.keys():
                 for slot in [s for s in self.workers if s.node_id == node_id]:
@@ -604,6 +606,8 @@ class Scheduler:
     def _supervise(self) -> None:
         try:
             cluster.connect(self.spec.address)
+            if self._stopping.is_set():  # stopped while Ray was starting
+                return
             self._local_node = cluster.local_node_id()
             self._watch_nodes()
         except Exception as exc:  # noqa: BLE001 - reported by /readyz, /v1/info and every job
