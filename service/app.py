@@ -15,8 +15,10 @@ from labcrunch_service.fit import router as fit_routes
 from labcrunch_service.fractal import router as fractal_routes
 from labcrunch_service.gradient import router as gradient_routes
 from labcrunch_service.http import health
+from labcrunch_service.http import metrics as metrics_routes
 from labcrunch_service.http.auth import AuthMiddleware
 from labcrunch_service.http.deps import request_owner
+from labcrunch_service.http.metrics import Metrics, MetricsMiddleware
 from labcrunch_service.http.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from labcrunch_service.http.problems import install_problem_handlers
 from labcrunch_service.minimize import router as minimize_routes
@@ -66,15 +68,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.warmup_errors = {}
     # Computations run in worker processes, each warmed up with every domain's WARMUP task.
     app.state.runner = Runner(settings, warmups=tuple(domain.WARMUP.path for domain in DOMAINS))
+    app.state.metrics = Metrics(app.state.runner)
     install_problem_handlers(app)
     # Outermost last: the request id wraps everything, so a 413 carries one too.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.limits.max_body_bytes)
     app.add_middleware(AuthMiddleware, api_keys=settings.api_keys, public_docs=settings.public_docs)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)  # counts refusals too
     app.add_middleware(RequestContextMiddleware)
 
     app.include_router(health.router)
     auth = [Depends(request_owner)]  # AuthMiddleware checks keys; this documents them
     app.include_router(health.info_router, dependencies=auth)
+    app.include_router(metrics_routes.router)  # protected by AuthMiddleware, like /v1
     for domain in DOMAINS:
         app.include_router(domain.router, dependencies=auth)
     return app

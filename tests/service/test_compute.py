@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import io
 import logging
 import os
 import signal
@@ -20,9 +21,9 @@ from fastapi.testclient import TestClient
 
 from labcrunch_service.compute import Runner
 from labcrunch_service.compute.tasks import WorkerError
-from labcrunch_service.errors import Busy, Cancelled, ComputeTimeout, LimitExceeded, WorkerLost
+from labcrunch_service.errors import Busy, Cancelled, ComputeTimeout, WorkerLost
 from labcrunch_service.settings import Limits, Settings
-from tests.conftest import assert_problem
+from tests.conftest import assert_problem, serving
 from tests.helpers import tasks
 from tests.helpers.apps import make_app
 
@@ -160,21 +161,23 @@ def test_wall_time_counts_from_admission(pool):
 
 
 def test_memory_over_the_budget_ends_the_worker_and_names_the_limit(pool):
-    """A job that pushes its worker's resident memory over worker_memory_bytes is stopped with
-    413 naming the limit; the worker is replaced, the other is untouched."""
+    """A request within every other limit (a 10⁶-point order-2 gradient of four variables,
+    ~300 MB of arrays) pushes its worker past worker_memory_bytes: 413 naming the limit; that
+    worker is replaced, the other is untouched."""
     rss = max(w.rss_bytes or psutil.Process(w.pid).memory_info().rss for w in pool.workers)
-    budget = rss + 150 * 2**20
-    job = runner(worker_memory_bytes=budget).submit(tasks.ALLOCATE, (600, 30), owner="test")
-    wait_for(lambda: job.state != "queued")
-    slot = job.worker
-    others = {w.name: w.restarts for w in pool.workers if w is not slot}
-    with pytest.raises(LimitExceeded) as error:
-        job.result(60)
-    assert error.value.extra["limit"] == "worker_memory_bytes" and error.value.extra["maximum"] == budget
-    assert error.value.status == 413
-    wait_for(lambda: slot.state == "idle", seconds=120)
-    assert slot.kills["memory"] == 1
-    assert {w.name: w.restarts for w in pool.workers if w is not slot} == others
+    budget = rss + 100 * 2**20
+    restarts = {w.name: w.restarts for w in pool.workers}
+    buffer = io.BytesIO()
+    np.savez(buffer, x=np.linspace(0.1, 3.0, 1_000_000), y=np.float64(1.0), z=np.float64(2.0),
+             w=np.float64(0.5))
+    with serving(worker_memory_bytes=budget) as client:
+        response = client.post("/v1/gradient", params={"expression": "sin(x) * y + z * w", "order": 2},
+                               content=buffer.getvalue(), headers={"Content-Type": "application/x-npz"})
+    body = assert_problem(response, 413)
+    assert body["limit"] == "worker_memory_bytes" and body["maximum"] == budget and body["value"] > budget
+    pool.wait_idle()
+    ended = [w for w in pool.workers if w.restarts != restarts[w.name]]
+    assert [w.kills["memory"] for w in ended] == [1]  # one worker ended, for memory
 
 
 def test_a_worker_killed_mid_job_is_replaced_and_its_job_retried_once(pool):
