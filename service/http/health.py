@@ -30,6 +30,7 @@ class WorkerInfo(BaseModel):
 
     id: str = Field(description="cpu-0, cpu-1, gpu-0, ...")
     node: str = Field(description="The machine it runs on (host name).")
+    node_id: str = Field(description="Ray's id of that node.")
     device: str = Field(description="Where its JAX computes: cpu, gpu:0 (NVIDIA H100 ...).")
     state: Literal["warming", "idle", "busy", "restarting", "stopped"]
     task: str | None = Field(description="The task it runs now (module:function), when busy.")

@@ -12,8 +12,6 @@ import os
 import time
 from typing import Any
 
-import numpy as np
-
 from labcrunch_service import cache
 from labcrunch_service.compute import Task
 from labcrunch_service.progress import check_deadline, report
@@ -49,13 +47,6 @@ def counted(steps: int, seconds: float) -> int:
         time.sleep(seconds)
         report(done, steps, "steps")
     return steps
-
-
-def allocate(megabytes: int, seconds: float) -> int:
-    """Hold ``megabytes`` of touched memory for ``seconds``."""
-    block = np.ones(megabytes * 1024 * 1024 // 8)
-    time.sleep(seconds)
-    return int(block.size)
 
 
 def pid() -> int:
@@ -106,7 +97,6 @@ SLEEP = Task("tests.helpers.tasks:sleep")
 SPIN = Task("tests.helpers.tasks:spin")
 BURN = Task("tests.helpers.tasks:burn")
 COUNTED = Task("tests.helpers.tasks:counted")
-ALLOCATE = Task("tests.helpers.tasks:allocate")
 PID = Task("tests.helpers.tasks:pid")
 INPUTS = Task("tests.helpers.tasks:inputs")
 CRASH = Task("tests.helpers.tasks:crash")
