@@ -62,11 +62,12 @@ class Runner:
 
     def submit(self, task: Task, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None, *,
                owner: str, wall_seconds: float | None = None,
-               limit_name: str = "max_wall_seconds") -> Job:
+               limit_name: str = "max_wall_seconds", quota: Quota | None = None) -> Job:
         """Queue ``task(*args, **kwargs)`` for ``owner`` with ``wall_seconds`` (default
-        limits.max_wall_seconds, named ``limit_name`` in its 503); Busy (429) over a quota."""
+        limits.max_wall_seconds, named ``limit_name`` in its 503) under ``quota`` (default the
+        app's); Busy (429) over a quota. The :class:`Job` gives its result, progress, cancel."""
         return self.scheduler.submit(
-            task, args, kwargs or {}, owner=owner, quota=self.quota,
+            task, args, kwargs or {}, owner=owner, quota=quota or self.quota,
             wall_seconds=self.wall_seconds if wall_seconds is None else wall_seconds,
             limit_name=limit_name, request_id=request_id_var.get())
 

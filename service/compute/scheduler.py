@@ -56,6 +56,7 @@ from labcrunch_service.errors import (
     Cancelled,
     ComputeTimeout,
     LimitExceeded,
+    ShuttingDown,
     WorkerLost,
 )
 
@@ -229,6 +230,7 @@ class Scheduler:
         self._lock = threading.RLock()
         self._queues: dict[str, collections.deque[Job]] = {}
         self._served: dict[str, int] = {}  # owner → when last given a worker (a dispatch count)
+        self._indexes: collections.Counter[str] = collections.Counter()  # next worker number per device
         self._dispatches = 0
         self._running: collections.Counter[str] = collections.Counter()
         self._stopping = threading.Event()
@@ -253,6 +255,9 @@ class Scheduler:
         with self._lock:
             if self.error is not None:
                 raise BackendUnavailable(f"The compute workers could not start: {self.error}")
+            if self._stopping.is_set():
+                raise ShuttingDown("The service is shutting down; retry shortly.",
+                                   headers={"Retry-After": "5"})
             self._admit(job)
             self._queues.setdefault(owner, collections.deque()).append(job)
             started = self._dispatch()
@@ -320,13 +325,15 @@ class Scheduler:
         """Fail what is queued or running, end every worker, stop the supervisor."""
         self._stopping.set()
         with self._lock:
+            stopping = ShuttingDown("The service is shutting down; this computation was stopped.",
+                                    headers={"Retry-After": "5"})
             for queue in self._queues.values():
                 for job in queue:
-                    job._settle("cancelled", error=Cancelled("The service is shutting down."))
+                    job._settle("cancelled", error=stopping)
             self._queues.clear()
             for slot in self.workers:
                 if slot.job is not None:
-                    slot.job._settle("cancelled", error=Cancelled("The service is shutting down."))
+                    slot.job._settle("cancelled", error=stopping)
                 slot.state = "stopped"
             slots, self.workers = self.workers, []
         if ray.is_initialized():
@@ -567,7 +574,8 @@ class Scheduler:
             node.gpus * spec.gpu_workers_per_device)
         remote = ray.remote(concurrency_groups={CONTROL: 2})(Worker)
         for device, options in plans:
-            index = sum(1 for s in self.workers if s.device == device)
+            index = self._indexes[device]
+            self._indexes[device] += 1
             actor = remote.options(
                 num_cpus=0, max_restarts=-1, max_task_retries=0, max_concurrency=1,
                 namespace=cluster.NAMESPACE,
