@@ -43,10 +43,11 @@ class WorkerSpec:
 
     @property
     def key(self) -> tuple[Any, ...]:
-        """What a worker's state depends on: its warm-up and its caches' sizes (limits, keys,
-        quotas and logging do not: limits travel with each task)."""
+        """What a worker's state depends on: its warm-up and its caches' sizes. Limits, keys,
+        quotas and logging do not (limits travel with each task), nor whether TensorFlow is
+        imported at start (it is on first use anyway)."""
         s = self.settings
-        return (s.warmup, s.load_tensorflow, s.compile_cache_size, s.limits.model_cache_size,
+        return (s.warmup, s.compile_cache_size, s.limits.model_cache_size,
                 self.warmups if s.warmup else ())
 
 
