@@ -11,9 +11,12 @@ request answers 503 and the job is stopped (its worker ended if it does not stop
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import sys
 import threading
 from typing import Any
 
+from labcrunch_service.compute import job_context
 from labcrunch_service.compute import scheduler as pool
 from labcrunch_service.compute.scheduler import Job, PoolSpec, Quota, Scheduler, array_bytes
 from labcrunch_service.compute.tasks import Task, Timed
@@ -73,11 +76,24 @@ class Runner:
 
     async def run_for(self, owner: str, task: Task, args: tuple[Any, ...],
                       kwargs: dict[str, Any]) -> Timed[Any]:
-        """Run ``task`` for ``owner`` and wait for it: its result, or the error it answered."""
+        """Run ``task`` for ``owner`` and wait for it: its result, or the error it answered.
+
+        A request that runs as a job (:mod:`job_context`) waits for its turn in the jobs queue
+        first (which bounds it: no request quota here), runs under the job's own wall time, and
+        hands the job its :class:`Job` (progress, cancel)."""
+        submit: dict[str, Any] = {"owner": owner}
+        as_job = job_context.current()
+        if as_job is not None:
+            await as_job.admitted()
+            submit |= {"wall_seconds": as_job.wall_seconds, "limit_name": as_job.limit_name,
+                       "quota": dataclasses.replace(self.quota, max_queued_jobs=sys.maxsize,
+                                                    max_queued_per_owner=sys.maxsize)}
         if array_bytes((args, kwargs)) > pool.INLINE_BYTES:  # copied into shared memory: off the loop
-            job = await asyncio.to_thread(self.submit, task, args, kwargs, owner=owner)
+            job = await asyncio.to_thread(self.submit, task, args, kwargs, **submit)
         else:
-            job = self.submit(task, args, kwargs, owner=owner)
+            job = self.submit(task, args, kwargs, **submit)
+        if as_job is not None:
+            as_job.attach(job)
         try:
             return await asyncio.wrap_future(job.future)
         except asyncio.CancelledError:
