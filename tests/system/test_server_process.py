@@ -5,11 +5,8 @@ leaves no process behind."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -20,6 +17,7 @@ import psutil
 import pytest
 
 from labcrunch import Client, NotFoundError
+from tests.helpers.servers import labcrunch_process
 
 pytestmark = pytest.mark.slow  # starts `labcrunch serve` and waits for it: tens of seconds
 
@@ -31,42 +29,13 @@ FRAMEWORK_LIBRARIES = ("/jaxlib/", "/tensorflow/", "/scipy/")
 LONG_PROGRAM = "def f(x):\n    for i in range(10000):\n        x = sin(x) * 0.999 + 0.001\n    return x\n"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    port = free_port()
     log_path = tmp_path_factory.mktemp("server") / "server.log"
-    exe = Path(sys.executable).with_name("labcrunch")
-    env = {**os.environ, "LABCRUNCH_LOAD_TENSORFLOW": "false", "LABCRUNCH_LOG_JSON": "true",
-           "LABCRUNCH_SHUTDOWN_GRACE_SECONDS": str(GRACE_SECONDS), "LABCRUNCH_CPU_WORKERS": "1"}
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen([str(exe), "serve", "--host", "127.0.0.1", "--port", str(port)],
-                                stdout=log, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        with Client(url, max_retries=0) as lc:
-            deadline = time.monotonic() + 240
-            while True:
-                try:
-                    if lc.ready():
-                        break
-                except Exception:  # noqa: BLE001 - not listening yet
-                    pass
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"server did not start:\n{log_path.read_text()[-3000:]}")
-                time.sleep(0.25)
-        yield url, log_path, proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with labcrunch_process(log_path, Path.cwd(), LABCRUNCH_LOAD_TENSORFLOW="false",
+                           LABCRUNCH_SHUTDOWN_GRACE_SECONDS=str(GRACE_SECONDS),
+                           LABCRUNCH_CPU_WORKERS="1") as (url, process):
+        yield url, log_path, process
 
 
 def test_served_info_through_the_client(server):
