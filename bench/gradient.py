@@ -1,7 +1,8 @@
 """Gradient: the cost of the HTTP layer and of compiling, and a 10^6-point batch vs local JAX.
 
 1. Round trip of a cached scalar gradient vs ``GET /livez`` on the same server, same keep-alive
-   connection, alternating (target: gradient p50 at most 2x livez p50).
+   connection, alternating (target: gradient p50 at most 3x livez p50, the computation running
+   in a worker process; 1.95x when it ran in a thread of the HTTP process).
 2. First request of a never-seen expression (parse + trace + compile) vs the same request again.
 3. A batch of points through the service in binary (.npz both ways) vs a local
    ``jit(vmap(value_and_grad))`` call in this process on the same points, transfers to numpy
@@ -76,8 +77,8 @@ def run(quick: bool) -> dict[str, Any]:
         for name, s in stats.items():
             rows.append({"case": name, "median_ms": s["median_s"] * 1e3, "p99_ms": s["p99_s"] * 1e3,
                          "spread": s["spread"], "n": s["n"], "ratio": s["median_s"] / base})
-        notes.append("round trip: ratio = p50 / p50 of GET /livez (target <= 2); the gradient "
-                     "checked against the closed form first")
+        notes.append("round trip: ratio = p50 / p50 of GET /livez (target <= 3 with the hop to a "
+                     "worker process); the gradient checked against the closed form first")
 
         # 2. First request of a new expression (compile) vs the same request, cached.
         fresh = itertools.count(1)

@@ -125,15 +125,26 @@ class Server:
     url: str
     process: subprocess.Popen
     log_path: Path
-    startup_s: float
+    startup_s: float  # from start to /readyz 200 (every worker warm)
+    livez_s: float = float("nan")  # from start to /livez 200 (the HTTP process up)
     data_dir: Path | None = None  # removed on stop: made for this server
 
     def rss_mb(self) -> float:
-        """Resident memory of the server process (Linux /proc), in MiB."""
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
+        """Resident memory of the server and every process it started (Ray, the workers), MiB."""
+        import psutil
+
+        try:
+            root = psutil.Process(self.process.pid)
+            family = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return float("nan")
+        total = 0
+        for process in family:
+            try:
+                total += process.memory_info().rss
+            except psutil.Error:
+                pass
+        return total / 2**20
 
     def log_tail(self, lines: int = 30) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
@@ -192,7 +203,7 @@ def start_server(env: dict[str, str] | None = None, ready_timeout_s: float = 300
         preexec_fn=_dies_with(os.getpid()) if sys.platform == "linux" else None,
     )
     log.close()  # the child writes to its own copy of the descriptor
-    server = Server(f"http://{LOOPBACK}:{port}", process, Path(log.name), 0.0, data_dir)
+    server = Server(f"http://{LOOPBACK}:{port}", process, Path(log.name), 0.0, data_dir=data_dir)
     # Registered before the (up to minutes long) wait, so Ctrl-C or SIGTERM during the server's
     # warm-up still stops it (stop_servers); any failure to come up stops it here.
     _servers.append(server)
@@ -202,6 +213,9 @@ def start_server(env: dict[str, str] | None = None, ready_timeout_s: float = 300
             if process.poll() is not None:
                 raise RuntimeError(f"labcrunch serve exited with {process.returncode}:\n{server.log_tail()}")
             try:
+                if math.isnan(server.livez_s) and httpx.get(f"{server.url}/livez",
+                                                            timeout=2.0).status_code == 200:
+                    server.livez_s = time.perf_counter() - started
                 if httpx.get(f"{server.url}/readyz", timeout=2.0).status_code == 200:
                     break
             except httpx.TransportError:

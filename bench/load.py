@@ -84,7 +84,8 @@ def run(quick: bool) -> dict[str, Any]:
             response = warm.request(**request)
             response.raise_for_status()
             check(response)
-    capacity = compute["max_concurrent_jobs"] + compute["max_queued_jobs"]
+    # Every client here is one owner (one address): its workers and queue places are the capacity.
+    capacity = compute["max_concurrent_jobs"] + compute["max_queued_per_owner"]
     levels = [(4, 1.0)] if quick else [(4, 20.0), (2 * capacity, 20.0)]
     rows = []
     for clients, seconds in levels:
@@ -110,8 +111,9 @@ def run(quick: bool) -> dict[str, Any]:
         "rows": rows,
         "notes": [
             f"server: `labcrunch serve` on {srv.url}, started in {srv.startup_s:.1f} s; "
-            f"max_concurrent_jobs={compute['max_concurrent_jobs']}, max_queued_jobs="
-            f"{compute['max_queued_jobs']}: beyond {capacity} compute requests in flight it answers 429",
+            f"{compute['max_concurrent_jobs']} workers, max_queued_per_owner="
+            f"{compute['max_queued_per_owner']}: beyond {capacity} compute requests of one owner "
+            "in flight it answers 429",
             "each request's answer checked once before the load; latencies over 200 answers only; status_429 counts refusals (no retries); errors: "
             "any other status or transport error",
             "client and server share this machine's cores",

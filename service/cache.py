@@ -17,6 +17,7 @@ from __future__ import annotations
 import collections
 import functools
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future
@@ -27,6 +28,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 #: Every cache made with a ``setting``: :func:`configure` sizes them from the service's settings.
 _SIZED: list[tuple[LruCache[Any], str]] = []
+
+#: Every cache of this process, for :func:`stats` (metrics read hits and misses from it); a
+#: list (copied atomically while a job's thread may be adding to it) of weak references.
+_ALL: list[weakref.ref[LruCache[Any]]] = []
 
 #: name → times a function registered under that name was traced (see :func:`counting_traces`).
 TRACES: collections.Counter[str] = collections.Counter()
@@ -61,6 +66,13 @@ def configure(settings: Any) -> None:
         cache.resize(int(value))
 
 
+def stats() -> list[dict[str, Any]]:
+    """``name``, ``hits``, ``misses`` and ``size`` of every named cache of this process."""
+    caches = [cache for ref in list(_ALL) if (cache := ref()) is not None and cache.name]
+    return sorted(({"name": c.name, "hits": c.hits, "misses": c.misses, "size": len(c)}
+                   for c in caches), key=lambda entry: entry["name"])
+
+
 class LruCache(Generic[V]):
     """A bounded LRU map with single-flight builds; ``hits``/``misses`` feed tests and metrics.
 
@@ -78,6 +90,7 @@ class LruCache(Generic[V]):
         self._lock = threading.Lock()
         if setting is not None:
             _SIZED.append((self, setting))
+        _ALL.append(weakref.ref(self))
 
     def resize(self, maxsize: int) -> None:
         with self._lock:

@@ -11,7 +11,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="labcrunch", description="labcrunch compute service")
     parser.add_argument("--version", action="version", version=f"labcrunch {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="serve the HTTP API (one process: it owns the GPU)")
+    serve = sub.add_parser("serve", help="serve the HTTP API; computations run in worker processes")
     serve.add_argument("--host", default=None, help="default: $LABCRUNCH_HOST or 127.0.0.1")
     serve.add_argument("--port", type=int, default=None, help="default: $LABCRUNCH_PORT or 8000")
     args = parser.parse_args(argv)
@@ -29,8 +29,11 @@ def main(argv: list[str] | None = None) -> None:
         host = args.host or settings.host
         port = settings.port if args.port is None else args.port
         configure_logging(settings.log_level, settings.log_json)
+        # SIGTERM or Ctrl-C: stop accepting, let running requests finish for the grace period,
+        # then the app's shutdown stops the workers (and the local Ray with every process).
         uvicorn.run(create_app(settings), host=host, port=port, workers=1,
-                    log_config=None, access_log=False)
+                    log_config=None, access_log=False,
+                    timeout_graceful_shutdown=settings.shutdown_grace_seconds)
 
 
 if __name__ == "__main__":

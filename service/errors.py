@@ -120,6 +120,32 @@ class ComputeTimeout(LabcrunchError):
     slug = "timeout"
 
 
+class WorkerLost(LabcrunchError):
+    """The worker process running a job died (a crash, the kernel's OOM killer) and the job
+    could not be run again elsewhere."""
+
+    status = 503
+    title = "Worker lost"
+    slug = "worker-lost"
+
+
+class ShuttingDown(LabcrunchError):
+    """The service stopped before this request's computation finished (SIGTERM, grace period
+    over); another instance, or this one restarted, will answer it."""
+
+    status = 503
+    title = "Shutting down"
+    slug = "shutting-down"
+
+
+class Cancelled(LabcrunchError):
+    """The job was cancelled before it finished (its caller went away, or asked to stop it)."""
+
+    status = 409
+    title = "Cancelled"
+    slug = "cancelled"
+
+
 class BackendUnavailable(LabcrunchError):
     """A requested backend (e.g. TensorFlow) is not installed or failed to start."""
 

@@ -116,11 +116,24 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
 
-    # Compute runner: at most `max_concurrent_jobs` run at once, at most `max_queued_jobs` wait;
-    # any more get 429 with Retry-After.
-    max_concurrent_jobs: int = Field(2, ge=1)  # 0 would fail every computation, not at start-up
-    max_queued_jobs: int = Field(16, ge=0)
+    # Compute workers (service/compute): processes managed by Ray, one job at a time each.
+    # Unset, `labcrunch serve` starts a local Ray; else it joins this cluster ("10.0.0.5:6379").
+    ray_address: str | None = None
+    # CPU workers on every node (None: one per core, at most 8); GPU workers: one per GPU, or
+    # `gpu_workers_per_device` sharing each card (each with that share of JAX's memory fraction).
+    cpu_workers: int | None = Field(None, ge=0)
+    gpu_workers_per_device: int = Field(1, ge=1)
+    # A worker over this resident memory is stopped and its job answers 413 naming the limit
+    # (None: the node's memory shared between its workers and the rest of the machine).
+    worker_memory_bytes: int | None = Field(None, ge=1)
+    # The scheduler: a queue per owner, free workers handed round-robin across owners. Beyond
+    # an owner's queue places (or all owners' together) that owner gets 429 with Retry-After.
+    max_queued_jobs: int = Field(64, ge=0)
+    max_queued_per_owner: int = Field(16, ge=0)
+    max_running_per_owner: int | None = Field(None, ge=1)  # None: as many as there are workers
     retry_after_seconds: int = Field(2, ge=0)
+    # On SIGTERM/Ctrl-C, how long running requests may finish before they are stopped.
+    shutdown_grace_seconds: float = Field(30.0, ge=0)
 
     # Optional API keys: when any is set, every /v1 route and /metrics need `Authorization: Bearer
     # <key>` (or `X-API-Key: <key>`). A map names each key's owner ({"alice": "k1", "bob": "k2"}):

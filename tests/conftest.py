@@ -19,15 +19,20 @@ import labcrunch._base
 from labcrunch import AsyncClient, Client
 from labcrunch_service import backends
 from labcrunch_service.app import create_app
+from labcrunch_service.compute import scheduler
 from labcrunch_service.settings import Limits, Settings
 from tests.helpers import data_dir
 from tests.helpers.apps import make_app
+from tests.helpers.workers import Workers
 
 # The service's data (JAX's persistent compilation cache; the jobs of an app made without a
 # data_dir) goes to this session's own folder, never the user's; servers the tests start inherit
 # it. Set before configure() reads it.
 os.environ["LABCRUNCH_DATA_DIR"] = str(data_dir())
 backends.configure()  # tests that call domain code directly see the same x64 set-up as the app
+# Every app of the session whose worker settings agree shares one pool of worker processes
+# (limits travel with each job): it stays up from the first app to the end of the session.
+scheduler.LINGER = True
 
 
 def wait_ready(client: TestClient, seconds: float = 120.0) -> None:
@@ -40,8 +45,10 @@ def wait_ready(client: TestClient, seconds: float = 120.0) -> None:
 
 @pytest.fixture(scope="session")
 def settings() -> Settings:
-    """Default limits, no warm-up compiles (tests compile what they use)."""
-    return Settings(warmup=False, log_json=False, data_dir=data_dir())
+    """Default limits, no warm-up compiles (tests compile what they use), TensorFlow loaded by
+    the workers on first use: the worker settings of every test app, so they share workers; the
+    app's own data folder (its job store)."""
+    return Settings(warmup=False, load_tensorflow=False, log_json=False, data_dir=data_dir())
 
 
 @pytest.fixture(scope="session")
@@ -55,6 +62,18 @@ def api(app):
     with TestClient(app) as client:
         wait_ready(client)
         yield client
+
+
+@pytest.fixture
+def workers(api) -> Iterator[Workers]:
+    """The session app's worker processes: summed trace counts, attributes patched in every
+    worker (undone after the test), functions run in each."""
+    pool = Workers(api.app.state.runner.scheduler)
+    pool.scheduler.wait_idle()
+    try:
+        yield pool
+    finally:
+        pool.undo()
 
 
 @pytest.fixture(scope="session")

@@ -1,140 +1,126 @@
-"""The one place where compute runs: off the event loop, bounded, timed.
+"""The compute layer as an app sees it: ``await runner.run(TASK, *args, **kwargs)``.
 
-At most ``max_concurrent`` jobs run at once in a thread pool and at most ``max_queued`` more
-wait; a request beyond that is refused at once with :class:`~labcrunch_service.errors.Busy` (429 +
-Retry-After) instead of piling up. The wall time counts from admission (queue wait included):
-past it the request answers 503, a job still waiting is dropped, and a running job's thread,
-which cannot be killed, keeps its slot until it returns. Long loops call
-:func:`labcrunch_service.progress.report` (same deadline) to stop as soon as nobody waits for their answer.
-
-A computation that runs as a job (:mod:`labcrunch_service.compute.job_context`) is admitted by the
-jobs queue instead of the request queue, runs under the job's wall time from its start, and hands
-the job a handle on its progress; cancelling it moves its deadline to now, which stops the loop at
-its next ``progress.report``.
+A :class:`Runner` belongs to one app: it holds the app's wall time, quotas and memory budget and
+submits jobs to the pool of worker processes (:mod:`scheduler`) that it shares with every app of
+the process whose worker settings agree. Routes get it bound to the request's owner
+(:class:`OwnedRunner`, through ``http.deps.RunnerDep``), so a router's call is the same as when
+compute ran in threads. The wall time counts from admission (queue wait included): past it the
+request answers 503 and the job is stopped (its worker ended if it does not stop by itself).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
+import dataclasses
+import sys
 import threading
-import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from labcrunch_service import backends, progress
 from labcrunch_service.compute import job_context
+from labcrunch_service.compute import scheduler as pool
+from labcrunch_service.compute.scheduler import Job, PoolSpec, Quota, Scheduler, array_bytes
 from labcrunch_service.compute.tasks import Task, Timed
-from labcrunch_service.errors import Busy, ComputeTimeout
+from labcrunch_service.compute.worker import WorkerSpec
+from labcrunch_service.errors import ShuttingDown
+from labcrunch_service.http.context import request_id_var
+from labcrunch_service.settings import Settings
+
+
+def pool_spec(settings: Settings, warmups: tuple[str, ...] = ()) -> PoolSpec:
+    """The workers ``settings`` ask for (API keys stay in the HTTP process)."""
+    return PoolSpec(address=settings.ray_address, cpu_workers=settings.cpu_workers,
+                    gpu_workers_per_device=settings.gpu_workers_per_device,
+                    worker=WorkerSpec(settings.model_copy(update={"api_keys": []}), warmups))
 
 
 class Runner:
-    def __init__(
-        self,
-        max_concurrent: int,
-        max_queued: int,
-        *,
-        retry_after: int = 1,
-        wall_seconds: float = 60.0,
-    ) -> None:
-        self.max_concurrent = max_concurrent
-        self.max_queued = max_queued
-        self.retry_after = retry_after
-        self.wall_seconds = wall_seconds
-        self._executor: ThreadPoolExecutor | None = None  # made on first use, again after shutdown
-        self._admitted = 0
+    """Runs tasks for one app on the shared workers, under that app's limits."""
+
+    def __init__(self, settings: Settings, warmups: tuple[str, ...] = ()) -> None:
+        self.settings = settings
+        self.spec = pool_spec(settings, warmups)
+        self.quota = Quota(max_queued_jobs=settings.max_queued_jobs,
+                           max_queued_per_owner=settings.max_queued_per_owner,
+                           max_running_per_owner=settings.max_running_per_owner,
+                           retry_after=settings.retry_after_seconds,
+                           worker_memory_bytes=settings.worker_memory_bytes)
+        self.wall_seconds = settings.limits.max_wall_seconds
+        self._scheduler: Scheduler | None = None
         self._lock = threading.Lock()
 
     @property
+    def scheduler(self) -> Scheduler:
+        """The pool, joined on first use (the app's lifespan joins it at start-up)."""
+        with self._lock:
+            if self._scheduler is None:
+                self._scheduler = pool.acquire(self.spec)
+            return self._scheduler
+
+    def close(self) -> None:
+        """Leave the pool (the last app to leave stops it)."""
+        with self._lock:
+            scheduler, self._scheduler = self._scheduler, None
+        if scheduler is not None:
+            pool.release(scheduler)
+
+    def submit(self, task: Task, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None, *,
+               owner: str, wall_seconds: float | None = None,
+               limit_name: str = "max_wall_seconds", quota: Quota | None = None) -> Job:
+        """Queue ``task(*args, **kwargs)`` for ``owner`` with ``wall_seconds`` (default
+        limits.max_wall_seconds, named ``limit_name`` in its 503) under ``quota`` (default the
+        app's); Busy (429) over a quota. The :class:`Job` gives its result, progress, cancel."""
+        return self.scheduler.submit(
+            task, args, kwargs or {}, owner=owner, quota=quota or self.quota,
+            wall_seconds=self.wall_seconds if wall_seconds is None else wall_seconds,
+            limit_name=limit_name, request_id=request_id_var.get())
+
+    async def run_for(self, owner: str, task: Task, args: tuple[Any, ...],
+                      kwargs: dict[str, Any]) -> Timed[Any]:
+        """Run ``task`` for ``owner`` and wait for it: its result, or the error it answered.
+
+        A request that runs as a job (:mod:`job_context`) waits for its turn in the jobs queue
+        first (which bounds it: no request quota here), runs under the job's own wall time, and
+        hands the job its :class:`Job` (progress, cancel)."""
+        submit: dict[str, Any] = {"owner": owner}
+        as_job = job_context.current()
+        if as_job is not None:
+            await as_job.admitted()
+            submit |= {"wall_seconds": as_job.wall_seconds, "limit_name": as_job.limit_name,
+                       "quota": dataclasses.replace(self.quota, max_queued_jobs=sys.maxsize,
+                                                    max_queued_per_owner=sys.maxsize)}
+        if array_bytes((args, kwargs)) > pool.INLINE_BYTES:  # copied into shared memory: off the loop
+            job = await asyncio.to_thread(self.submit, task, args, kwargs, **submit)
+        else:
+            job = self.submit(task, args, kwargs, **submit)
+        if as_job is not None:
+            as_job.attach(job)
+        try:
+            return await asyncio.wrap_future(job.future)
+        except asyncio.CancelledError:
+            # The server stopped waiting (its grace period at shutdown is over): stop the job
+            # and answer a problem rather than let the cancellation end as a logged 500.
+            job.cancel()
+            raise ShuttingDown("The service is shutting down; this computation was stopped. "
+                               "Retry shortly.", headers={"Retry-After": "5"}) from None
+
+    def bound(self, owner: str) -> OwnedRunner:
+        return OwnedRunner(self, owner)
+
+    @property
     def in_flight(self) -> int:
-        return self._admitted
+        """Jobs queued or running in the pool, every app's."""
+        snapshot = self.scheduler.snapshot()
+        return sum(snapshot["queued"].values()) + sum(snapshot["running"].values())
 
-    def _admit(self, job: bool = False) -> None:
-        with self._lock:
-            # a job has waited for its turn in the jobs queue, which bounds how many run
-            if not job and self._admitted >= self.max_concurrent + self.max_queued:
-                raise Busy(
-                    f"All {self.max_concurrent} compute slots and {self.max_queued} queue places "
-                    "are taken; retry later.",
-                    retry_after=self.retry_after,
-                )
-            self._admitted += 1
 
-    def _release(self, _future: Any = None) -> None:
-        with self._lock:
-            self._admitted -= 1
+class OwnedRunner:
+    """A :class:`Runner` bound to one owner: what a route gets as ``RunnerDep``."""
+
+    def __init__(self, runner: Runner, owner: str) -> None:
+        self.runner = runner
+        self.owner = owner
 
     async def run(self, task: Task, /, *args: Any, **kwargs: Any) -> Timed[Any]:
-        """Run ``task``'s function with ``(*args, **kwargs)`` in the pool; return its result,
-        compute time and devices."""
-        job_of_request = job_context.current()
-        wall_seconds, limit_name = self.wall_seconds, "max_wall_seconds"
-        if job_of_request is not None:
-            await job_of_request.admitted()
-            wall_seconds, limit_name = job_of_request.wall_seconds, job_of_request.limit_name
-        self._admit(job_of_request is not None)
-        tracker = progress.Tracker(time.monotonic() + wall_seconds, limit_name)
-        ctx = contextvars.copy_context()  # carries the request id into the worker's log lines
-
-        def job() -> Timed[Any]:
-            fn = task.resolve()
-            with progress.tracking(tracker):
-                start = time.perf_counter()
-                result = fn(*args, **kwargs)
-                return Timed(result, (time.perf_counter() - start) * 1e3, backends.loaded_devices())
-
-        try:
-            future = self._pool().submit(ctx.run, job)
-        except BaseException:
-            self._release()
-            raise
-        future.add_done_callback(self._release)
-        if job_of_request is not None:
-            job_of_request.attach(_ThreadHandle(tracker, future))
-        wrapped = asyncio.wrap_future(future)
-        # A job nobody awaits any more (cancelled, past its deadline) still ends quietly.
-        wrapped.add_done_callback(_retrieve)
-        try:
-            return await asyncio.wait_for(asyncio.shield(wrapped), timeout=wall_seconds)
-        except TimeoutError:
-            future.cancel()  # a job still queued never runs (its slot is released)
-            raise ComputeTimeout(
-                f"The computation ran past its wall-time limit of {wall_seconds:g} s "
-                f"(limits.{limit_name})."
-            ) from None
-
-    def _pool(self) -> ThreadPoolExecutor:
-        with self._lock:
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(
-                    max_workers=self.max_concurrent, thread_name_prefix="compute"
-                )
-            return self._executor
-
-    def shutdown(self) -> None:
-        """Stop taking jobs (at the end of the app's lifespan); a later job starts a new pool."""
-        with self._lock:
-            executor, self._executor = self._executor, None
-        if executor is not None:
-            executor.shutdown(wait=False, cancel_futures=True)
-
-
-def _retrieve(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
-
-
-class _ThreadHandle:
-    """A job's task in the thread pool: its tracker's progress; cancel moves its deadline to now
-    (a thread cannot be killed: the loop stops at its next ``progress.report``)."""
-
-    def __init__(self, tracker: progress.Tracker, future: Future[Any]) -> None:
-        self._tracker = tracker
-        self._future = future
-
-    def progress(self) -> job_context.Snapshot | None:
-        return self._tracker.snapshot() if self._tracker.unit else None
-
-    def cancel(self) -> None:
-        self._future.cancel()  # not started yet: never starts
-        self._tracker.deadline = time.monotonic()
+        """Run ``task``'s function with ``(*args, **kwargs)`` in a worker; return its result,
+        compute time and devices. Raises the error the function raised (same kind and fields)."""
+        return await self.runner.run_for(self.owner, task, args, kwargs)

@@ -52,8 +52,6 @@ from labcrunch_service.progress import report
 
 backends.configure()
 
-KINDS = ("mandelbrot", "julia")
-DTYPES = {"float32": np.float32, "float64": np.float64}
 
 STEPS_PER_BLOCK = 8  # steps unrolled into one loop body: the state stays in registers
 TILE = 8192  # pixels iterated together on a CPU; a tile's arrays stay in cache

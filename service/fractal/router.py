@@ -17,7 +17,7 @@ from fastapi.responses import Response
 from labcrunch_service import encoding
 from labcrunch_service.compute import Task, Timed
 from labcrunch_service.errors import located
-from labcrunch_service.fractal import plane
+from labcrunch_service.fractal import checks, plane
 from labcrunch_service.fractal.schemas import (
     FractalCounts,
     FractalQuery,
@@ -58,6 +58,7 @@ def _png(done: Timed[bytes], **headers: str) -> Response:
 async def fractal_png(kind: Annotated[Kind, Path()], params: Annotated[FractalQuery, Query()],
                       runner: RunnerDep, limits: LimitsDep) -> Response:
     with located("query"):
+        checks.view(kind, limits=limits, **params.model_dump(exclude={"colormap", "smooth"}))
         return _png(await runner.run(RENDER_PNG, kind, limits=limits, **params.model_dump()))
 
 
@@ -70,20 +71,21 @@ async def fractal_png(kind: Annotated[Kind, Path()], params: Annotated[FractalQu
 async def fractal_post(body: FractalRequest, runner: RunnerDep, limits: LimitsDep) -> Response:
     view = body.model_dump(exclude={"kind", "format", "colormap", "smooth"})
     with located("body"):
+        checks.view(body.kind, limits=limits, as_json=body.format == "json", **view)
         if body.format == "png":
             return _png(await runner.run(RENDER_PNG, body.kind, colormap=body.colormap,
                                          smooth=body.smooth, limits=limits, **view))
         done = await runner.run(RENDER_COUNTS, body.kind, as_json=body.format == "json",
                                 smooth=body.smooth, limits=limits, **view)
-    fractal, result = done.result.fractal, done.result.escape
+    fractal, counts = done.result.fractal, done.result.counts
     if body.format == "npy":
-        return npy_response(result.counts, headers=_timing(done))
+        return npy_response(counts, headers=_timing(done))
     return json_response({
         "kind": fractal.kind, "width": fractal.plane.width, "height": fractal.plane.height,
         "max_iter": fractal.max_iter, "escape_radius": fractal.escape_radius,
         "precision": fractal.precision, "box": fractal.plane.box(),
         "c": [fractal.c.real, fractal.c.imag] if fractal.kind == "julia" else None,
-        "counts": result.counts, "smooth": done.result.smooth,
+        "counts": counts, "smooth": done.result.smooth,
         "elapsed_ms": done.elapsed_ms, "device": done.device("jax"),
     })
 
@@ -96,6 +98,7 @@ async def fractal_post(body: FractalRequest, runner: RunnerDep, limits: LimitsDe
 async def fractal_tile(z: int, x: int, y: int, params: Annotated[TileParams, Query()],
                        runner: RunnerDep, limits: LimitsDep) -> Response:
     with located("query"):
+        checks.tile(z, x, y, limits=limits, **params.model_dump(exclude={"colormap", "smooth"}))
         done = await runner.run(RENDER_TILE, z, x, y, limits=limits, **params.model_dump())
     # A tile never changes for the same URL: let browsers and proxies keep it.
     return _png(done, **{"Cache-Control": "public, max-age=86400"})

@@ -24,7 +24,6 @@ counter, not a clock).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -32,6 +31,7 @@ import numpy as np
 from labcrunch_service import backends
 from labcrunch_service.cache import LruCache, bucket_size, counting_traces
 from labcrunch_service.errors import InvalidInput, LimitExceeded
+from labcrunch_service.gradient.types import Derivatives
 from labcrunch_service.language import Formula, compile_expression, compile_program
 from labcrunch_service.progress import check_deadline, report
 from labcrunch_service.settings import Limits, Settings
@@ -49,18 +49,6 @@ EAGER_CHUNK = 131_072  # points per eager evaluation (memory: ~8 bytes x points 
 #: JAX on a CPU computes on a numpy array in place when its data is aligned to this many bytes,
 #: and copies it otherwise.
 HOST_ALIGNMENT = 64
-
-
-@dataclass(frozen=True)
-class Derivatives:
-    """``value`` has shape ``()`` for one point or ``(N,)`` for a batch; ``gradient`` adds a last
-    axis over ``variables``, ``hessian`` two (``None`` for order 1)."""
-
-    variables: tuple[str, ...]
-    value: np.ndarray
-    gradient: np.ndarray
-    hessian: np.ndarray | None
-    batch: bool
 
 
 # --- points ---------------------------------------------------------------------------------

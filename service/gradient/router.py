@@ -43,7 +43,7 @@ from labcrunch_service.http.responses import accepts, json_response, npz_respons
 from labcrunch_service.settings import Limits
 
 if TYPE_CHECKING:
-    from labcrunch_service.gradient.derivatives import Derivatives
+    from labcrunch_service.gradient.types import Derivatives
 
 router = APIRouter(prefix="/v1/gradient", tags=["gradient"])
 #: Run once in every compute process at start-up (settings.warmup): compiles the hot path.

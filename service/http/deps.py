@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from labcrunch_service.compute import Runner
+from labcrunch_service.compute.runner import OwnedRunner
 from labcrunch_service.http.auth import owner_of
 from labcrunch_service.settings import Limits, Settings
 
@@ -25,13 +25,14 @@ async def app_limits(request: Request) -> Limits:
     return request.app.state.settings.limits
 
 
-async def app_runner(request: Request) -> Runner:
-    return request.app.state.runner
+async def app_runner(request: Request) -> OwnedRunner:
+    """The app's runner, bound to the request's owner (the scheduler queues by owner)."""
+    return request.app.state.runner.bound(owner_of(request))
 
 
 SettingsDep = Annotated[Settings, Depends(app_settings)]
 LimitsDep = Annotated[Limits, Depends(app_limits)]
-RunnerDep = Annotated[Runner, Depends(app_runner)]
+RunnerDep = Annotated[OwnedRunner, Depends(app_runner)]
 
 
 _bearer = HTTPBearer(auto_error=False, description="An API key, when the server is configured with any.")

@@ -13,7 +13,6 @@ active bound do not count. Both backends implement exactly these semantics (:mod
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,7 +21,7 @@ from labcrunch_service.errors import InvalidInput, LimitExceeded, located
 from labcrunch_service.gradient.derivatives import differentiate
 from labcrunch_service.language import Formula, compile_expression
 from labcrunch_service.minimize import on_jax, on_tensorflow, optimizers
-from labcrunch_service.minimize.types import Objective, Plan, Run
+from labcrunch_service.minimize.types import Landscape, Objective, Plan, Run, Sweep
 from labcrunch_service.settings import Limits, Settings
 
 
@@ -145,27 +144,6 @@ def plan_sweep(
 def backend_sweep(backend: str) -> Callable[[Objective, Plan], list[Run]]:
     """The one place that picks a backend's ``run_sweep`` (jax or tensorflow)."""
     return on_tensorflow.run_sweep if backend == "tensorflow" else on_jax.run_sweep
-
-
-@dataclass(frozen=True)
-class Landscape:
-    """The function on a grid over the region the runs visited (for pictures).
-
-    ``axes`` has one 1-D array per variable; ``value`` is (n,) for one variable and
-    (n_y, n_x) for two (rows follow the second variable, as matplotlib's contour expects).
-    """
-
-    axes: tuple[np.ndarray, ...]
-    value: np.ndarray
-
-
-@dataclass(frozen=True)
-class Sweep:
-    variables: tuple[str, ...]
-    optimizer: str
-    hyper_parameters: dict[str, Any]  # the options with every default filled in
-    runs: list[Run]
-    landscape: Landscape | None = None
 
 
 def check_landscape(variables: tuple[str, ...], points: int, limits: Limits) -> None:

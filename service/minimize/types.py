@@ -1,5 +1,6 @@
 """What a sweep is made of, shared by the planning (:mod:`.sweep`) and both backends
-(:mod:`.on_jax`, :mod:`.on_tensorflow`): the function, the checked plan, and one run's result."""
+(:mod:`.on_jax`, :mod:`.on_tensorflow`): the function, the checked plan, one run's result, and
+the sweep's (numpy only: the HTTP process unpickles it)."""
 
 from __future__ import annotations
 
@@ -59,3 +60,24 @@ class Run:
     history_x: np.ndarray  # (entries, n_variables)
     history_value: np.ndarray  # (entries,)
     history_grad_norm: np.ndarray  # (entries,)
+
+
+@dataclass(frozen=True)
+class Landscape:
+    """The function on a grid over the region the runs visited (for pictures).
+
+    ``axes`` has one 1-D array per variable; ``value`` is (n,) for one variable and
+    (n_y, n_x) for two (rows follow the second variable, as matplotlib's contour expects).
+    """
+
+    axes: tuple[np.ndarray, ...]
+    value: np.ndarray
+
+
+@dataclass(frozen=True)
+class Sweep:
+    variables: tuple[str, ...]
+    optimizer: str
+    hyper_parameters: dict[str, Any]  # the options with every default filled in
+    runs: list[Run]
+    landscape: Landscape | None = None

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -33,6 +32,7 @@ from labcrunch_service.nn.checks import check_network, check_predict, check_trai
 from labcrunch_service.nn.data import inputs_array, split_at, targets_array
 from labcrunch_service.nn.design import network_warnings, training_warnings
 from labcrunch_service.nn.training import Objective, Optimization, Sums, Trainer
+from labcrunch_service.nn.types import Prediction, Training
 from labcrunch_service.progress import report
 from labcrunch_service.settings import Limits, Settings
 
@@ -74,13 +74,6 @@ def network_weights(network: Network, *, limits: Limits) -> list[LayerWeights]:
     return network.initial_weights()
 
 
-@dataclass(frozen=True)
-class Prediction:
-    outputs: np.ndarray  # (rows, outputs)
-    jacobian: np.ndarray | None  # (rows, outputs, inputs)
-    warnings: list[str]
-
-
 def predict(network: Network, x: Any, *, jacobian: bool = False, backend: str = "jax",
             dtype: str = "float64", limits: Limits) -> Prediction:
     """The network's outputs for the rows of ``x`` (and their Jacobian in the inputs)."""
@@ -95,21 +88,6 @@ def predict(network: Network, x: Any, *, jacobian: bool = False, backend: str = 
                                             x.astype(dtype), jacobian=jacobian, dtype=dtype,
                                             chunks=chunks)
     return Prediction(outputs, jacobians, network_warnings(architecture))
-
-
-@dataclass(frozen=True)
-class Training:
-    history: dict[str, np.ndarray]
-    epochs: int
-    diverged: bool
-    weights: list[LayerWeights]
-    loss: str
-    optimizer: str
-    learning_rate: float
-    hyper_parameters: dict[str, Any]
-    training_samples: int
-    validation_samples: int
-    warnings: list[str]
 
 
 def _optimization(optimizer: str, learning_rate: float | None, options: dict[str, Any],

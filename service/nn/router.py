@@ -49,7 +49,7 @@ from labcrunch_service.nn.schemas import (
 from labcrunch_service.settings import Limits
 
 if TYPE_CHECKING:
-    from labcrunch_service.nn.dense import Prediction, Training
+    from labcrunch_service.nn.types import Prediction, Training
 
 router = APIRouter(prefix="/v1/nn/dense", tags=["nn"], route_class=JsonBodyRoute)
 #: Run once in every compute process at start-up (settings.warmup): compiles the hot path.

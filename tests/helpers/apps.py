@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from labcrunch_service.app import create_app
 from labcrunch_service.errors import LimitExceeded
+from labcrunch_service.http.deps import RunnerDep
 from labcrunch_service.settings import Limits, Settings
 from tests.helpers import data_dir, tasks
 
@@ -23,14 +24,14 @@ def make_app(**overrides) -> object:
     overrides.setdefault("data_dir", data_dir())
     app = create_app(Settings(warmup=False, load_tensorflow=False, limits=limits, **overrides))
 
-    async def slow(request: Request, seconds: float = 0.5) -> dict:
-        timed = await request.app.state.runner.run(tasks.SLEEP, seconds)
+    async def slow(runner: RunnerDep, seconds: float = 0.5) -> dict:
+        timed = await runner.run(tasks.SLEEP, seconds)
         return {"elapsed_ms": timed.elapsed_ms}
 
-    async def burn(request: Request, steps: int = 10, seconds_each: float = 0.05) -> dict:
+    async def burn(runner: RunnerDep, steps: int = 10, seconds_each: float = 0.05) -> dict:
         if steps > 100_000:  # a limit checked before the runner: a 413 is answered at once
             raise LimitExceeded("Too many steps.", limit="steps", maximum=100_000, value=steps)
-        timed = await request.app.state.runner.run(tasks.BURN, steps, seconds_each)
+        timed = await runner.run(tasks.BURN_STEPS, steps, seconds_each)
         return {"steps": timed.result, "elapsed_ms": timed.elapsed_ms}
 
     async def echo(body: Echo) -> dict:

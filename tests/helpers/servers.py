@@ -72,16 +72,25 @@ def serving_process(command: Callable[[int], list[str]], log_path: Path, env: di
 
 
 @contextmanager
-def labcrunch_serve(log_path: Path, cwd: Path, **environment: str) -> Iterator[str]:
-    """``labcrunch serve`` on a free port, run from ``cwd``; yields its URL once /readyz is 200.
-    ``environment`` adds LABCRUNCH_... settings."""
+def labcrunch_process(log_path: Path, cwd: Path,
+                      **environment: str) -> Iterator[tuple[str, subprocess.Popen]]:
+    """``labcrunch serve`` on a free port, run from ``cwd``; yields its URL and its process (its
+    pid, its children, a signal) once /readyz is 200. ``environment`` adds LABCRUNCH_...
+    settings."""
     exe = Path(sys.executable).with_name("labcrunch")
     env = {**os.environ, "LABCRUNCH_LOG_JSON": "true", **environment}
 
     def command(port: int) -> list[str]:
         return [str(exe), "serve", "--host", "127.0.0.1", "--port", str(port)]
 
-    with serving_process(command, log_path, env, cwd=cwd) as (url, _):
+    with serving_process(command, log_path, env, cwd=cwd) as served:
+        yield served
+
+
+@contextmanager
+def labcrunch_serve(log_path: Path, cwd: Path, **environment: str) -> Iterator[str]:
+    """:func:`labcrunch_process`, yielding its URL only."""
+    with labcrunch_process(log_path, cwd, **environment) as (url, _):
         yield url
 
 

@@ -27,6 +27,7 @@ from tests.helpers import ROOT
 
 DOCKERFILE = ROOT / "Dockerfile.gpu"
 COMPOSE = ROOT / "docker-compose.yml"
+CLUSTER = ROOT / "docker-compose.cluster.yml"
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 DATA_DIR = "/var/lib/labcrunch"
 CACHE_DIR = f"{DATA_DIR}/jax-cache"  # backends.compilation_cache_dir() under LABCRUNCH_DATA_DIR
@@ -284,6 +285,65 @@ def test_compose_cpu_variant_builds_the_same_dockerfile_without_a_gpu(compose):
     assert cpu["environment"]["JAX_PLATFORMS"] == "cpu"
 
 
+def test_compose_gives_ray_shared_memory_and_the_drain_time_to_finish(compose):
+    """Ray's object store lives in /dev/shm (64 MB in Docker unless sized); Docker's stop must
+    wait for the grace period plus the workers' stop."""
+    grace = Settings().shutdown_grace_seconds
+    for service in ("labcrunch", "labcrunch-cpu"):
+        spec = compose["services"][service]
+        assert spec["shm_size"].endswith("gb")
+        assert int(spec["stop_grace_period"].rstrip("s")) >= grace + 10
+
+
+def test_the_image_installs_ray_and_the_workers_tools():
+    assert requirement_names(PYPROJECT["optional-dependencies"]["server"]) >= {
+        "ray", "psutil", "prometheus-client"}
+
+
+# --- docker-compose.cluster.yml: several GPU servers ----------------------------------------
+
+RAY_PORT_FLAGS = ("--node-manager-port", "--object-manager-port", "--dashboard-agent-grpc-port",
+                  "--runtime-env-agent-port", "--metrics-export-port", "--min-worker-port",
+                  "--max-worker-port")
+
+
+def _flags(words: list[str]) -> dict[str, str]:
+    return dict(w.split("=", 1) for w in words if w.startswith("--") and "=" in w)
+
+
+def test_cluster_head_and_worker_nodes_join_one_ray_cluster_with_a_token():
+    cluster = yaml.safe_load(CLUSTER.read_text())
+    head, worker = cluster["services"]["head"], cluster["services"]["worker"]
+    assert (head["profiles"], worker["profiles"]) == (["head"], ["worker"])
+    for spec in (head, worker):
+        assert spec["network_mode"] == "host" and spec["build"]["dockerfile"] == "Dockerfile.gpu"
+        assert spec["image"] == "labcrunch:gpu" and spec["shm_size"].endswith("gb")
+        (device,) = spec["deploy"]["resources"]["reservations"]["devices"]
+        assert device == {"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}
+        env = spec["environment"]
+        assert env["RAY_AUTH_MODE"] == "token"
+        assert env["RAY_AUTH_TOKEN"].startswith("${LABCRUNCH_RAY_TOKEN:?")  # required, never defaulted
+        assert DEPRECATED_MEMORY_FRACTION not in env
+    # The head: Ray's head node on 6379, then the server joined to it, as PID 1.
+    script = head["command"][-1].split()
+    assert head["command"][:2] == ["sh", "-c"] and script[:3] == ["ray", "start", "--head"]
+    assert "--port=6379" in script and "--node-ip-address=$$LABCRUNCH_HEAD_ADDRESS" in script
+    assert script[script.index("&&") + 1:] == ["exec", "labcrunch", "serve", "--host", "0.0.0.0",
+                                               "--port", "8000"]
+    assert head["environment"]["LABCRUNCH_RAY_ADDRESS"] == "${LABCRUNCH_HEAD_ADDRESS}:6379"
+    # A worker: a Ray node joined to the head, kept in the foreground.
+    command = worker["command"]
+    assert command[:2] == ["ray", "start"] and command[-1] == "--block"
+    assert re.fullmatch(r"--address=\$\{LABCRUNCH_HEAD_ADDRESS:\?[^}]+\}:6379", command[2])
+    # Both nodes open the same fixed ports, the ones the file says to open between the boxes.
+    head_ports, worker_ports = _flags(script), _flags(command)
+    for flag in RAY_PORT_FLAGS:
+        assert head_ports[flag] == worker_ports[flag], flag
+        port = int(head_ports[flag])
+        assert port in range(8076, 8081) or port in range(10002, 11000), flag
+    assert "TCP 6379, 8076-8080 and 10002-10999" in " ".join(CLUSTER.read_text().split())
+
+
 def test_env_file_example_names_real_settings(tmp_path):
     """Every commented example in labcrunch.env.example, uncommented, is read by Settings."""
     lines = (ROOT / "labcrunch.env.example").read_text().splitlines()
@@ -342,14 +402,14 @@ def test_gpu_smoke_throughput_sizes_fit_the_service_limits():
     assert gpu_smoke.throughput_sides(True, limits.model_dump(), 1000, side=512) == [512]
 
 
-def test_gpu_smoke_expects_the_gpu_only_where_the_service_computes_on_it(api, monkeypatch, capsys):
-    """With the backends standing in for a GPU, every request the smoke marks `on_gpu` reports it
-    (least squares is numpy on the CPU by design: on a GPU server the smoke failed on it)."""
+def test_gpu_smoke_expects_the_gpu_only_where_the_service_computes_on_it(api, workers, capsys):
+    """With the workers' backends standing in for a GPU, every request the smoke marks `on_gpu`
+    reports it (least squares is numpy on the CPU by design: on a GPU server the smoke failed on
+    it)."""
     from bench import gpu_smoke
-    from labcrunch_service import backends
 
-    monkeypatch.setattr(backends, "loaded_devices", lambda: {"jax": "gpu:0 (stand-in)",
-                                                            "tensorflow": "gpu:0 (stand-in)"})
+    workers.setattr("labcrunch_service.backends", "loaded_devices",
+                    lambda: {"jax": "gpu:0 (stand-in)", "tensorflow": "gpu:0 (stand-in)"})
     routes = {path for path in api.app.openapi()["paths"] if path.startswith("/v1/")} - {"/v1/info"}
     requests = [s for s in gpu_smoke.smoke_requests() if (s.json or {}).get("backend") != "tensorflow"]
     failures = gpu_smoke.run_smoke(api, requests, routes, require_gpu=True)

@@ -67,7 +67,7 @@ SMALL = Limits(
     max_network_values=200, max_training_epochs=3, max_training_steps=20,
 )
 app = create_app(Settings(warmup=False, load_tensorflow=False, limits=SMALL, api_keys={"fuzz": KEY},
-                          max_concurrent_jobs=2, max_queued_jobs=64))
+                          max_queued_jobs=64))
 app.state.ready.set()  # no lifespan under schemathesis' ASGI transport; nothing to warm up
 
 

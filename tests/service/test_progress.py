@@ -1,41 +1,38 @@
-"""check_deadline: cooperative loops stop at the job's wall time; every long loop of the domains
-reports its progress."""
+"""progress: cooperative loops stop at the job's deadline and record how far they got; every
+long loop of the domains reports its progress."""
 
 from __future__ import annotations
 
-import asyncio
-from dataclasses import dataclass, field
-from typing import ClassVar
+import time
 
 import pytest
 
 from labcrunch_service import progress
-from labcrunch_service.compute import Runner
 from labcrunch_service.errors import ComputeTimeout
 from tests.helpers import tasks
 
 
 def test_check_deadline_stops_cooperative_loops():
-    runner = Runner(1, 0, wall_seconds=0.1)
-    with pytest.raises(ComputeTimeout):
-        asyncio.run(runner.run(tasks.SPIN))
-    runner.shutdown()
+    with progress.tracking(progress.Tracker(time.monotonic() + 0.1)), pytest.raises(ComputeTimeout):
+        while True:
+            progress.check_deadline()
+            time.sleep(0.01)
 
 
-@dataclass
-class RecordingTracker(progress.Tracker):
-    """A tracker that keeps every (done, total, unit) its computation reported."""
+def test_report_records_progress_and_stops_past_the_deadline():
+    tracker = progress.Tracker(time.monotonic() + 60, limit_name="max_job_seconds")
+    with progress.tracking(tracker):
+        progress.report(3, 12, "steps")
+    snapshot = tracker.snapshot()
+    assert (snapshot["done"], snapshot["total"], snapshot["unit"], snapshot["fraction"]) == (3, 12, "steps", 0.25)
+    tracker.deadline = time.monotonic() - 1
+    with progress.tracking(tracker), pytest.raises(ComputeTimeout, match="max_job_seconds"):
+        progress.report(4, 12, "steps")
 
-    made: ClassVar[list[RecordingTracker]] = []
-    seen: list[tuple[float, float | None, str]] = field(default_factory=list)
 
-    def __post_init__(self) -> None:
-        RecordingTracker.made.append(self)
-
-    def check(self) -> None:
-        if self.unit and (not self.seen or self.seen[-1] != (self.done, self.total, self.unit)):
-            self.seen.append((self.done, self.total, self.unit))
-        super().check()
+def test_outside_a_tracked_computation_both_do_nothing():
+    progress.report(1, 2, "steps")
+    progress.check_deadline()
 
 
 LOOP = "def f(x):\n    s = 0.0\n    for i in range(3):\n        s = s + x * i\n    return s\n"
@@ -55,13 +52,15 @@ LONG_LOOPS = [
 
 
 @pytest.mark.parametrize(("route", "body", "unit", "total"), LONG_LOOPS, ids=[c[0] for c in LONG_LOOPS])
-def test_long_loops_report_progress_that_increases(api, monkeypatch, route, body, unit, total):
-    """What a job shows as its progress: each domain's loop counts up through its work."""
-    monkeypatch.setattr(progress, "Tracker", RecordingTracker)
-    RecordingTracker.made.clear()
+def test_long_loops_report_progress_that_increases(api, workers, route, body, unit, total):
+    """What a job shows as its progress: each domain's loop counts up through its work (the
+    workers' trackers record every report)."""
+    workers.setattr("labcrunch_service.progress", "Tracker", tasks.RecordingTracker)
+    workers.call(tasks.RecordingTracker.SEEN.clear)
     response = api.post(route, json=body)
     assert response.status_code == 200, response.text
-    (tracker,) = RecordingTracker.made
-    reports = [done for done, of, seen_unit in tracker.seen if seen_unit == unit and of == total]
-    assert len(reports) >= 2, tracker.seen
+    seen = [report for each in workers.read("tests.helpers.tasks", "RecordingTracker.SEEN")
+            for report in each]
+    reports = [done for done, of, seen_unit in seen if seen_unit == unit and of == total]
+    assert len(reports) >= 2, seen
     assert reports == sorted(reports) and reports[0] < reports[-1] <= total

@@ -15,7 +15,7 @@ def test_settings_come_from_the_environment(monkeypatch):
     assert s.max_queued_jobs == 7 and s.limits.max_points == 123 and s.api_keys == ["a", "b"]
 
 
-@pytest.mark.parametrize("env", [{"LABCRUNCH_MAX_CONCURRENT_JOBS": "0"},
+@pytest.mark.parametrize("env", [{"LABCRUNCH_MAX_RUNNING_PER_OWNER": "0"},
                                  {"LABCRUNCH_LIMITS__MAX_WALL_SECONDS": "-1"}])
 def test_unusable_settings_fail_at_start_up(monkeypatch, env):
     for name, value in env.items():

@@ -11,8 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from labcrunch_service import progress
-from labcrunch_service.cache import TRACES
+from labcrunch_service import backends, progress
 from labcrunch_service.errors import ComputeTimeout
 from labcrunch_service.fit.descent import gradient_descent
 from labcrunch_service.fit.line import DescentOptions, line_points
@@ -146,14 +145,14 @@ def test_jax_and_tensorflow_agree_on_the_history(seed_experiment):
 
 
 @pytest.mark.parametrize("backend", ["jax", "tensorflow"])
-def test_epochs_split_into_several_calls_follow_the_reference_sgd(api, monkeypatch, backend):
+def test_epochs_split_into_several_calls_follow_the_reference_sgd(api, workers, backend):
     """An epoch longer than CHUNK_BATCHES minibatches runs as several compiled / Keras `fit` calls
     (the deadline is checked between them): same batches, same history as the reference."""
     from labcrunch_service.fit import descent
 
     x, y, _ = seed_data(n=200)
     gd = SEED_GD | {"epochs": 2, "batch_size": 7, "seed": 11}
-    monkeypatch.setattr(descent, "CHUNK_BATCHES", 3)  # 29 batches: 10 calls, the last short
+    workers.setattr(descent.__name__, "CHUNK_BATCHES", 3)  # 29 batches: 10 calls, the last short
     history = fit_gd(api, x, y, backend=backend, **gd)["history"]
     loss, m, q = numpy_sgd(x, y, **{k: gd[k] for k in
                                     ("learning_rate", "epochs", "batch_size", "initial", "seed")})
@@ -229,14 +228,14 @@ def test_divergence_is_reported_not_a_server_error(api):
     assert fit["m"] in ("NaN", "Infinity", "-Infinity")
 
 
-def test_another_learning_rate_and_a_similar_size_compile_nothing(api):
+def test_another_learning_rate_and_a_similar_size_compile_nothing(api, workers):
     """The learning rate is optimizer state and data and batch tables are padded to bucketed
     shapes: a second fit with another rate, epoch count and 10 fewer points traces nothing."""
     x, y, _ = seed_data(n=300)
     fit_gd(api, x, y, learning_rate=0.1, epochs=1, batch_size=50)
-    before = TRACES["fit.jax"]
+    before = workers.traces()["fit.jax"]
     fit_gd(api, x[:290], y[:290], learning_rate=0.02, epochs=2, batch_size=50)
-    assert TRACES["fit.jax"] == before
+    assert workers.traces()["fit.jax"] == before
 
 
 def test_unknown_backend_or_optimizer_is_422(api):
@@ -253,6 +252,8 @@ def test_one_long_epoch_stops_at_the_wall_time(backend):
     x = np.arange(50_000.0)
     points = line_points(x, 2 * x + 1, max_points=10**6)
     options = DescentOptions(epochs=1 if backend == "tensorflow" else 10_000, batch_size=1)
+    if backend == "tensorflow":
+        backends.tensorflow()  # imported before the clock starts (seconds, not the fit's time)
     start = time.monotonic()
     with progress.tracking(progress.Tracker(deadline=start + 1.0)), pytest.raises(ComputeTimeout):
         gradient_descent(points, options, backend, max_epochs=10**6, max_batches=10**9)

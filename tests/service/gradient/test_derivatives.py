@@ -357,16 +357,17 @@ def test_limits_on_points_and_info():
 # --- the compile cache ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_a_repeated_request_does_not_trace_again(api, backend):
+def test_a_repeated_request_does_not_trace_again(api, workers, backend):
     expression = f"cosh(x) * 3.25 + y  # {backend}".split("  #")[0]
-    before = cache.TRACES[f"gradient.{backend}"]
+    name = f"gradient.{backend}"
+    before = workers.traces()[name]
     post(api, expression=expression, at={"x": [0.1] * 9, "y": [1.0] * 9}, backend=backend)
-    assert cache.TRACES[f"gradient.{backend}"] == before + 1
+    assert workers.traces()[name] == before + 1
     # same normalised text, same bucket (9 and 10 points share one), other spacing
     post(api, expression="cosh( x )*3.25+y", at={"x": [0.4] * 10, "y": [2.0] * 10}, backend=backend)
-    assert cache.TRACES[f"gradient.{backend}"] == before + 1
+    assert workers.traces()[name] == before + 1
     post(api, expression=expression, at={"x": [0.1] * 100, "y": [1.0] * 100}, backend=backend)
-    assert cache.TRACES[f"gradient.{backend}"] == before + 2  # a new bucket compiles once
+    assert workers.traces()[name] == before + 2  # a new bucket compiles once
 
 
 def test_bucket_sizes():
@@ -375,7 +376,7 @@ def test_bucket_sizes():
     assert all(n <= cache.bucket_size(n) <= 1.25 * n for n in range(1, 5000))
 
 
-def test_program_points_are_grouped_by_path_and_compiled_once_per_path(api):
+def test_program_points_are_grouped_by_path_and_compiled_once_per_path(api, workers):
     program = SEED_PROGRAM.replace("x / 10.", "x / 10.25")  # a text no other test compiles
     xs = [3.4, 0.7, 2.0, -1.0, -0.4, -2.5]  # two paths: x > 0, and the recursive branch
 
@@ -386,13 +387,13 @@ def test_program_points_are_grouped_by_path_and_compiled_once_per_path(api):
             return x / 10.25
         return reference(reference(x**2)) + 1
 
-    before = cache.TRACES["gradient.jax"]
+    before = workers.traces()["gradient.jax"]
     out = post(api, program=program, function="f", at={"x": xs})
-    assert cache.TRACES["gradient.jax"] == before + 2
+    assert workers.traces()["gradient.jax"] == before + 2
     np.testing.assert_allclose(out["gradient"]["x"], [float(jax.grad(reference)(x)) for x in xs],
                                rtol=1e-12)
     post(api, program=program, function="f", at={"x": [x + 0.01 for x in xs]})
-    assert cache.TRACES["gradient.jax"] == before + 2
+    assert workers.traces()["gradient.jax"] == before + 2
 
 
 def test_empty_batch(api):
@@ -402,15 +403,14 @@ def test_empty_batch(api):
     assert out["value"] == [] and out["gradient"] == {"x": []}
 
 
-def test_missing_tensorflow_is_503(api, monkeypatch):
-    from labcrunch_service import backends
+def test_missing_tensorflow_is_503(api, workers):
     from labcrunch_service.errors import BackendUnavailable
 
     def unavailable():
         raise BackendUnavailable("The tensorflow backend is not available on this server; use 'jax'.")
 
-    monkeypatch.setattr(backends, "tensorflow", unavailable)
-    derivatives.cache_clear()  # a cached tf function would not need TensorFlow again
+    workers.setattr("labcrunch_service.backends", "tensorflow", unavailable)
+    workers.call(derivatives.cache_clear)  # a cached tf function would not need TensorFlow again
     body = assert_problem(api.post("/v1/gradient", json={"expression": "x", "at": {"x": 1.0},
                                                            "backend": "tensorflow"}), 503)
     assert "jax" in body["detail"]
@@ -439,11 +439,11 @@ def test_conditional_expressions_differentiate_only_the_side_taken(api, backend)
 
 
 @pytest.mark.timeout(60)
-def test_long_formulas_run_eagerly_instead_of_compiling(api, monkeypatch):
+def test_long_formulas_run_eagerly_instead_of_compiling(api, workers):
     """XLA compiles a 100-trip loop's Hessian in seconds, 400 trips in minutes (and a compile
     cannot be stopped at the wall time): paths over MAX_COMPILED_OPERATIONS are not compiled,
     and still give jax.hessian of the Python function (large batches chunk by chunk)."""
-    monkeypatch.setattr(derivatives, "EAGER_CHUNK", 2)
+    workers.setattr("labcrunch_service.gradient.derivatives", "EAGER_CHUNK", 2)
     program = "def f(x, y):\n    for i in range(100):\n        x = sin(x) * 1.0001 + y / 128\n    return x\n"
 
     def reference(x, y):
@@ -451,12 +451,12 @@ def test_long_formulas_run_eagerly_instead_of_compiling(api, monkeypatch):
             x = jnp.sin(x) * 1.0001 + y / 128
         return x
 
-    before = cache.TRACES["gradient.jax"]
+    before = workers.traces()["gradient.jax"]
     out = post(api, program=program, function="f", at={"x": [0.5, -0.25], "y": [0.1, 0.3]}, order=2)
     expression = " + ".join(f"sin(x * {k}) * y" for k in range(1, 41))  # 40 terms, ~330 nodes
     xs, ys = np.array([0.3, 1.1, -0.7, 2.5, 0.0]), np.array([2.0, -1.0, 0.5, 1.5, -3.0])  # 3 chunks
     out_expression = post(api, expression=expression, at={"x": xs.tolist(), "y": ys.tolist()}, order=2)
-    assert cache.TRACES["gradient.jax"] == before
+    assert workers.traces()["gradient.jax"] == before
     for i, (x, y) in enumerate([(0.5, 0.1), (-0.25, 0.3)]):
         grad = jax.grad(reference, argnums=(0, 1))(x, y)
         assert [out["gradient"]["x"][i], out["gradient"]["y"][i]] == pytest.approx([float(g) for g in grad],

@@ -32,4 +32,9 @@ def test_info_lists_backends_devices_and_every_limit(api, settings):
     tf = info["backends"]["tensorflow"]
     assert set(tf) >= {"available", "version"}
     assert info["limits"] == settings.limits.model_dump()
-    assert info["compute"]["max_concurrent_jobs"] == settings.max_concurrent_jobs
+    compute = info["compute"]
+    assert compute["max_queued_per_owner"] == settings.max_queued_per_owner
+    assert compute["cluster"] == "local" and compute["max_concurrent_jobs"] == len(compute["workers"]) >= 1
+    for worker in compute["workers"]:  # the backends above are a worker's view; the workers' own
+        assert worker["state"] in ("warming", "idle", "busy", "restarting")
+        assert worker["device"] == "cpu" and worker["node"]

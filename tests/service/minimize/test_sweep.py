@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from labcrunch._arrays import array, number
-from labcrunch_service.cache import TRACES
 from labcrunch_service.minimize import on_jax
 from labcrunch_service.settings import Limits
 from tests.conftest import assert_problem, serving
@@ -268,27 +267,27 @@ def test_jax_and_tensorflow_histories_agree(api, optimizer, options, rates):
 
 # --- one compiled program per sweep, cached ---------------------------------------------------
 
-def test_a_sweep_compiles_once_and_a_repeat_compiles_nothing(api):
+def test_a_sweep_compiles_once_and_a_repeat_compiles_nothing(api, workers):
     request = {"expression": "(x - 2)**2 + y**4", "start": {"x": 0.0, "y": 1.0},
                "optimizer": "momentum", "learning_rate": [0.01, 0.02, 0.03, 0.04], "steps": 17}
-    before = TRACES["minimize.jax"]
+    before = workers.traces()["minimize.jax"]
     first = post_ok(api, **request)
-    assert TRACES["minimize.jax"] == before + 2  # four rates, one program (its start and its steps)
+    assert workers.traces()["minimize.jax"] == before + 2  # four rates, one program (its start and its steps)
     again = post_ok(api, **request | {"start": {"x": 5.0, "y": -1.0}, "learning_rate": [0.5, 0.1, 0.2, 0.3],
                                       "steps": 2345, "history_every": 7})
-    assert TRACES["minimize.jax"] == before + 2  # steps and history_every are run-time numbers
+    assert workers.traces()["minimize.jax"] == before + 2  # steps and history_every are run-time numbers
     assert len(first["runs"]) == len(again["runs"]) == 4
 
 
-def test_tensorflow_traces_once_per_function_and_optimizer(api):
+def test_tensorflow_traces_once_per_function_and_optimizer(api, workers):
     request = {"expression": "(x - 2)**2", "start": {"x": 0.0}, "optimizer": "adam",
                "steps": 5, "backend": "tensorflow"}
-    before = TRACES["minimize.tensorflow"]
+    before = workers.traces()["minimize.tensorflow"]
     post_ok(api, **request, learning_rate=[0.1])
-    assert TRACES["minimize.tensorflow"] > before
-    traced = TRACES["minimize.tensorflow"]
+    assert workers.traces()["minimize.tensorflow"] > before
+    traced = workers.traces()["minimize.tensorflow"]
     body = post_ok(api, **request | {"start": {"x": 9.0}, "steps": 7}, learning_rate=[0.1, 0.2, 0.3])
-    assert TRACES["minimize.tensorflow"] == traced  # new rates, start and steps: nothing traced again
+    assert workers.traces()["minimize.tensorflow"] == traced  # new rates, start and steps: nothing traced again
     assert [r["steps_taken"] for r in body["runs"]] == [7, 7, 7]
 
 

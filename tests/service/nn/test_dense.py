@@ -266,13 +266,13 @@ def test_progress_counts_epochs_and_a_new_rate_compiles_nothing():
     assert (tracker.done, tracker.total, tracker.unit) == (3, 3, "epochs")
 
 
-def test_missing_tensorflow_is_503_and_jax_still_works(api, monkeypatch):
+def test_missing_tensorflow_is_503_and_jax_still_works(api, workers):
     from labcrunch_service.errors import BackendUnavailable
 
     def unavailable():
         raise BackendUnavailable("The tensorflow backend is not available on this server; use 'jax'.")
 
-    monkeypatch.setattr(backends, "tensorflow", unavailable)
+    workers.setattr("labcrunch_service.backends", "tensorflow", unavailable)
     spec = network(2, [(2, "relu"), (1, "linear")], seed=0)
     for route, extra in (("predict", {}), ("train", {"y": [1.0]})):
         body = assert_problem(api.post(f"/v1/nn/dense/{route}", json={

@@ -186,15 +186,14 @@ def test_server_keeps_serving(api):
     assert api.post("/v1/pyhf/fit", json={"model": SIMPLE}).status_code == 200
 
 
-def test_parameter_limit_is_checked_before_pyhf_builds_the_model(api, monkeypatch):
+def test_parameter_limit_is_checked_before_pyhf_builds_the_model(api, workers):
     """A 5,000-bin shapesys took ~9 s of pyhf validation and model building before its 413."""
-    import pyhf
 
     def refuse(*args, **kwargs):
         raise AssertionError("pyhf built a model that is over the parameter limit")
 
-    monkeypatch.setattr(pyhf, "Workspace", refuse)
-    monkeypatch.setattr(pyhf.simplemodels, "uncorrelated_background", refuse)
+    workers.setattr("pyhf", "Workspace", refuse)
+    workers.setattr("pyhf.simplemodels", "uncorrelated_background", refuse)
     n = 5_000
     ws = {"channels": [{"name": "c", "samples": [{"name": "s", "data": [1.0] * n, "modifiers": [
         {"name": "mu", "type": "normfactor", "data": None}, {"name": "u", "type": "shapesys", "data": [0.5] * n}]}]}],
