@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from labcrunch_service.errors import InvalidInput
+from labcrunch_service.http.suggestions import suggest_fields
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -30,7 +31,7 @@ def _validate(model: type[M], body: bytes) -> M:
         return model.model_validate_json(body or b"null")
     except ValidationError as exc:
         errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
-        raise RequestValidationError(errors) from None
+        raise RequestValidationError(suggest_fields(errors, {"body": model})) from None
 
 
 async def json_or_binary(request: Request, model: type[M], binary_media_type: str) -> M | bytes:
