@@ -13,14 +13,14 @@ active bound do not count. Both backends implement exactly these semantics (:mod
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from labcrunch_service.errors import InvalidInput, LimitExceeded, located
 from labcrunch_service.gradient.derivatives import differentiate
-from labcrunch_service.language import Formula, compile_expression
+from labcrunch_service.language import Formula, compile_expression, normalized_keys
 from labcrunch_service.minimize import on_jax, on_tensorflow, optimizers
 from labcrunch_service.minimize.types import Objective, Plan, Run
 from labcrunch_service.settings import Limits, Settings
@@ -47,6 +47,8 @@ def plan_sweep(
 ) -> Plan:
     """Check a request against the function's variables and the limits; InvalidInput/LimitExceeded."""
     spec, hyper_parameters = optimizers.resolve(optimizer, dict(options), backend)
+    start = normalized_keys(start, ("body", "start"))  # names as the expression's are read
+    bounds = None if bounds is None else normalized_keys(bounds, ("body", "bounds"))
     if not variables:
         raise _invalid("The expression has no variables: there is nothing to minimize.",
                        ["expression"], "no variables", "value")
@@ -166,6 +168,7 @@ class Sweep:
     hyper_parameters: dict[str, Any]  # the options with every default filled in
     runs: list[Run]
     landscape: Landscape | None = None
+    constants: dict[str, float] = field(default_factory=dict)  # named constants the expression used
 
 
 def check_landscape(variables: tuple[str, ...], points: int, limits: Limits) -> None:
@@ -223,7 +226,8 @@ def minimize_expression(expression: str, *, backend: str, limits: Limits,
     runs = backend_sweep(backend)(objective, plan)
     grid = None if landscape is None else evaluate_landscape(
         formula, runs, landscape, backend=backend, dtype=plan.dtype, limits=limits)
-    return Sweep(objective.variables, plan.optimizer, plan.hyper_parameters, runs, grid)
+    return Sweep(objective.variables, plan.optimizer, plan.hyper_parameters, runs, grid,
+                 formula.constants)
 
 
 def warmup(settings: Settings) -> None:
