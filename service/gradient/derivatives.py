@@ -41,9 +41,10 @@ backends.configure()
 ORDERS = (1, 2)
 MAX_COMPILED_PATHS = 8  # per program request; points on rarer paths are evaluated eagerly
 #: Largest formula (interpreted operations: an expression's nodes, a program path's operations)
-#: that JAX or TensorFlow compiles, per order. XLA's compile time grows faster than the formula: a 200-trip
-#: loop of sin() compiles its Hessian in ~40 s, 400 trips in ~200 s, and a compile cannot be
-#: interrupted at the wall time; evaluated eagerly the same path takes a fraction of a second.
+#: that JAX or TensorFlow compiles, per order. Compile time grows faster than the formula (XLA
+#: compiles a 200-trip loop of sin()'s Hessian in ~40 s, 400 trips in ~200 s) and a compile
+#: cannot be interrupted at the wall time; evaluated eagerly the same path takes a fraction of
+#: a second.
 MAX_COMPILED_OPERATIONS = {1: 2_000, 2: 200}
 EAGER_CHUNK = 131_072  # points per eager evaluation (memory: ~8 bytes x points x operations x 4)
 
