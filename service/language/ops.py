@@ -1,15 +1,17 @@
 """Per-backend operation tables: the whitelisted functions on JAX, TensorFlow and numpy.
 
-Each backend lists a few primitives (``sin``, ``exp``, ``where``, ...) and one way to give a
-function its own derivatives (:func:`jax.custom_jvp`, :func:`tf.custom_gradient`); everything
-else -- and every function with a kink, a removable singularity or a convention to keep -- is
-written once in :class:`BackendOps` in terms of those, so both backends compute the same values
-*and the same derivatives* (tests check them against sympy). The conventions:
+Each backend lists a few primitives (``sin``, ``exp``, ``where``, ...); everything else -- and
+every function with a kink, a removable singularity or a convention to keep -- is written once
+in :class:`BackendOps` in terms of those, so both backends compute the same values *and the
+same derivatives* (tests check them against sympy and against each other). The conventions:
 
 * ``x ** y`` in real arithmetic. A constant whole exponent (``x**2``, ``x**2.0``,
-  ``power(x, 3)``) is a polynomial: defined, with its derivatives, at every x. Otherwise
+  ``power(x, 3)``) is an integer power: defined, with its derivatives, at every x. Otherwise
   ``x**y`` is NaN where x < 0 and y is not whole; ∂/∂x = y·x**(y-1); ∂/∂y = x**y·ln x, which is
   NaN for x < 0 (no real power is defined near a negative base as y varies) and 0 at x = 0.
+  That is JAX's ``lax.pow``; TensorFlow's ``tf.pow`` differs (∂/∂y = 0 for x < 0, ∂/∂x = NaN
+  for y = 0 at x = 0), so on TensorFlow the power is given those partials
+  (:func:`tf.custom_gradient`), as is ``cbrt`` (∂ = 1/(3·cbrt(x)²), +inf at 0, as JAX's).
 * At a kink the derivative is the average of the two sides where the function is symmetric
   about it: ``abs'(0) = 0``, ``sign' = floor' = 0``, ``maximum``/``minimum`` give each argument
   half at a tie (so ``clip`` too); ``relu'(0) = 0``; ``elu``/``selu`` at 0 take their x < 0
@@ -24,7 +26,6 @@ from __future__ import annotations
 
 import functools
 import math
-import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -45,12 +46,10 @@ _INTEGER_EXPONENTS = 2**31
 #: The primitives numpy and jax.numpy both spell as the language does.
 _NUMPY_NAMES = ("sin cos tan arcsin arccos arctan arctan2 sinh cosh tanh arcsinh arccosh arctanh "
                 "exp exp2 expm1 log log1p log2 log10 sqrt cbrt sign floor ceil where").split()
-#: What every backend provides; ``power`` is the raw (value-only) power, ``where`` takes a
-#: boolean condition, ``stop_gradient`` is the identity with derivative 0.
+#: What every backend provides: ``power`` and ``cbrt`` differentiated by the rules above,
+#: ``where`` with a boolean condition, ``stop_gradient`` the identity with derivative 0.
 PRIMITIVES = frozenset(_NUMPY_NAMES) | {"sigmoid", "softplus", "erf", "erfc", "erfinv", "lgamma",
                                         "digamma", "power", "stop_gradient"}
-
-Partials = Callable[..., list[Any]]
 
 
 def _is_number(v: Any) -> bool:
@@ -58,35 +57,20 @@ def _is_number(v: Any) -> bool:
 
 
 class BackendOps:
-    """One backend's numbers: constants of the formula's dtype and the whitelisted functions.
-
-    ``with_partials(value, partials)`` gives a function computing ``value(*args)`` whose
-    derivative in ``args[i]`` is ``partials(*args)[i]`` (itself differentiable, so Hessians
-    follow), and which never multiplies the partial of an argument that is not being
-    differentiated (a NaN there stays out of the other derivatives).
-    """
+    """One backend's numbers: constants of the formula's dtype and the whitelisted functions."""
 
     def __init__(self, backend: str, dtype: str, primitives: dict[str, Callable[..., Any]],
                  tensor: Callable[[Any], Any], cast: Callable[[Any], Any],
-                 with_partials: Callable[[Callable[..., Any], Partials], Callable[..., Any]],
                  integer_power: Callable[[Any, int], Any]) -> None:
         self.backend, self.dtype = backend, dtype
         self.tensor = tensor  # a number or tensor → a tensor of `dtype`
         self.cast = cast  # a boolean tensor → 1.0/0.0 of `dtype`
-        self.integer_power = integer_power  # x ** n for a Python int n: a polynomial
+        self.integer_power = integer_power  # x ** n for a Python int n, exact derivatives at 0
         missing = PRIMITIVES - set(primitives)
         assert not missing, f"{backend} lacks the primitives {missing}"
         p = primitives
         select = p["where"]
         c = tensor
-
-        def power(x: Any, y: Any) -> Any:
-            return raw_power(x, y)
-
-        # x ** y, ∂x = y·x**(y-1), ∂y = x**y·ln x (NaN for x < 0, 0 at x = 0: as JAX's lax.pow)
-        raw_power = with_partials(p["power"], lambda x, y: [
-            y * power(x, y - 1.0), power(x, y) * p["log"](select(x == 0, c(1.0), x))])
-        cbrt = with_partials(p["cbrt"], lambda x: [1.0 / (3.0 * cbrt(x) * cbrt(x))])
 
         def keep_nan(x: Any, value: Any) -> Any:
             return select(x != x, x, value)
@@ -149,7 +133,7 @@ class BackendOps:
             return keep_nan(x, select(x > 0, c(1.0), select(x < 0, c(0.0), at_zero)))
 
         composites = {
-            "abs": absolute, "maximum": maximum, "minimum": minimum, "cbrt": cbrt,
+            "abs": absolute, "maximum": maximum, "minimum": minimum,
             "clip": lambda x, lo, hi: minimum(maximum(x, lo), hi),
             "relu": lambda x: keep_nan(x, select(x > 0, x, c(0.0))),
             "elu": lambda x: select(x > 0, x, elu_negative(x)),
@@ -175,7 +159,7 @@ class BackendOps:
             "arccsch": lambda x: p["arcsinh"](1.0 / x),
             "deg2rad": lambda x: x * (math.pi / 180.0), "rad2deg": lambda x: x * (180.0 / math.pi),
         }
-        self._raw_power = raw_power
+        self._real_power = p["power"]
         self.functions = {**{k: v for k, v in p.items() if k in FUNCTIONS}, **composites}
         missing = set(FUNCTIONS) - set(self.functions)
         assert not missing, f"{backend} lacks {missing}"
@@ -185,7 +169,7 @@ class BackendOps:
         integer power, anything else the real power with its partials (see the module)."""
         if _is_number(y) and float(y).is_integer() and abs(y) <= _INTEGER_EXPONENTS:
             return self.integer_power(self.tensor(x), int(y))
-        return self._raw_power(self.tensor(x), self.tensor(y))
+        return self._real_power(self.tensor(x), self.tensor(y))
 
     def call(self, name: str, args: list[Any]) -> Any:
         """The whitelisted function ``name`` on ``args`` (numbers or tensors)."""
@@ -213,7 +197,6 @@ def backend_ops(backend: str, dtype: str) -> BackendOps:
 def _jax_ops(dtype: str) -> BackendOps:
     import jax
     import jax.numpy as jnp
-    from jax.custom_derivatives import SymbolicZero
     from jax.scipy import special
 
     from labcrunch_service import backends
@@ -228,23 +211,9 @@ def _jax_ops(dtype: str) -> BackendOps:
         digamma=special.digamma,
     )
 
-    def with_partials(value: Callable[..., Any], partials: Partials) -> Callable[..., Any]:
-        function = jax.custom_jvp(value)
-
-        def jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> tuple[Any, Any]:
-            out = function(*primals)
-            terms = [t * d for t, d in zip(tangents, partials(*primals), strict=True)
-                     if not isinstance(t, SymbolicZero)]
-            tangent = functools.reduce(operator.add, terms) if terms else jnp.zeros_like(out)
-            return out, jnp.broadcast_to(tangent, jnp.shape(out))
-
-        function.defjvp(jvp, symbolic_zeros=True)
-        return function
-
     return BackendOps("jax", dtype, primitives,
                       tensor=lambda v: jnp.asarray(v, dtype=dt),
                       cast=lambda b: jnp.asarray(b, dtype=dt),
-                      with_partials=with_partials,
                       integer_power=lambda x, n: x**n)  # lax.integer_pow: a polynomial
 
 
@@ -261,7 +230,6 @@ def _numpy_ops(dtype: str) -> BackendOps:
     )
     return BackendOps("numpy", dtype, primitives, tensor=lambda v: np.asarray(v, dtype=dt),
                       cast=lambda b: np.asarray(b, dtype=dt),
-                      with_partials=lambda value, partials: value,
                       integer_power=np.power)
 
 
@@ -278,8 +246,7 @@ def _tensorflow_ops(dtype: str) -> BackendOps:
         "exp2": lambda x: tf.pow(tf.constant(2.0, dtype=dt), x),
         "expm1": tf.math.expm1, "log": tf.math.log, "log1p": tf.math.log1p,
         "log2": lambda x: tf.math.log(x) / ln2, "log10": lambda x: tf.math.log(x) / ln10,
-        "sqrt": tf.sqrt, "cbrt": lambda x: tf.sign(x) * tf.pow(tf.abs(x), 1.0 / 3.0),
-        "sign": tf.sign, "floor": tf.floor, "ceil": tf.math.ceil, "power": tf.pow, "where": tf.where,
+        "sqrt": tf.sqrt, "sign": tf.sign, "floor": tf.floor, "ceil": tf.math.ceil, "where": tf.where,
         "sigmoid": tf.sigmoid, "softplus": tf.math.softplus, "erf": tf.math.erf,
         "erfc": tf.math.erfc, "erfinv": tf.math.erfinv, "lgamma": tf.math.lgamma,
         "digamma": tf.math.digamma, "stop_gradient": tf.stop_gradient,
@@ -297,7 +264,10 @@ def _tensorflow_ops(dtype: str) -> BackendOps:
         _, axes = tf.raw_ops.BroadcastGradientArgs(s0=tf.shape(gradient), s1=tf.shape(like))
         return tf.reshape(tf.reduce_sum(gradient, axes), tf.shape(like))
 
-    def with_partials(value: Callable[..., Any], partials: Partials) -> Callable[..., Any]:
+    def with_partials(value: Callable[..., Any],
+                      partials: Callable[..., list[Any]]) -> Callable[..., Any]:
+        """``value`` whose derivative in ``args[i]`` is ``partials(*args)[i]`` (written in
+        differentiable operations, so second derivatives follow)."""
         @tf.custom_gradient
         def function(*args: Any) -> Any:
             def gradient(upstream: Any) -> list[Any]:
@@ -307,6 +277,13 @@ def _tensorflow_ops(dtype: str) -> BackendOps:
 
         return function
 
+    # lax.pow's and jnp.cbrt's partials (see the module); they call the functions themselves
+    power = with_partials(tf.pow, lambda x, y: [
+        y * power(x, y - 1.0), power(x, y) * tf.math.log(tf.where(x == 0, tf.ones_like(x), x))])
+    cbrt = with_partials(lambda x: tf.sign(x) * tf.pow(tf.abs(x), 1.0 / 3.0),
+                         lambda x: [integer_power(cbrt(x), -2) / 3.0])
+    primitives.update(power=power, cbrt=cbrt)
+
     def integer_power(x: Any, n: int) -> Any:
         # ∂ x**n = n·x**(n-1), with x**0 = 1 exactly: its derivative is 0, even at x = 0
         if n == 0:
@@ -314,4 +291,4 @@ def _tensorflow_ops(dtype: str) -> BackendOps:
         return with_partials(lambda v: tf.pow(v, float(n)), lambda v: [n * integer_power(v, n - 1)])(x)
 
     return BackendOps("tensorflow", dtype, primitives, tensor=tensor, cast=lambda b: tf.cast(b, dt),
-                      with_partials=with_partials, integer_power=integer_power)
+                      integer_power=integer_power)
