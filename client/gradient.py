@@ -15,11 +15,12 @@ from numpy.typing import ArrayLike
 
 from labcrunch import _arrays
 from labcrunch._base import Call, endpoint, json_answer
+from labcrunch._repr import ShortRepr
 from labcrunch._types import Backend, DType
 
 
-@dataclass(frozen=True)
-class GradientResult:
+@dataclass(frozen=True, repr=False)
+class GradientResult(ShortRepr):
     """Derivatives at one point (0-d ``value``) or a batch (``value`` of shape (N,)).
 
     Attributes:
@@ -31,6 +32,9 @@ class GradientResult:
         elapsed_ms: Compute time on the server.
         constants: The named constants the expression used, with their values (``e`` is
             Euler's number); empty from an .npz answer.
+
+    Arrays from a binary (.npz) answer are read-only views of the answer's bytes, not copies:
+    ``.copy()`` one to change it.
     """
 
     variables: tuple[str, ...]

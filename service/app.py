@@ -20,13 +20,15 @@ from labcrunch_service.http.deps import request_owner
 from labcrunch_service.http.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from labcrunch_service.http.problems import install_problem_handlers
 from labcrunch_service.minimize import router as minimize_routes
+from labcrunch_service.nn import router as nn_routes
 from labcrunch_service.pyhf import router as pyhf_routes
 from labcrunch_service.settings import Settings, get_settings
+from labcrunch_service.web import router as web
 
 log = logging.getLogger(__name__)
 
 # Each domain's router module exposes `router` and `WARMUP`, a Task run once per compute process.
-DOMAINS = (gradient_routes, minimize_routes, fit_routes, pyhf_routes, fractal_routes)
+DOMAINS = (gradient_routes, minimize_routes, fit_routes, pyhf_routes, fractal_routes, nn_routes)
 
 
 def _warm_up(app: FastAPI, settings: Settings) -> None:
@@ -62,9 +64,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="labcrunch",
         version=__version__,
-        summary="Derivatives, minimization, fits, HistFactory likelihoods and fractals "
+        summary="Derivatives, minimization, fits, HistFactory likelihoods, fractals and dense networks "
         "on JAX and TensorFlow, behind one HTTP API.",
         lifespan=_lifespan,
+        docs_url=None,  # /docs and /redoc come from web.install, with local assets
+        redoc_url=None,
     )
     app.state.settings = settings
     cache.configure(settings)  # compiled-function and model caches are per process
@@ -87,4 +91,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.info_router, dependencies=auth)
     for domain in DOMAINS:
         app.include_router(domain.router, dependencies=auth)
+    web.install(app)
     return app

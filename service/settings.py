@@ -7,6 +7,9 @@ e.g. ``LABCRUNCH_LIMITS__MAX_POINTS=2000000``.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import platformdirs
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -45,6 +48,20 @@ class Limits(BaseModel):
     max_fit_points: int = Field(20_000_000, description="Data points in one line fit.")
     max_fit_epochs: int = Field(10_000, description="Gradient-descent epochs in one line fit.")
     max_fit_batches: int = Field(10_000_000, description="Minibatch steps (epochs x batches) in one fit.")
+
+    # --- nn (dense networks)
+    max_network_parameters: int = Field(1_000_000, description="Weights and biases of one dense network.")
+    max_network_layers: int = Field(64, description="Layers of one dense network.")
+    max_network_values: int = Field(
+        20_000_000, description="Numbers in one network request's data (x, y) and in its answer "
+        "(outputs, Jacobian).")
+    max_network_activations: int = Field(
+        16_777_216, description="Numbers one minibatch's forward pass holds: batch size x units of "
+        "all layers (x outputs for a Jacobian).")
+    max_training_batch_size: int = Field(65_536, description="Samples per training minibatch.")
+    max_training_epochs: int = Field(10_000, description="Epochs of one network training.")
+    max_training_steps: int = Field(1_000_000, description="Minibatch steps (epochs x batches) of "
+                                    "one network training.")
 
     # --- pyhf
     max_pyhf_parameters: int = Field(500, description="Parameters of one HistFactory model.")
@@ -87,6 +104,11 @@ class Settings(BaseSettings):
     api_keys: dict[str, str] | list[str] = Field(default_factory=list)
     # Whether /docs, /redoc and /openapi.json answer without a key when keys are set.
     public_docs: bool = True
+
+    # What the service keeps between runs: JAX's persistent compilation cache in
+    # `<data_dir>/jax-cache` (delete that folder to clear it). Default: the platform's user data
+    # folder, e.g. ~/.local/share/labcrunch on Linux.
+    data_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_data_dir("labcrunch", False)))
 
     # Compiled functions (XLA executables, tf.functions) kept per cache, least recently used
     # dropped first: gradient, minimize and fit each keep one cache of this size.

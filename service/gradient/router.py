@@ -19,6 +19,7 @@ arrays are the body's ``at``).
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
@@ -26,7 +27,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from labcrunch_service import encoding
+from labcrunch_service import encoding, progress
 from labcrunch_service.compute import Task, Timed
 from labcrunch_service.errors import located
 from labcrunch_service.gradient.schemas import GradientOptions, GradientRequest, GradientResponse
@@ -67,7 +68,12 @@ GRADIENT = Task("labcrunch_service.gradient.derivatives:gradient")
 
 
 def _read_columns(body: bytes, limits: Limits) -> dict[str, np.ndarray]:
-    return encoding.read_npz(body, max_arrays=limits.max_variables, max_elements=limits.max_points)
+    """The .npz body's columns (views of the body); inflating a compressed one stops at the
+    wall-time limit like a computation."""
+    with progress.tracking(progress.Tracker(time.monotonic() + limits.max_wall_seconds)):
+        return encoding.read_npz(body, max_arrays=limits.max_variables,
+                                 max_elements=limits.max_points,
+                                 max_total_bytes=limits.max_body_bytes)
 
 
 def _json_payload(result: Derivatives) -> dict[str, Any]:

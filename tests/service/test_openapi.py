@@ -34,7 +34,8 @@ SMALL = Limits(
     max_program_points=8, max_loop_trips=50, max_operations=20_000, max_steps=50,
     max_learning_rates=4, max_history_entries=2_000, max_fit_points=500, max_fit_epochs=5,
     max_fit_batches=200, max_scan_points=400, max_hypotest_points=5, max_pixels=4096,
-    max_iter=64, max_pixel_iterations=100_000,
+    max_iter=64, max_pixel_iterations=100_000, max_network_parameters=200, max_network_layers=4,
+    max_network_values=200, max_training_epochs=3, max_training_steps=20,
 )
 app = create_app(Settings(warmup=False, load_tensorflow=False, limits=SMALL,
                           max_concurrent_jobs=2, max_queued_jobs=64))
