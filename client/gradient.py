@@ -6,7 +6,7 @@ Examples in this package's docstrings use ``lc``, a :class:`labcrunch.Client`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -30,6 +30,8 @@ class GradientResult(ShortRepr):
         hessian: Second derivatives (``order=2``), shape (n, n) or (N, n, n); else None.
         backend, dtype, device: Where and how it was computed.
         elapsed_ms: Compute time on the server.
+        constants: The named constants the expression used, with their values (``e`` is
+            Euler's number); empty from an .npz answer.
 
     Arrays from a binary (.npz) answer are read-only views of the answer's bytes, not copies:
     ``.copy()`` one to change it.
@@ -43,6 +45,7 @@ class GradientResult(ShortRepr):
     dtype: str
     device: str
     elapsed_ms: float
+    constants: dict[str, float] = field(default_factory=dict)
 
     @property
     def gradient_matrix(self) -> np.ndarray:
@@ -61,7 +64,8 @@ class GradientResult(ShortRepr):
             gradient={k: _arrays.array(v) for k, v in body["gradient"].items()},
             hessian=None if hessian is None else _arrays.array(hessian),
             backend=body["backend"], dtype=body["dtype"], device=body["device"],
-            elapsed_ms=float(body["elapsed_ms"]))
+            elapsed_ms=float(body["elapsed_ms"]),
+            constants={k: _arrays.number(v) for k, v in body.get("constants", {}).items()})
 
     @classmethod
     def from_npz(cls, arrays: Mapping[str, np.ndarray], *, backend: str, dtype: str) -> GradientResult:

@@ -10,7 +10,8 @@ HTTP layer raise these, and ``labcrunch_service.http.problems`` turns each into 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import difflib
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -182,3 +183,15 @@ def located(root: str, roots: Mapping[str, str] | None = None) -> Iterator[None]
         if not error.errors:
             raise
         raise rooted(error, root, roots).with_traceback(error.__traceback__) from None
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """``"did you mean `expression`?"`` naming the closest of ``choices`` to a misspelled
+    ``word`` (the same letters in another case first, then :mod:`difflib`'s closest, up to
+    three), or ``""`` when none is close. One wording for unknown functions and unknown fields."""
+    choices = sorted(set(choices))
+    same = [c for c in choices if c.lower() == word.lower() and c != word]
+    close = same or difflib.get_close_matches(word, choices, n=3, cutoff=0.6)
+    if not close:
+        return ""
+    return "did you mean " + " or ".join(f"`{c}`" for c in close) + "?"

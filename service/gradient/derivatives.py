@@ -32,7 +32,7 @@ from labcrunch_service import backends
 from labcrunch_service.cache import LruCache, bucket_size, counting_traces
 from labcrunch_service.errors import InvalidInput, LimitExceeded
 from labcrunch_service.gradient.types import Derivatives
-from labcrunch_service.language import Formula, compile_expression, compile_program
+from labcrunch_service.language import Formula, compile_expression, compile_program, normalized_keys
 from labcrunch_service.progress import check_deadline, report
 from labcrunch_service.settings import Limits, Settings
 
@@ -41,9 +41,10 @@ backends.configure()
 ORDERS = (1, 2)
 MAX_COMPILED_PATHS = 8  # per program request; points on rarer paths are evaluated eagerly
 #: Largest formula (interpreted operations: an expression's nodes, a program path's operations)
-#: that JAX compiles, per order. XLA's compile time grows faster than the formula: a 200-trip
-#: loop of sin() compiles its Hessian in ~40 s, 400 trips in ~200 s, and a compile cannot be
-#: interrupted at the wall time; evaluated eagerly the same path takes a fraction of a second.
+#: that JAX or TensorFlow compiles, per order. Compile time grows faster than the formula (XLA
+#: compiles a 200-trip loop of sin()'s Hessian in ~40 s, 400 trips in ~200 s) and a compile
+#: cannot be interrupted at the wall time; evaluated eagerly the same path takes a fraction of
+#: a second.
 MAX_COMPILED_OPERATIONS = {1: 2_000, 2: 200}
 EAGER_CHUNK = 131_072  # points per eager evaluation (memory: ~8 bytes x points x operations x 4)
 #: JAX on a CPU computes on a numpy array in place when its data is aligned to this many bytes,
@@ -57,7 +58,8 @@ def prepare_points(formula: Formula, at: Mapping[str, Any], dtype: str, limits: 
                    order: int = 1) -> tuple[list[np.ndarray], bool]:
     """Columns in ``formula.variables`` order (scalars broadcast to the batch) and whether the
     request is a batch. 422 names a missing or extra variable; 413 a batch, or an answer, over
-    the limits."""
+    the limits. Names in ``at`` are read as the formula's are (Unicode NFKC)."""
+    at = normalized_keys(at, ("at",))
     missing = [v for v in formula.variables if v not in at]
     extra = [k for k in at if k not in formula.variables]
     if missing or extra:
@@ -119,7 +121,13 @@ def cache_clear() -> None:
 
 
 def _jax_derivatives(f: Callable[..., Any], n: int, order: int) -> Callable[..., Any]:
-    """columns → (value, gradient (…, n), hessian (…, n, n) or None) for one point."""
+    """columns → (value, gradient (…, n), hessian (…, n, n) or None) for one point.
+
+    The Hessian is built one column at a time, differentiating in one variable with the others
+    held as constants: a variable that is not being varied then has no tangent at all, so a
+    partial derivative that is NaN or infinite in it (∂/∂y of x**y at x < 0, d/dx sqrt(x) at 0)
+    cannot turn 0 × NaN into NaN elsewhere, as ``jax.hessian``'s stacked tangents would.
+    """
     import jax
     import jax.numpy as jnp
 
@@ -130,18 +138,32 @@ def _jax_derivatives(f: Callable[..., Any], n: int, order: int) -> Callable[...,
         gradient = jnp.stack(grads, axis=-1)
         hessian = None
         if order == 2:
-            rows = jax.hessian(f, argnums=argnums)(*cols)
-            hessian = jnp.stack([jnp.stack(row, axis=-1) for row in rows], axis=-2)
+            def gradient_along(j: int) -> Callable[[Any], Any]:
+                def partial(v: Any) -> Any:
+                    return jnp.stack(jax.grad(f, argnums=argnums)(*cols[:j], v, *cols[j + 1:]), axis=-1)
+                return partial
+
+            columns = [jax.jvp(gradient_along(j), (cols[j],), (jnp.ones_like(cols[j]),))[1]
+                       for j in range(n)]
+            hessian = _symmetric(jnp.stack(columns, axis=-1), lambda h: jnp.swapaxes(h, -1, -2))
         return value, gradient, hessian
 
     return derivatives
+
+
+def _symmetric(hessian: Any, transpose: Callable[[Any], Any]) -> Any:
+    """(H + Hᵀ) / 2 (``transpose`` swaps the last two axes): the two mixed partials are computed
+    along different paths and may differ in their last bits; an answer's Hessian is symmetric
+    by construction on every backend."""
+    return (hessian + transpose(hessian)) * 0.5
 
 
 def _tf_derivatives(f: Callable[..., Any], n: int, order: int, tf: Any) -> Callable[..., Any]:
     """columns → (value, gradient, hessian) for points laid along the columns' axis.
 
     Every function of the language is elementwise, so d(sum of values)/d(column) is each
-    point's derivative; the same holds one level up for the Hessian.
+    point's derivative; the same holds one level up for the Hessian (whose rows, reverse mode
+    over reverse mode, hold no tangent of the other variables to multiply a NaN partial by).
     """
     zero = tf.UnconnectedGradients.ZERO
 
@@ -160,7 +182,8 @@ def _tf_derivatives(f: Callable[..., Any], n: int, order: int, tf: Any) -> Calla
         hessian = None
         if order == 2:
             rows = [outer.gradient(s, cols, unconnected_gradients=zero) for s in grad_sums]
-            hessian = (tf.stack([tf.stack(r, axis=-1) for r in rows], axis=-2) if n
+            hessian = (_symmetric(tf.stack([tf.stack(r, axis=-1) for r in rows], axis=-2),
+                                  tf.linalg.matrix_transpose) if n
                        else tf.zeros(tf.concat([shape, [0, 0]], 0), value.dtype))
         del outer
         return value, gradient, hessian
@@ -248,8 +271,8 @@ def _run_eager(formula: Formula, columns: list[np.ndarray], batch: bool, order: 
                backend: str, dtype: str, path: tuple[Any, ...] | None = None,
                ) -> tuple[Any, Any, Any]:
     """Evaluate without compiling: TensorFlow programs (small batches run faster eagerly than
-    through a tf.function traced per path), JAX paths beyond ``MAX_COMPILED_PATHS`` and JAX
-    formulas over ``MAX_COMPILED_OPERATIONS``. Large batches go ``EAGER_CHUNK`` points at a
+    through a tf.function traced per path), paths beyond ``MAX_COMPILED_PATHS`` and formulas
+    over ``MAX_COMPILED_OPERATIONS``. Large batches go ``EAGER_CHUNK`` points at a
     time: eagerly, every operation's result (and residual) is a whole column in memory."""
     derivatives = _derivative_function(formula, backend, order, dtype, path, batch)
     tf = backends.tensorflow() if backend == "tensorflow" else None
@@ -288,11 +311,13 @@ def _expression_derivatives(formula: Formula, columns: list[np.ndarray], batch: 
 
 
 def _compiles(formula: Formula, backend: str, order: int, operations: int) -> bool:
-    """Whether a path is worth compiling: TensorFlow programs (small batches) run faster eagerly
-    than through a tf.function traced per path; JAX formulas over ``MAX_COMPILED_OPERATIONS``
-    would compile for longer than they take to evaluate eagerly."""
-    if backend == "tensorflow":
-        return not formula.is_program
+    """Whether a path is worth compiling: formulas over ``MAX_COMPILED_OPERATIONS`` would
+    compile (an XLA executable, a traced and optimised tf graph) for longer than they take to
+    evaluate eagerly -- and a compile cannot be stopped at the deadline, while an eager
+    evaluation checks it between operations and chunks. TensorFlow programs (small batches)
+    also run faster eagerly than through a tf.function traced per path."""
+    if backend == "tensorflow" and formula.is_program:
+        return False
     return operations <= MAX_COMPILED_OPERATIONS[order]
 
 
@@ -328,6 +353,20 @@ def _run_groups(formula: Formula, columns: list[np.ndarray],
         value[index], gradient[index] = v, g
         if hessian is not None:
             hessian[index] = h
+    return value, gradient, hessian
+
+
+def _undefined_where_the_value_is(value: Any, gradient: Any, hessian: Any) -> tuple[Any, Any, Any]:
+    """NaN derivatives where the value is NaN (outside the function's domain: arccosh(-2),
+    (-8)**0.5): the backends' derivative formulas would otherwise give numbers, different ones,
+    for a function that is not there."""
+    value, gradient = np.asarray(value), np.asarray(gradient)
+    undefined = np.isnan(value)
+    if not undefined.any():
+        return value, gradient, hessian
+    gradient = np.where(undefined[..., None], np.nan, gradient)
+    if hessian is not None:
+        hessian = np.where(undefined[..., None, None], np.nan, np.asarray(hessian))
     return value, gradient, hessian
 
 
@@ -394,9 +433,10 @@ def differentiate(formula: Formula, at: Mapping[str, Any], *, order: int = 1,
                            errors=[{"loc": ["order"], "msg": "1 or 2", "type": "enum"}])
     columns, batch = prepare_points(formula, at, dtype, limits, order)
     run = _program_derivatives if formula.is_program else _expression_derivatives
-    value, gradient, hessian = run(formula, columns, batch, order, backend, dtype)
+    value, gradient, hessian = _undefined_where_the_value_is(*run(formula, columns, batch, order,
+                                                                  backend, dtype))
     return Derivatives(formula.variables, np.asarray(value), np.asarray(gradient),
-                       None if hessian is None else np.asarray(hessian), batch)
+                       None if hessian is None else np.asarray(hessian), batch, formula.constants)
 
 
 def gradient(*, expression: str | None = None, program: str | None = None,

@@ -83,7 +83,8 @@ def _read_columns(body: bytes, limits: Limits) -> dict[str, np.ndarray]:
 
 
 def _json_payload(result: Derivatives) -> dict[str, Any]:
-    """value, gradient as {variable: values}, hessian (rows/cols in variable order)."""
+    """value, gradient as {variable: values}, hessian (rows/cols in variable order), the
+    constants used."""
     payload: dict[str, Any] = {
         "variables": list(result.variables),
         "value": result.value,
@@ -91,6 +92,7 @@ def _json_payload(result: Derivatives) -> dict[str, Any]:
     }
     if result.hessian is not None:
         payload["hessian"] = result.hessian
+    payload["constants"] = result.constants
     return payload
 
 

@@ -66,6 +66,10 @@ class GradientRequest(GradientOptions):
 class GradientResponse(BaseModel):
     variables: list[str] = Field(description="The free variables: sorted by name for an "
                                  "expression, the function's parameters for a program.")
+    constants: dict[str, Number] = Field(
+        default_factory=dict, description="The named constants the text used, with the values "
+        "they had: `e` is Euler's number 2.71828…, not the elementary charge; `pi`, `inf`, `nan`.",
+        examples=[{"e": 2.718281828459045}])
     value: Number | list[Number]
     gradient: dict[str, Number | list[Number]] = Field(description="∂value/∂variable.")
     hessian: list[list[Number]] | list[list[list[Number]]] | None = Field(

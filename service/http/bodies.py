@@ -26,6 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from labcrunch_service.errors import InvalidInput
+from labcrunch_service.http.suggestions import suggest_fields
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -46,12 +47,13 @@ def is_json(kind: str) -> bool:
     return kind == "application/json" or kind.endswith("+json")
 
 
-def _validate(adapter: TypeAdapter[Any], body: bytes) -> Any:
+def _validate(adapter: TypeAdapter[Any], body: bytes, model: type[BaseModel] | None = None) -> Any:
     try:
         return adapter.validate_json(body or b"null")
     except ValidationError as exc:
         errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
-        raise RequestValidationError(errors) from None
+        # A route's own body model gets its "did you mean" from the problem handler (route_models).
+        raise RequestValidationError(suggest_fields(errors, {"body": model}) if model else errors) from None
 
 
 @functools.cache
@@ -59,11 +61,12 @@ def _adapter(model: type[BaseModel]) -> TypeAdapter[Any]:
     return TypeAdapter(model)
 
 
-async def parse_json(adapter: TypeAdapter[Any], body: bytes) -> Any:
-    """``body`` validated by ``adapter`` (422 with ``loc`` from ``body``), in a worker thread when large."""
+async def parse_json(adapter: TypeAdapter[Any], body: bytes, model: type[BaseModel] | None = None) -> Any:
+    """``body`` validated by ``adapter`` (422 with ``loc`` from ``body``, unknown fields of
+    ``model`` with the closest allowed names), in a worker thread when large."""
     if len(body) > _INLINE_JSON_BYTES:
-        return await run_in_threadpool(_validate, adapter, body)
-    return _validate(adapter, body)
+        return await run_in_threadpool(_validate, adapter, body, model)
+    return _validate(adapter, body, model)
 
 
 class _ValidatedJsonRequest(Request):
@@ -122,6 +125,6 @@ async def json_or_binary(request: Request, model: type[M], binary_media_type: st
                 f"{binary_media_type} bodies.",
                 errors=[{"loc": ["query", name], "msg": "not allowed with a JSON body",
                          "type": "extra_forbidden"} for name in request.query_params])
-        return await parse_json(_adapter(model), body)
+        return await parse_json(_adapter(model), body, model)
     raise HTTPException(415, f"Content-Type {kind!r} is not accepted; send application/json or "
                              f"{binary_media_type}.")

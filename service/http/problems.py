@@ -22,6 +22,7 @@ from labcrunch_service.errors import (
 )
 from labcrunch_service.http.context import request_id_var
 from labcrunch_service.http.responses import json_response
+from labcrunch_service.http.suggestions import route_models, suggest_fields
 
 log = logging.getLogger("labcrunch_service.http")
 
@@ -144,7 +145,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
-        errors = _clean_validation_errors(exc)
+        errors = suggest_fields(_clean_validation_errors(exc), route_models(request))
         invalid = InvalidInput(_summary(errors) or "The request is invalid.", errors=errors)
         return error_response(invalid, instance=request.url.path)
 

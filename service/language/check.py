@@ -14,14 +14,16 @@ import ast
 import math
 from typing import Any
 
-from labcrunch_service.errors import InvalidInput, LimitExceeded
+from labcrunch_service.errors import InvalidInput, LimitExceeded, did_you_mean
 from labcrunch_service.language.diagnostics import entry, invalid, over_limit
 from labcrunch_service.language.vocabulary import (
+    ALIASES,
     BINARY_OPS,
     COMPARE_OPS,
     CONSTANTS,
     FUNCTIONS,
     MODULE_NAMES,
+    MODULE_PREFIXES,
     dotted,
     fold,
     function_name,
@@ -36,19 +38,34 @@ EXPRESSION_NODES = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Comp
 PROGRAM_NODES = (ast.Module, ast.FunctionDef, ast.arguments, ast.arg, ast.Assign, ast.AugAssign,
                  ast.If, ast.For, ast.Return, ast.Pass, ast.Store, ast.Expr)
 
-#: How a refusal names a construct outside the language.
-DESCRIBE = {
+#: How a refusal names a construct outside the language, as users write it.
+DESCRIBE: dict[type, str] = {
     ast.Lambda: "lambda", ast.ListComp: "a list comprehension", ast.SetComp: "a set comprehension",
     ast.DictComp: "a dict comprehension", ast.GeneratorExp: "a generator expression",
-    ast.Subscript: "a subscript", ast.Import: "import", ast.ImportFrom: "import",
-    ast.While: "while", ast.With: "with", ast.Try: "try", ast.ClassDef: "class", ast.Global: "global",
+    ast.comprehension: "a comprehension", ast.Subscript: "a subscript", ast.Slice: "a slice",
+    ast.Import: "import", ast.ImportFrom: "import", ast.alias: "import", ast.While: "while",
+    ast.With: "with", ast.AsyncWith: "async with", ast.withitem: "with", ast.Try: "try",
+    ast.TryStar: "try", ast.ExceptHandler: "except", ast.ClassDef: "class", ast.Global: "global",
     ast.Nonlocal: "nonlocal", ast.Delete: "del", ast.Raise: "raise", ast.Assert: "assert",
-    ast.Yield: "yield", ast.Await: "await", ast.List: "a list", ast.Tuple: "a tuple",
-    ast.Dict: "a dict", ast.Set: "a set", ast.JoinedStr: "an f-string", ast.Starred: "*args",
-    ast.NamedExpr: "the walrus operator", ast.Break: "break", ast.Continue: "continue",
-    ast.AsyncFunctionDef: "async def", ast.MatMult: "the @ operator", ast.Store: "assignment",
-    ast.keyword: "a keyword argument",
+    ast.Yield: "yield", ast.YieldFrom: "yield from", ast.Await: "await", ast.List: "a list",
+    ast.Tuple: "a tuple", ast.Dict: "a dict", ast.Set: "a set", ast.JoinedStr: "an f-string",
+    ast.FormattedValue: "an f-string", ast.Starred: "*args", ast.NamedExpr: "the walrus operator :=",
+    ast.Break: "break", ast.Continue: "continue", ast.AsyncFunctionDef: "async def",
+    ast.AsyncFor: "async for", ast.AnnAssign: "an annotated assignment", ast.Match: "match",
+    ast.match_case: "match", ast.Store: "assignment", ast.Del: "del", ast.keyword: "a keyword argument",
+    ast.MatMult: "the @ operator (matrix product)", ast.LShift: "the << operator (bit shift)",
+    ast.RShift: "the >> operator (bit shift)", ast.Is: "`is`", ast.IsNot: "`is not`",
+    ast.In: "`in` (outside `for ... in range(...)`)", ast.NotIn: "`not in`",
 }
+#: Constructs refused with a message that says what to write instead.
+INSTEAD: dict[type, str] = {
+    ast.BitXor: "use ** for powers (^ is bitwise xor in Python)",
+    ast.BitAnd: "& (bitwise and) is not part of the language; use `and`",
+    ast.BitOr: "| (bitwise or) is not part of the language; use `or`",
+    ast.Invert: "~ (bitwise not) is not part of the language; use `not x` for logic or `-x` to negate",
+}
+#: Largest integer literal: beyond it float64 (every number's type) overflows.
+MAX_INTEGER_BITS = 1024
 
 
 def check_expression(tree: ast.Expression, limits: Limits, loc: tuple[str, ...]) -> None:
@@ -103,16 +120,18 @@ class Checker(ast.NodeVisitor):
         for parent in ast.walk(tree):
             for child in ast.iter_child_nodes(parent):
                 if not isinstance(child, allowed):
-                    self.unsupported(child if hasattr(child, "lineno") else parent,
-                                     what=DESCRIBE.get(type(child)))
+                    self.unsupported(child if hasattr(child, "lineno") else parent, type(child))
 
-    def unsupported(self, node: ast.AST, what: str | None = None) -> None:
-        what = what or DESCRIBE.get(type(node))
-        if what is None and isinstance(node, ast.BinOp):
-            what = DESCRIBE.get(type(node.op), type(node.op).__name__)
-        if what is None and isinstance(node, ast.Compare):
-            what = "comparison with 'is' or 'in'"
-        what = what or type(node).__name__
+    def unsupported(self, node: ast.AST, kind: type | None = None) -> None:
+        """Refuse ``node``, named by ``kind`` (its operator, say) or by its own type."""
+        kind = kind or type(node)
+        if kind in (ast.BinOp, ast.UnaryOp, ast.AugAssign):
+            kind = type(node.op)
+        elif kind is ast.Compare:
+            kind = next((type(op) for op in node.ops if type(op) not in COMPARE_OPS), kind)
+        if kind in INSTEAD:
+            return self.refuse(node, INSTEAD[kind])
+        what = DESCRIBE.get(kind) or f"this construct ({kind.__name__})"
         self.refuse(node, f"{what} is not part of the language")
 
     def generic_visit(self, node: ast.AST) -> None:
@@ -123,9 +142,16 @@ class Checker(ast.NodeVisitor):
         self.visit(node.body)
 
     def visit_Constant(self, node: ast.Constant) -> None:
-        if type(node.value) not in (int, float):
-            kind = "a string" if isinstance(node.value, str | bytes) else repr(node.value)
+        value = node.value
+        if type(value) not in (int, float):
+            kind = "a string" if isinstance(value, str | bytes) else shown(node)
             self.refuse(node, f"{kind} is not allowed; only numbers are")
+        elif type(value) is int and value.bit_length() > MAX_INTEGER_BITS:
+            self.refuse(node, f"this integer literal ({value.bit_length()} bits) is too large: "
+                              "numbers are float64, at most about 1.8e308", "number")
+        elif math.isinf(value):
+            self.refuse(node, "this number literal is too large: numbers are float64, at most "
+                              "about 1.8e308 (write inf for infinity)", "number")
 
     def visit_Name(self, node: ast.Name) -> None:
         n = node.id
@@ -133,20 +159,26 @@ class Checker(ast.NodeVisitor):
             self.refuse(node, f"names starting with '_' ({n}) are not allowed", "name")
         elif n in CONSTANTS:
             pass
-        elif function_name(n) or n in self.functions or n == "range":
+        elif n in self.functions or n == "range":
             self.refuse(node, f"{n} is a function; call it", "name")
         elif n in MODULE_NAMES:
             self.refuse(node, f"{n} is a module; use a dotted function such as {n}.sqrt(x)", "name")
         elif self.names is not None and n not in self.names:
-            self.refuse(node, f"unknown name {n!r}: not a parameter, assigned variable, "
-                              "function or constant", "name")
+            if function_name(n):
+                self.refuse(node, f"{n} is a function: call it, or assign {n} before using it "
+                                  "as a variable", "name")
+            else:
+                self.refuse(node, f"unknown name {n!r}: not a parameter, assigned variable, "
+                                  "function or constant", "name")
 
     def visit_Attribute(self, node: ast.Attribute) -> None:
         spelled = dotted(node)
         name = resolve_dotted(spelled) if spelled else None
         if name is None:
-            self.refuse(node, f"attribute access {ast.unparse(node)!r} is not allowed; "
-                              "only dotted names of whitelisted functions and constants are")
+            suggestion = did_you_mean(spelled, _dotted_names(spelled)) if spelled else ""
+            self.refuse(node, f"attribute access {shown(node)!r} is not allowed; only dotted "
+                              "names of whitelisted functions and constants are"
+                              + (f"; {suggestion}" if suggestion else ""))
         elif name in FUNCTIONS:
             self.refuse(node, f"{spelled} is a function; call it")
 
@@ -181,40 +213,57 @@ class Checker(ast.NodeVisitor):
         if node.keywords or any(isinstance(a, ast.Starred) for a in node.args):
             self.refuse(node, "only positional arguments are allowed")
         func = node.func
+        accepted: tuple[int, ...] = (len(node.args),)
+        callee: str | None = None
         if isinstance(func, ast.Name):
-            callee, shown = func.id, func.id
-            if callee in self.functions:
-                want = len(self.functions[callee].args.args)
-            elif callee == "range":
+            shown_name = func.id
+            if func.id in self.functions:
+                callee, accepted = func.id, (len(self.functions[func.id].args.args),)
+            elif func.id == "range":
                 self.refuse(node, "range() is only allowed as the iterable of a for loop")
-                want = len(node.args)
-            elif function_name(callee):
-                callee = function_name(callee)
-                want = FUNCTIONS[callee]
+            elif function_name(func.id):
+                callee = function_name(func.id)
+                accepted = FUNCTIONS[callee]
             else:
-                self.refuse(func, f"unknown function {callee!r}", "name")
-                want = len(node.args)
-        else:
-            spelled = dotted(func)
-            callee = resolve_dotted(spelled) if spelled else None
-            shown = spelled or ast.unparse(func)
-            if callee is None or callee not in FUNCTIONS:
-                self.refuse(func, f"{shown!r} is not a function of the language", "name")
-                want = len(node.args)
+                self.unknown_function(node, func.id, [*FUNCTIONS, *ALIASES, *self.functions])
+        elif isinstance(func, ast.Attribute) and dotted(func):
+            shown_name = dotted(func)
+            callee = resolve_dotted(shown_name)
+            if callee in FUNCTIONS:
+                accepted = FUNCTIONS[callee]
             else:
-                want = FUNCTIONS[callee]
-        if len(node.args) != want:
-            self.refuse(node, f"{shown}() takes {want} argument{'s' * (want != 1)}, "
+                callee = None
+                self.unknown_function(node, shown_name, _dotted_names(shown_name))
+        elif isinstance(func, ast.Attribute):  # (x + 1).real(...)
+            shown_name = shown(func)
+            self.refuse(func, f"{shown_name!r} is not a function of the language", "name")
+        else:  # (x + 1)(x - 1), 2(x + 1): a product written without *
+            shown_name = shown(func)
+            if not isinstance(func, ast.Constant | ast.Call):
+                shown_name = f"({shown_name})"
+            self.refuse(func, f"multiplication must be written: {shown_name}*({_arguments(node)})",
+                        "multiplication")
+        if callee is not None and len(node.args) not in accepted:
+            counts = " or ".join(str(n) for n in accepted)
+            self.refuse(node, f"{shown_name}() takes {counts} argument{'s' * (accepted != (1,))}, "
                               f"got {len(node.args)}", "arity")
         for a in node.args:
             self.visit(a)
         if callee == "power" and len(node.args) == 2:
             self.exponent(node.args[1])
 
+    def unknown_function(self, node: ast.Call, name: str, known: list[str]) -> None:
+        suggestion = did_you_mean(name, known)
+        if "." not in name and len(node.args) == 1:  # x(y + 1): maybe a product without *
+            product = f"if {name} is a variable, multiplication must be written: {name}*({_arguments(node)})"
+            suggestion = f"{suggestion} ({product})" if suggestion else product
+        self.refuse(node.func, f"unknown function {name!r}" + (f"; {suggestion}" if suggestion else ""),
+                    "name")
+
     def exponent(self, node: ast.AST) -> None:
         value = constant_value(node)
-        if value is not None and not abs(value) <= self.limits.max_exponent_literal:
-            self.limit(node, f"the exponent {value:g} is too large", "max_exponent_literal",
+        if value is not None and abs(value) > self.limits.max_exponent_literal:
+            self.limit(node, f"the exponent {value!r} is too large", "max_exponent_literal",
                        self.limits.max_exponent_literal, value)
 
     # programs
@@ -224,7 +273,7 @@ class Checker(ast.NodeVisitor):
                 if stmt.name in self.functions:
                     self.refuse(stmt, f"function {stmt.name!r} is defined twice", "name")
                 elif stmt.name.startswith("_") or stmt.name in CONSTANTS or function_name(stmt.name) \
-                        or stmt.name in MODULE_NAMES or stmt.name == "range":
+                        or stmt.name in MODULE_NAMES or stmt.name == "range":  # would shadow
                     self.refuse(stmt, f"{stmt.name!r} cannot be the name of a function", "name")
                 self.functions[stmt.name] = stmt
             else:
@@ -259,7 +308,9 @@ class Checker(ast.NodeVisitor):
         self.refuse(node, "functions must be defined at the top level, not nested")
 
     def local_name(self, node: ast.AST, name: str) -> None:
-        if name.startswith("_") or name in CONSTANTS or function_name(name) or name in MODULE_NAMES \
+        # a variable may share a whitelisted function's name (a call is the function, a bare name
+        # the variable), not a def's, a constant's or a module's
+        if name.startswith("_") or name in CONSTANTS or name in MODULE_NAMES \
                 or name in self.functions or name == "range":
             self.refuse(node, f"{name!r} cannot be a variable name", "name")
 
@@ -397,3 +448,24 @@ def range_length(bounds: list[int]) -> int:
     OverflowError, and the bounds may be any size here (``range(10**20)``, ``range(x)`` at 1e300)."""
     start, stop, step = (0, bounds[0], 1) if len(bounds) == 1 else (*bounds, 1)[:3]
     return max(0, -((start - stop) // step))
+
+
+def shown(node: ast.AST, limit: int = 40) -> str:
+    """A node as source text for a message, at most ``limit`` characters (and never Python's
+    int-to-str digit limit: a 5,000-digit literal is shown as ``…``)."""
+    try:
+        text = ast.unparse(node)
+    except ValueError:
+        return "…"
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _arguments(call: ast.Call) -> str:
+    return ", ".join(shown(a) for a in call.args)
+
+
+def _dotted_names(spelled: str) -> list[str]:
+    """Every whitelisted name under the module prefix of ``spelled`` (``np.sine`` → ``np.sin``,
+    ...), for suggestions."""
+    prefix = next((p for p in MODULE_PREFIXES if spelled.startswith(p)), None)
+    return [] if prefix is None else [prefix + name for name in (*FUNCTIONS, *ALIASES, *CONSTANTS)]

@@ -21,7 +21,7 @@ from labcrunch_service.language.diagnostics import At, over_limit
 from labcrunch_service.language.interpreter import Interpreter
 from labcrunch_service.language.ops import backend_ops
 from labcrunch_service.language.parse import parse
-from labcrunch_service.language.vocabulary import CONSTANTS, MODULE_NAMES, function_name
+from labcrunch_service.language.vocabulary import CONSTANTS, MODULE_NAMES, dotted, resolve_dotted
 from labcrunch_service.settings import Limits
 
 
@@ -42,6 +42,13 @@ class Formula:
     function: str | None = None
     limits: Limits = field(default_factory=Limits, repr=False, compare=False)
     loc: tuple[str, ...] = field(default=("expression",), repr=False, compare=False)
+
+    @functools.cached_property
+    def constants(self) -> dict[str, float]:
+        """The named constants the text uses (``pi``, ``e``, ``inf``, ``nan``, also spelled
+        ``np.pi``, ...), with their values, sorted by name: ``e`` is Euler's number, not the
+        elementary charge, and an answer says so."""
+        return {name: CONSTANTS[name] for name in sorted(constants_used(self.tree))}
 
     def to_callable(self, backend: str, dtype: str = "float64",
                     path: tuple[Any, ...] | None = None) -> Callable[..., Any]:
@@ -97,6 +104,20 @@ class Formula:
         return tuple(interpreter.decisions), interpreter.operations
 
 
+def constants_used(tree: ast.AST) -> set[str]:
+    """The constants a checked tree reads: bare names (never assigned: the checker refuses a
+    constant as a variable) and dotted ones (``np.pi``)."""
+    used = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id in CONSTANTS:
+            used.add(node.id)
+        elif isinstance(node, ast.Attribute):
+            name = resolve_dotted(dotted(node) or "")
+            if name in CONSTANTS:
+                used.add(name)
+    return used
+
+
 def _check_variable_count(variables: Any, limits: Limits, loc: tuple[str, ...]) -> None:
     if len(variables) > limits.max_variables:
         raise over_limit(loc, At(1, 0), f"{len(variables)} free variables", "max_variables",
@@ -108,9 +129,11 @@ def compile_expression(text: str, limits: Limits, *, loc: tuple[str, ...] = ("ex
     the text came in, for the ``loc`` of every error."""
     tree = parse(text, "eval", limits, loc)
     check_expression(tree, limits, loc)
+    called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+    # a call is a function, a bare name a variable (``gamma`` in 1/(gamma - 1) is a variable)
     variables = sorted({n.id for n in ast.walk(tree) if isinstance(n, ast.Name)
-                        and n.id not in CONSTANTS and n.id not in MODULE_NAMES
-                        and not function_name(n.id)})
+                        and id(n) not in called and n.id not in CONSTANTS
+                        and n.id not in MODULE_NAMES})
     _check_variable_count(variables, limits, loc)
     return Formula(tuple(variables), False, ast.unparse(tree), tree, None, limits, loc)
 

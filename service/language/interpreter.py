@@ -142,7 +142,7 @@ class Interpreter(ast.NodeVisitor):
         if op == "/":
             return a / b
         if op == "**":
-            return a**b
+            return self.ops.power(a, b)
         floor = self.ops.functions["floor"]
         a, b = self.ops.tensor(a), self.ops.tensor(b)
         if op == "//":
@@ -210,7 +210,7 @@ class Interpreter(ast.NodeVisitor):
         if isinstance(func, ast.Name) and func.id in self.functions:
             return self.call_function(func.id, args, node)
         name = function_name(func.id) if isinstance(func, ast.Name) else resolve_dotted(dotted(func))
-        return self.ops.functions[name](*(self.ops.tensor(a) for a in args))
+        return self.ops.call(name, args)
 
     def as_bool(self, node: ast.AST, value: Any) -> bool:
         """A Python bool for a program's ``if``: taken from a concrete value, or replayed."""

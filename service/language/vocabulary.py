@@ -6,27 +6,39 @@ from __future__ import annotations
 
 import ast
 import math
-from typing import Any
+import unicodedata
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
 import numpy as np
 
-#: Whitelisted functions and how many positional arguments each takes.
-FUNCTIONS: dict[str, int] = {
+from labcrunch_service.errors import InvalidInput
+
+V = TypeVar("V")
+
+#: Whitelisted functions and the numbers of positional arguments each accepts.
+FUNCTIONS: dict[str, tuple[int, ...]] = {
     **dict.fromkeys(
-        "sin cos tan arcsin arccos arctan sinh cosh tanh arcsinh arccosh arctanh exp expm1 log "
-        "log1p log2 log10 sqrt cbrt square abs sign floor ceil sigmoid relu elu gelu selu swish "
-        "silu softplus erf erfc".split(),
-        1,
+        "sin cos tan arcsin arccos arctan sinh cosh tanh arcsinh arccosh arctanh "
+        "cot sec csc arccot arcsec arccsc coth sech csch arccoth arcsech arccsch "
+        "exp exp2 expm1 log1p log2 log10 sqrt cbrt square abs sign floor ceil "
+        "sigmoid relu elu gelu selu swish silu softplus erf erfc erfinv "
+        "sinc gamma lgamma digamma factorial deg2rad rad2deg".split(),
+        (1,),
     ),
-    **dict.fromkeys("arctan2 minimum maximum power".split(), 2),
-    **dict.fromkeys("clip where".split(), 3),
+    **dict.fromkeys("arctan2 minimum maximum power hypot logaddexp xlogy".split(), (2,)),
+    **dict.fromkeys("log heaviside".split(), (1, 2)),  # log(x, base); heaviside(x, value at 0)
+    **dict.fromkeys("clip where".split(), (3,)),
 }
 
-#: Other spellings (Python's math, TensorFlow, builtins) of whitelisted functions.
+#: Other spellings (Python's math, numpy, scipy, TensorFlow, builtins) of whitelisted functions.
 ALIASES: dict[str, str] = {
     "asin": "arcsin", "acos": "arccos", "atan": "arctan", "atan2": "arctan2",
     "asinh": "arcsinh", "acosh": "arccosh", "atanh": "arctanh", "absolute": "abs", "fabs": "abs",
-    "pow": "power", "min": "minimum", "max": "maximum", "clip_by_value": "clip",
+    "acot": "arccot", "asec": "arcsec", "acsc": "arccsc", "acoth": "arccoth", "asech": "arcsech",
+    "acsch": "arccsch", "ln": "log", "gammaln": "lgamma", "radians": "deg2rad",
+    "degrees": "rad2deg", "pow": "power", "min": "minimum", "max": "maximum",
+    "clip_by_value": "clip",
 }
 
 CONSTANTS: dict[str, float] = {"pi": math.pi, "e": math.e, "inf": math.inf, "nan": math.nan}
@@ -102,3 +114,30 @@ def literal(value: Any) -> float | int:
         return float(value)
     except OverflowError:
         return math.inf if value > 0 else -math.inf
+
+
+def normalized(name: str) -> str:
+    """A name as Python reads it in source text: NFKC-normalised (``ℏ`` is ``ħ``, the micro sign
+    ``µ`` is the Greek ``μ``, ``ﬁ`` is ``fi``)."""
+    return unicodedata.normalize("NFKC", name)
+
+
+def normalized_keys(mapping: Mapping[str, V], loc: tuple[Any, ...]) -> dict[str, V]:
+    """``mapping`` (values by variable name, e.g. a request's ``at``) with its keys normalised as
+    the expression's names are (:func:`normalized`), so that ``{"ℏ": 1}`` gives ``ℏ`` in
+    ``ℏ * ω`` its value. Two keys that name the same variable are a 422 naming both."""
+    out: dict[str, V] = {}
+    spelled: dict[str, str] = {}
+    for key, value in mapping.items():
+        name = normalized(key)
+        if name in spelled:
+            both = f"{spelled[name]!r} and {key!r}"
+            raise InvalidInput(
+                f"{both} in {'.'.join(map(str, loc))} are the same name {name!r} once normalised "
+                "as Python reads names (Unicode NFKC); give it one value.",
+                errors=[{"loc": [*loc, k], "msg": f"the same variable as {other!r} (both are {name!r})",
+                         "type": "duplicate_variable"}
+                        for k, other in ((spelled[name], key), (key, spelled[name]))])
+        spelled[name] = key
+        out[name] = value
+    return out

@@ -46,7 +46,8 @@ def _payload(sweep: Sweep) -> dict[str, Any]:
         "x": dict(zip(sweep.variables, sweep.landscape.axes, strict=True)),
         "value": sweep.landscape.value}
     return {"variables": list(sweep.variables), "optimizer": sweep.optimizer,
-            "options": sweep.hyper_parameters, "runs": runs, "landscape": landscape}
+            "options": sweep.hyper_parameters, "runs": runs, "landscape": landscape,
+            "constants": sweep.constants}
 
 
 @router.post(

@@ -110,6 +110,9 @@ class MinimizeResponse(BaseModel):
                                              "included.")
     runs: list[RunResult]
     landscape: LandscapeResult | None = None
+    constants: dict[str, Number] = Field(
+        default_factory=dict, description="The named constants the expression used, with their "
+        "values (`e` is Euler's number).")
     backend: str
     dtype: str
     device: str

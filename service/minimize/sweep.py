@@ -19,7 +19,7 @@ import numpy as np
 
 from labcrunch_service.errors import InvalidInput, LimitExceeded, located
 from labcrunch_service.gradient.derivatives import differentiate
-from labcrunch_service.language import Formula, compile_expression
+from labcrunch_service.language import Formula, compile_expression, normalized_keys
 from labcrunch_service.minimize import on_jax, on_tensorflow, optimizers
 from labcrunch_service.minimize.types import Landscape, Objective, Plan, Run, Sweep
 from labcrunch_service.settings import Limits, Settings
@@ -46,6 +46,8 @@ def plan_sweep(
 ) -> Plan:
     """Check a request against the function's variables and the limits; InvalidInput/LimitExceeded."""
     spec, hyper_parameters = optimizers.resolve(optimizer, dict(options), backend)
+    start = normalized_keys(start, ("body", "start"))  # names as the expression's are read
+    bounds = None if bounds is None else normalized_keys(bounds, ("body", "bounds"))
     if not variables:
         raise _invalid("The expression has no variables: there is nothing to minimize.",
                        ["expression"], "no variables", "value")
@@ -201,7 +203,8 @@ def minimize_expression(expression: str, *, backend: str, limits: Limits,
     runs = backend_sweep(backend)(objective, plan)
     grid = None if landscape is None else evaluate_landscape(
         formula, runs, landscape, backend=backend, dtype=plan.dtype, limits=limits)
-    return Sweep(objective.variables, plan.optimizer, plan.hyper_parameters, runs, grid)
+    return Sweep(objective.variables, plan.optimizer, plan.hyper_parameters, runs, grid,
+                 formula.constants)
 
 
 def warmup(settings: Settings) -> None:

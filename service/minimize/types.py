@@ -5,7 +5,7 @@ the sweep's (numpy only: the HTTP process unpickles it)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -81,3 +81,4 @@ class Sweep:
     hyper_parameters: dict[str, Any]  # the options with every default filled in
     runs: list[Run]
     landscape: Landscape | None = None
+    constants: dict[str, float] = field(default_factory=dict)  # named constants the expression used

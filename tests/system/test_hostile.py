@@ -117,17 +117,17 @@ def gradient(expression: str, at: dict[str, Any], **extra: Any) -> dict[str, Any
 CASES = [
     # --- the language (gradient, minimize) -----------------------------------------------
     Hostile("hex literal of 5,000 digits", "3", "POST", GRADIENT, (413, 422),
-            gradient("0x" + "f" * 5000, {"x": 1}), by="language"),
+            gradient("0x" + "f" * 5000, {"x": 1})),
     Hostile("binary literal of 20,000 digits", "3", "POST", GRADIENT, (413, 422),
             gradient("0b" + "1" * 20000, {"x": 1})),
     Hostile("decimal literal of 5,000 digits", "3", "POST", GRADIENT, (413, 422),
             gradient("9" * 5000 + " * x", {"x": 1})),
     Hostile("exponent just over the limit, said exactly", "9b", "POST", GRADIENT, 413,
-            gradient("x**(1e3+1e-9)", {"x": 1}), detail="1000.000000001", by="language"),
+            gradient("x**(1e3+1e-9)", {"x": 1}), detail="1000.000000001"),
     Hostile("NFKC names in at", "10", "POST", GRADIENT, 200,
-            gradient("θ**2 + ℏ", {"θ": 2, "ℏ": 1}), by="language"),
+            gradient("θ**2 + ℏ", {"θ": 2, "ℏ": 1})),
     Hostile("micro sign and mu are one name", "10", "POST", GRADIENT, 200,
-            gradient("\u03bc * 2", {"\u00b5": 1}), by="language"),
+            gradient("\u03bc * 2", {"\u00b5": 1})),
     Hostile("interpreter loop past max_operations", "4", "POST", GRADIENT, 413,
             {"json": {"program": "def f(x):\n    for i in range(10000):\n        for j in "
                       "range(10000):\n            x += 1\n    return x\n", "function": "f",

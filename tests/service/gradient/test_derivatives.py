@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import random
+import time
 
 import jax
 import jax.numpy as jnp
@@ -17,8 +18,9 @@ import pytest
 import sympy as sp
 from fastapi.testclient import TestClient
 
-from labcrunch_service import cache
+from labcrunch_service import cache, progress
 from labcrunch_service.app import create_app
+from labcrunch_service.errors import ComputeTimeout
 from labcrunch_service.gradient import derivatives
 from labcrunch_service.settings import Limits, Settings
 from tests.conftest import assert_problem, wait_ready
@@ -201,7 +203,8 @@ def test_constant_expression(api):
 def test_non_finite_results_are_encoded(api, backend):
     out = post(api, expression="log(x)", at={"x": [0.0, -1.0, "Infinity", 1.0]}, backend=backend)
     assert out["value"] == ["-Infinity", "NaN", "Infinity", 0.0]
-    assert out["gradient"]["x"] == ["Infinity", -1.0, 0.0, 1.0]
+    # outside the domain (the value is NaN) the derivative is NaN too, not 1/x = -1
+    assert out["gradient"]["x"] == ["Infinity", "NaN", 0.0, 1.0]
     out = post(api, expression="x / y", at={"x": "NaN", "y": 0.0})
     assert out["value"] == "NaN"
 
@@ -469,3 +472,61 @@ def test_long_formulas_run_eagerly_instead_of_compiling(api, workers):
                                -(k**2 * np.sin(k * xs) * ys).sum(0), rtol=1e-12)
     np.testing.assert_allclose(np.array(out_expression["hessian"])[:, 0, 1], (k * np.cos(k * xs)).sum(0),
                                rtol=1e-12)
+
+
+# --- the language at the HTTP edge ----------------------------------------------------------
+
+def test_a_huge_literal_is_a_422_and_the_server_answers_the_next_request(api):
+    """A 5,000-digit hex literal once hit Python's int-to-str limit in ast.unparse (a 500)."""
+    for literal in ("0x" + "f" * 5000, "1" * 5000, "1e999", "0b" + "1" * 3000):
+        body = assert_problem(api.post("/v1/gradient", json={"expression": literal, "at": {"x": 1}}), 422)
+        assert body["errors"][0]["loc"] == ["body", "expression"] and body["errors"][0]["line"] == 1
+        assert "float64" in body["detail"]
+    assert post(api, expression="(x - 1)**2", at={"x": 3.0})["value"] == 4.0
+
+
+@pytest.mark.parametrize("text, column", [("x^2", 1), ("2x + y", 1), ("x + lgo(y)", 5)])
+def test_language_refusals_keep_loc_line_and_column(api, text, column):
+    body = assert_problem(api.post("/v1/gradient", json={"expression": text, "at": {"x": 1, "y": 1}}), 422)
+    error = body["errors"][0]
+    assert error["loc"] == ["body", "expression"] and (error["line"], error["column"]) == (1, column)
+    assert error["msg"] in body["detail"]
+
+
+def test_unicode_names_in_at_are_read_as_python_reads_the_expression(api):
+    """Python reads ℏ as ħ and µ (micro sign) as μ (NFKC); the keys of `at` are read the same."""
+    out = post(api, expression="θ**2 + ℏ", at={"θ": 2, "ℏ": 1})
+    assert out["variables"] == ["ħ", "θ"] and out["value"] == 5.0
+    assert post(api, expression="μ * 2", at={"µ": 3.0})["gradient"] == {"μ": 2.0}
+    body = assert_problem(api.post("/v1/gradient", json={"expression": "ℏ", "at": {"ℏ": 1, "ħ": 2}}), 422)
+    assert {tuple(e["loc"]) for e in body["errors"]} == {("body", "at", "ℏ"), ("body", "at", "ħ")}
+    assert "ℏ" in body["detail"] and "ħ" in body["detail"]
+
+
+def test_the_answer_lists_the_constants_used(api):
+    """`e` is Euler's number: an expression that means the elementary charge is told so."""
+    out = post(api, expression="e*V/(kb*T)", at={"V": 1.0, "kb": 1.0, "T": 1.0})
+    assert out["constants"] == {"e": pytest.approx(2.718281828459045)} and out["value"] == pytest.approx(2.718281828459045)
+    assert post(api, expression="np.pi * x + inf", at={"x": 1.0})["constants"] == {"inf": "Infinity", "pi": pytest.approx(3.141592653589793)}
+    assert post(api, expression="x**2", at={"x": 1.0})["constants"] == {}
+
+
+def test_tensorflow_runs_large_formulas_eagerly_and_stops_at_the_deadline(api, monkeypatch):
+    """Like JAX, TensorFlow does not trace and optimise a graph for a formula over
+    MAX_COMPILED_OPERATIONS (that cannot be stopped at the wall time): it evaluates it eagerly,
+    in chunks, and the interpreter checks the deadline as it goes."""
+    monkeypatch.setattr(derivatives, "EAGER_CHUNK", 2)
+    expression = " + ".join(f"sin(x * {k}) * y" for k in range(1, 41))  # ~330 nodes: over 200
+    xs, ys = np.array([0.3, 1.1, -0.7, 2.5, 0.0]), np.array([2.0, -1.0, 0.5, 1.5, -3.0])
+    before = cache.TRACES["gradient.tensorflow"]
+    out = post(api, expression=expression, at={"x": xs.tolist(), "y": ys.tolist()}, order=2,
+               backend="tensorflow")
+    assert cache.TRACES["gradient.tensorflow"] == before
+    k = np.arange(1, 41)[:, None]
+    np.testing.assert_allclose(out["gradient"]["x"], (k * np.cos(k * xs) * ys).sum(0), rtol=1e-12)
+    np.testing.assert_allclose(np.array(out["hessian"])[:, 0, 0], -(k**2 * np.sin(k * xs) * ys).sum(0),
+                               rtol=1e-12)
+    with progress.tracking(progress.Tracker(deadline=time.monotonic() - 1.0)):
+        with pytest.raises(ComputeTimeout):
+            derivatives.gradient(expression=expression, at={"x": xs, "y": ys}, order=2,
+                                 backend="tensorflow", limits=Limits())

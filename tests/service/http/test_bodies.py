@@ -99,9 +99,9 @@ def test_large_json_bodies_are_validated_in_a_worker_thread(monkeypatch):
     threads: list[int] = []
     validate = bodies._validate
 
-    def recording(adapter, body):
+    def recording(adapter, body, model=None):
         threads.append(threading.get_ident())
-        return validate(adapter, body)
+        return validate(adapter, body, model)
 
     monkeypatch.setattr(bodies, "_validate", recording)
     app = create_app(Settings(warmup=False, load_tensorflow=False))

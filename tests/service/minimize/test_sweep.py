@@ -402,3 +402,19 @@ def test_landscape_refusals(api):
     assert body["errors"][0]["loc"] == ["body", "landscape"]
     body = assert_problem(api.post(ROUTE, json=BASE | {"landscape": 10_000}), 413)
     assert (body["limit"], body["value"]) == ("max_points", 10_000**2)
+
+
+def test_unicode_names_in_start_and_bounds_are_read_as_the_expression(api):
+    """ℏ in the expression is ħ to Python (NFKC), µ (micro sign) is μ: start and bounds keys
+    are read the same; two keys naming one variable are refused, naming both."""
+    body = post_ok(api, expression="(ℏ - 1)**2 + µ**2", start={"ℏ": 3.0, "µ": 1.0},
+                   bounds={"ℏ": [2.5, None]}, optimizer="sgd", learning_rate=0.25, steps=4)
+    assert body["variables"] == ["ħ", "μ"] and body["constants"] == {}
+    assert body["runs"][0]["x"]["ħ"] == 2.5  # 3 → 2 projected onto [2.5, ∞)
+    problem = assert_problem(api.post(ROUTE, json={"expression": "ℏ**2", "start": {"ℏ": 1.0, "ħ": 2.0}}), 422)
+    assert {tuple(e["loc"]) for e in problem["errors"]} == {("body", "start", "ℏ"), ("body", "start", "ħ")}
+
+
+def test_the_answer_lists_the_constants_used(api):
+    body = post_ok(api, expression="(x - pi)**2 * e", start={"x": 0.0}, steps=1)
+    assert body["constants"] == {"e": math.e, "pi": math.pi}
