@@ -31,6 +31,7 @@ from typing import Any, Concatenate, Generic, Literal, ParamSpec, TypeVar, overl
 import httpx
 
 from labcrunch._base import AsyncTransport, Call, SyncTransport, endpoint, json_answer
+from labcrunch._repr import ShortRepr
 from labcrunch.exceptions import APIConnectionError
 from labcrunch.fit import FitAPI
 from labcrunch.fractal import FractalAPI
@@ -57,8 +58,8 @@ def _time(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text)
 
 
-@dataclass(frozen=True)
-class JobProgress:
+@dataclass(frozen=True, repr=False)
+class JobProgress(ShortRepr):
     """How far a running job has got.
 
     Attributes:
@@ -81,8 +82,8 @@ class JobProgress:
                    fraction=body.get("fraction"), eta_seconds=body.get("eta_seconds"))
 
 
-@dataclass(frozen=True)
-class JobInfo:
+@dataclass(frozen=True, repr=False)
+class JobInfo(ShortRepr):
     """A job as the server describes it (``GET /v1/jobs/{id}``).
 
     Attributes:
