@@ -235,7 +235,8 @@ def upper_limit(limit: UpperLimitResult, ax: Axes | None = None) -> Axes:
     ax.fill_between(limit.scan, band[:, 0], band[:, 4], color="yellow", label="expected ±2σ")
     ax.fill_between(limit.scan, band[:, 1], band[:, 3], color="limegreen", label="expected ±1σ")
     ax.plot(limit.scan, band[:, 2], "k--", label="expected")
-    ax.plot(limit.scan, limit.cls, "k-o", ms=3, label=f"observed (limit {limit.observed:.3g})")
+    found = "outside the scan" if limit.observed is None else f"{limit.observed:.3g}"
+    ax.plot(limit.scan, limit.cls, "k-o", ms=3, label=f"observed (limit {found})")
     ax.axhline(limit.level, color="r", label=f"CLs = {limit.level:g}")
     ax.set_xlabel(limit.poi)
     ax.set_ylabel("CLs")
