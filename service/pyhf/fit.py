@@ -336,12 +336,16 @@ def batch_fit(request: FitRequest, limits: Limits) -> dict[str, Any]:
 
 
 def warmup(settings: Settings) -> None:
-    """One small fit at start-up, then its model's whole-fit program: loads pyhf's schemas and
-    starts XLA, so the first request pays only its own model's compilation (this model stays in
-    the model cache, compiled)."""
+    """One small fit at start-up, then its model's whole-fit program, and the same model as a
+    workspace: loads pyhf's schemas and starts XLA, so the first request pays only its own
+    model's compilation (these models stay in the model cache, the first one compiled)."""
     from labcrunch_service.pyhf.schemas import FitRequest
 
     seed = {"simple": {"kind": "uncorrelated_background", "signal": [5.0], "bkg": [10.0],
                        "bkg_uncertainty": [3.5]}}
     fit(FitRequest.model_validate({"model": seed, "data": "asimov"}), settings.limits)
-    model_from_spec(seed, max_parameters=settings.limits.max_pyhf_parameters).fits.program()
+    cm = model_from_spec(seed, max_parameters=settings.limits.max_pyhf_parameters)
+    cm.fits.program()
+    workspace = {"channels": cm.model.spec["channels"], "observations": [{"name": "singlechannel", "data": [15.0]}],
+                 "measurements": [{"name": "seed", "config": {"poi": "mu", "parameters": []}}], "version": "1.0.0"}
+    model_from_spec({"workspace": workspace}, max_parameters=settings.limits.max_pyhf_parameters)

@@ -263,8 +263,9 @@ class ModelFits:
                 value, grad = value_grad(x, data)
                 return float(value), np.asarray(grad)
 
-            def hessian(x: np.ndarray, free: np.ndarray, evaluate: Callable = evaluate) -> np.ndarray:
-                return newton.finite_difference_hessian(lambda p: evaluate(p)[1], x, batch.low, batch.high, free)
+            def hessian(x: np.ndarray, free: np.ndarray, precise: bool, evaluate: Callable = evaluate) -> np.ndarray:
+                return newton.finite_difference_hessian(lambda p: evaluate(p)[1], x, batch.low, batch.high, free,
+                                                        precise)
 
             rows.append(newton.stepwise(evaluate, hessian, init[k], batch.low, batch.high, batch.fixed[k],
                                         check=progress.check_deadline))

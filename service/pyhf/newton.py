@@ -16,9 +16,10 @@ One step rule (:func:`direction`), two drivers:
 - :func:`program`: the whole fit as one ``lax.while_loop``. The data, start, bounds and fixed
   mask are arguments, so a new dataset or a fit with the POI fixed at another value reuses the
   compiled program; it maps over datasets with ``jax.vmap`` (toys, batch fits).
-- :func:`stepwise`: the same iterations driven from Python over a compiled value-and-gradient
-  function, the Hessian from finite differences of that gradient (:func:`finite_difference_hessian`).
-  It needs no whole-program compile, so it answers a new model's first requests sooner.
+- :func:`stepwise`: the same iterations driven from Python (the step rule in numpy) over a
+  compiled value-and-gradient function, the Hessian from finite differences of that gradient
+  (:func:`finite_difference_hessian`). It needs no whole-program compile, so it answers a new
+  model's first requests sooner.
 
 Plain JAX and numpy: nothing here knows pyhf.
 """
@@ -26,7 +27,7 @@ Plain JAX and numpy: nothing here knows pyhf.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -65,37 +66,36 @@ class NewtonResult(NamedTuple):
     decrement: jax.Array  # the last Newton decrement
 
 
-def direction(x: jax.Array, g: jax.Array, h: jax.Array, low: jax.Array, high: jax.Array,
-              fixed: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """The Newton step over the free set and its decrement ``−g·d`` (≥ 0)."""
+def direction(x: Any, g: Any, h: Any, low: Any, high: Any, fixed: Any, xp: Any = jnp) -> tuple[Any, Any]:
+    """The Newton step over the free set and its decrement ``−g·d`` (≥ 0); ``xp`` is
+    ``jax.numpy`` (inside the program) or ``numpy`` (the stepwise loop: nothing to compile)."""
     held = fixed | ((x <= low) & (g > 0)) | ((x >= high) & (g < 0))
     free = ~held
     # Held coordinates get a unit diagonal and no coupling: their step is 0.
-    masked = jnp.where(free[:, None] & free[None, :], h, 0.0) + jnp.diag(jnp.where(free, 0.0, 1.0))
-    gradient = jnp.where(free, g, 0.0)
-    eigenvalues, vectors = jnp.linalg.eigh(masked)
-    magnitude = jnp.abs(eigenvalues)
-    floor = EIGENVALUE_FLOOR * jnp.max(magnitude) + jnp.finfo(magnitude.dtype).tiny
-    step = -(vectors @ ((vectors.T @ gradient) / jnp.maximum(magnitude, floor)))
-    step = jnp.where(free, step, 0.0)
-    return step, -jnp.dot(gradient, step)
+    masked = xp.where(free[:, None] & free[None, :], h, 0.0) + xp.diag(xp.where(free, 0.0, 1.0))
+    gradient = xp.where(free, g, 0.0)
+    eigenvalues, vectors = xp.linalg.eigh(masked)
+    magnitude = xp.abs(eigenvalues)
+    floor = EIGENVALUE_FLOOR * xp.max(magnitude) + np.finfo(np.float64).tiny
+    step = -(vectors @ ((vectors.T @ gradient) / xp.maximum(magnitude, floor)))
+    step = xp.where(free, step, 0.0)
+    return step, -xp.dot(gradient, step)
 
 
-def _sufficient(f: jax.Array, f_new: jax.Array, g: jax.Array, moved: jax.Array) -> jax.Array:
+def _sufficient(f: Any, f_new: Any, g: Any, moved: Any, xp: Any = jnp) -> Any:
     """Armijo's test on a projected step (NaN fails), forgiving the objective's round-off."""
-    return f_new <= f + ARMIJO * jnp.dot(g, moved) + ROUND_OFF * jnp.abs(f)
+    return f_new <= f + ARMIJO * xp.dot(g, moved) + ROUND_OFF * xp.abs(f)
 
 
-def _stop_status(decrement: jax.Array, value: jax.Array, stepped: jax.Array,
-                 iterations: jax.Array) -> jax.Array:
+def _stop_status(decrement: Any, value: Any, stepped: Any, iterations: Any, xp: Any = jnp) -> Any:
     """RUNNING after a step; else CONVERGED (a decrement below TOLERANCE, or one lost in the
     objective's round-off), EXHAUSTED (MAX_ITERATIONS steps taken) or STALLED (no step decreases
     the objective enough although the decrement is large)."""
-    close = decrement <= ROUND_OFF_TOLERANCE * jnp.maximum(1.0, jnp.abs(value))
-    stopped = jnp.where(iterations >= MAX_ITERATIONS, EXHAUSTED, STALLED)
-    status = jnp.where(decrement <= TOLERANCE, CONVERGED,
-                       jnp.where(stepped, RUNNING, jnp.where(close, CONVERGED, stopped)))
-    return status.astype(jnp.int32)
+    close = decrement <= ROUND_OFF_TOLERANCE * xp.maximum(1.0, xp.abs(value))
+    stopped = xp.where(iterations >= MAX_ITERATIONS, EXHAUSTED, STALLED)
+    status = xp.where(decrement <= TOLERANCE, CONVERGED,
+                      xp.where(stepped, RUNNING, xp.where(close, CONVERGED, stopped)))
+    return status.astype(xp.int32)
 
 
 def program(value: Callable[[jax.Array, jax.Array], jax.Array],
@@ -149,48 +149,45 @@ def program(value: Callable[[jax.Array, jax.Array], jax.Array],
     return minimize
 
 
-#: direction() compiled alone (per parameter count), for the Python-driven loop.
-_direction = jax.jit(direction)
-
-
 def stepwise(value_grad: Callable[[np.ndarray], tuple[float, np.ndarray]],
-             hessian: Callable[[np.ndarray, np.ndarray], np.ndarray],
+             hessian: Callable[[np.ndarray, np.ndarray, bool], np.ndarray],
              x0: np.ndarray, low: np.ndarray, high: np.ndarray, fixed: np.ndarray,
              check: Callable[[], None] | None = None) -> NewtonResult:
     """The iterations of :func:`program`, driven from Python (numpy in and out).
 
-    ``value_grad(x)`` gives the objective and its gradient, ``hessian(x, free)`` its Hessian
-    (rows and columns of non-free coordinates may be anything). ``check`` runs between
+    ``value_grad(x)`` gives the objective and its gradient, ``hessian(x, free, precise)`` its
+    Hessian (rows and columns of non-free coordinates may be anything): the steps use a cheap
+    one (``precise`` False), the answer a precise one at the minimum. ``check`` runs between
     iterations (a deadline check).
     """
     x = np.asarray(x0, dtype=np.float64).copy()
     low, high = np.asarray(low, dtype=np.float64), np.asarray(high, dtype=np.float64)
     fixed = np.asarray(fixed, dtype=bool)
     f, g = value_grad(x)
-    h = hessian(x, ~fixed)
+    h = hessian(x, ~fixed, False)
     iterations, status, decrement = 0, RUNNING, float("inf")
     while status == RUNNING:
         if check is not None:
             check()
-        step, dec = _direction(x, g, h, low, high, fixed)
-        step, decrement = np.asarray(step), float(dec)
+        step, dec = direction(x, g, h, low, high, fixed, np)
+        decrement = float(dec)
         stepped = False
         if decrement > TOLERANCE and iterations < MAX_ITERATIONS:
             t = 1.0
             for _ in range(LINE_SEARCH_HALVINGS + 1):
                 trial = np.where(fixed, x, np.clip(x + t * step, low, high))
                 f_trial, g_trial = value_grad(trial)
-                if bool(_sufficient(f, f_trial, g, trial - x)):
+                if bool(_sufficient(f, f_trial, g, trial - x, np)):
                     stepped = True
                     break
                 t *= 0.5
-        status = int(_stop_status(decrement, f, stepped, iterations))
+        status = int(_stop_status(decrement, f, stepped, iterations, np))
         if stepped:
             x, f, g = trial, f_trial, g_trial
-            h = hessian(x, ~fixed)
+            h = hessian(x, ~fixed, False)
             iterations += 1
-    return NewtonResult(x, np.float64(f), h, np.int32(iterations), np.bool_(status == CONVERGED),
-                        np.float64(decrement))
+    return NewtonResult(x, np.float64(f), hessian(x, ~fixed, True), np.int32(iterations),
+                        np.bool_(status == CONVERGED), np.float64(decrement))
 
 
 #: Relative finite-difference step of :func:`finite_difference_hessian`.
@@ -198,15 +195,19 @@ HESSIAN_STEP = 1e-3
 
 
 def finite_difference_hessian(gradient: Callable[[np.ndarray], np.ndarray], x: np.ndarray,
-                              low: np.ndarray, high: np.ndarray, free: np.ndarray) -> np.ndarray:
+                              low: np.ndarray, high: np.ndarray, free: np.ndarray,
+                              precise: bool = True) -> np.ndarray:
     """The Hessian from an exact gradient, column by column over the ``free`` coordinates.
 
-    Five-point central differences, or, where ``x ± 2h`` would leave the box, five-point
-    one-sided ones into it: error O(h⁴) either way (~1e-10 relative for a smooth −2 ln L at
-    h = 1e-3). Rows and columns of non-free coordinates are 0; the result is symmetrised.
+    ``precise``: five-point central differences, or, where ``x ± 2h`` would leave the box,
+    five-point one-sided ones into it: error O(h⁴) either way (~1e-10 relative for a smooth
+    −2 ln L at h = 1e-3). Otherwise (a step's Hessian, half the gradient calls): two-point
+    central or one-sided differences, O(h²) and O(h) (~1e-6, ~1e-3). Rows and columns of
+    non-free coordinates are 0; the result is symmetrised.
     """
     n = x.size
     out = np.zeros((n, n))
+    g0: np.ndarray | None = None
     for i in np.flatnonzero(free):
         h = HESSIAN_STEP * max(1.0, abs(float(x[i])))
 
@@ -215,12 +216,20 @@ def finite_difference_hessian(gradient: Callable[[np.ndarray], np.ndarray], x: n
             shifted[i] += offset
             return np.asarray(gradient(shifted), dtype=np.float64)
 
-        if x[i] - 2 * h >= low[i] and x[i] + 2 * h <= high[i]:
-            column = (8 * (g_at(h) - g_at(-h)) - (g_at(2 * h) - g_at(-2 * h))) / (12 * h)
+        reach = 2 * h if precise else h
+        if x[i] - reach >= low[i] and x[i] + reach <= high[i]:
+            if precise:
+                column = (8 * (g_at(h) - g_at(-h)) - (g_at(2 * h) - g_at(-2 * h))) / (12 * h)
+            else:
+                column = (g_at(h) - g_at(-h)) / (2 * h)
         else:
             side = 1.0 if x[i] + 4 * h <= high[i] else -1.0  # into the box
-            weights = (-25.0, 48.0, -36.0, 16.0, -3.0)
-            column = sum(w * g_at(side * k * h) for k, w in enumerate(weights)) / (12 * side * h)
+            if precise:
+                weights = (-25.0, 48.0, -36.0, 16.0, -3.0)
+                column = sum(w * g_at(side * k * h) for k, w in enumerate(weights)) / (12 * side * h)
+            else:
+                g0 = g_at(0.0) if g0 is None else g0
+                column = (g_at(side * h) - g0) / (side * h)
         out[:, i] = column
     mask = np.asarray(free, dtype=bool)
     out = np.where(mask[:, None] & mask[None, :], out, 0.0)

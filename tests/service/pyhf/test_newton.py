@@ -54,8 +54,8 @@ def stepwise(x0, data, low=LOW, high=HIGH, fixed=np.zeros(3, dtype=bool)):
         value, grad = vg(x, data)
         return float(value), np.asarray(grad)
 
-    def hessian(x, free):
-        return newton.finite_difference_hessian(lambda p: evaluate(p)[1], x, low, high, free)
+    def hessian(x, free, precise):
+        return newton.finite_difference_hessian(lambda p: evaluate(p)[1], x, low, high, free, precise)
 
     return newton.stepwise(evaluate, hessian, x0, low, high, fixed)
 
