@@ -227,13 +227,13 @@ class ModelFits:
         rows = []
         low, high = jnp.asarray(batch.low), jnp.asarray(batch.high)
         for k in range(len(batch)):
-            rows.append(program(init[k], batch.data[k], low, high, batch.fixed[k]))
+            rows.append(jax.device_get(program(init[k], batch.data[k], low, high, batch.fixed[k])))
             if report is not None:
                 report(k + 1, len(batch))
             else:
                 progress.check_deadline()
-        return _results([np.asarray(r.pars) for r in rows], [r.value for r in rows],
-                        [np.asarray(r.hessian) for r in rows], [r.converged for r in rows])
+        return _results([r.pars for r in rows], [r.value for r in rows], [r.hessian for r in rows],
+                        [r.converged for r in rows])
 
     def _batched(self, batch: FitBatch, init: np.ndarray, report: Callable[[int, int], None] | None) -> FitResults:
         size = chunk_size(self.npars)
@@ -242,7 +242,8 @@ class ModelFits:
         for begin in range(0, len(batch), size):
             stop = min(begin + size, len(batch))
             index = np.arange(begin, begin + size).clip(max=stop - 1)  # pad with the last fit
-            parts.append(program(init[index], batch.data[index], batch.low, batch.high, batch.fixed[index]))
+            parts.append(jax.device_get(program(init[index], batch.data[index], batch.low, batch.high,
+                                                batch.fixed[index])))
             if report is not None:
                 report(stop, len(batch))
             else:
