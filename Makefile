@@ -10,14 +10,14 @@ HASH         := $(shell cksum pyproject.toml | cut -d' ' -f1)
 SERVER_STAMP := $(VENV)/.stamp-server-$(HASH)
 TEST_STAMP   := $(VENV)/.stamp-test-$(HASH)
 
-.PHONY: serve test test-fast lint bench bench-quick clean
+.PHONY: serve test test-fast lint bench bench-quick clean web
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(SERVER_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[server]'
+	$(BIN)/python -m pip install --quiet -e '.[server,plot]'
 	rm -f $(VENV)/.stamp-server-* && touch $@
 
 $(TEST_STAMP): pyproject.toml | $(BIN)/python
@@ -44,5 +44,12 @@ bench: $(TEST_STAMP)
 bench-quick: $(TEST_STAMP)
 	$(BIN)/python -m bench --quick
 
+# The browser libraries the service serves (API docs, the page's map and charts): npm installs the
+# versions web/package-lock.json pins, web/vendor.mjs copies the files served into
+# service/web/static/vendor/ (committed: `make serve` and `make test` need no npm). Run it after
+# changing web/package.json.
+web:
+	cd web && npm ci --no-audit --no-fund --ignore-scripts && node vendor.mjs
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis web/node_modules tests/browser/screenshots

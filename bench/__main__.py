@@ -12,7 +12,7 @@ import traceback
 from bench.harness import format_table, machine, stop_servers, write
 
 # Each name is a module bench/<name>.py with run(quick: bool) -> dict.
-ALL = ["fractal", "gradient", "minimize", "fit", "pyhf", "load"]
+ALL = ["fractal", "gradient", "compile", "minimize", "fit", "pyhf", "load"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -134,6 +134,36 @@ def _check_fractal_counts(response: Any) -> None:
     assert counts[0, 0] == counts[-1, -1] == 1, (counts[0, 0], counts[-1, -1])
 
 
+SEED_NETWORK = {"inputs": 4, "layers": [{"units": 64, "activation": "relu"},
+                                        {"units": 32, "activation": "relu"},
+                                        {"units": 1, "activation": "softmax"}]}
+LINEAR_NETWORK = {"inputs": 2, "layers": [{"units": 1}],
+                  "weights": [{"kernel": [[2.0], [3.0]], "bias": [1.0]}]}
+
+
+def _check_dense_summary(response: Any) -> None:
+    body = _json(response)
+    assert [layer["parameters"] for layer in body["layers"]] == [320, 2080, 33], body["layers"]
+    assert body["total_parameters"] == 2433 and "softmax to 1 unit" in body["warnings"][0]
+
+
+def _check_dense_weights(response: Any) -> None:
+    (kernel, bias), = ((np.asarray(w["kernel"]), np.asarray(w["bias"])) for w in _json(response)["weights"])
+    assert kernel.shape == (4, 3) and np.abs(kernel).max() <= math.sqrt(6 / 7), kernel  # Glorot
+    _close(bias, np.zeros(3))
+
+
+def _check_dense_predict(response: Any) -> None:
+    body = _json(response)
+    _close(body["outputs"], [[6.0], [1.0]], rtol=1e-12)  # 2·x0 + 3·x1 + 1
+    _close(body["jacobian"], [[[2.0, 3.0]], [[2.0, 3.0]]], rtol=1e-12)
+
+
+def _check_dense_train(response: Any) -> None:
+    weights = _json(response)["weights"][0]  # full-batch SGD on mse: the least-squares line
+    _close([weights["kernel"][0][0], weights["bias"][0]], np.polyfit(LINE_X, LINE_Y, 1), rtol=1e-6)
+
+
 def smoke_requests() -> list[Smoke]:
     pyhf = {"model": SEED_MODEL, "data": "asimov"}
     return [
@@ -168,6 +198,18 @@ def smoke_requests() -> list[Smoke]:
               json={"kind": "mandelbrot", "width": 96, "height": 64, "max_iter": 50, "format": "npy"}),
         Smoke("/v1/fractal/tiles/{z}/{x}/{y}.png", "GET", "/v1/fractal/tiles/1/0/1.png",
               _png_of_size(256, 256), params={"max_iter": 100}),
+        # Summary is arithmetic in the HTTP process and initial weights numpy: no device.
+        Smoke("/v1/nn/dense/summary", "POST", "/v1/nn/dense/summary", _check_dense_summary,
+              json={"network": SEED_NETWORK}, on_gpu=False),
+        Smoke("/v1/nn/dense/weights", "POST", "/v1/nn/dense/weights", _check_dense_weights,
+              json={"network": {"inputs": 4, "layers": [{"units": 3, "activation": "relu"}],
+                                "seed": 1}}, on_gpu=False),
+        Smoke("/v1/nn/dense/predict", "POST", "/v1/nn/dense/predict", _check_dense_predict,
+              json={"network": LINEAR_NETWORK, "x": [[1.0, 1.0], [0.0, 0.0]], "jacobian": True}),
+        Smoke("/v1/nn/dense/train", "POST", "/v1/nn/dense/train", _check_dense_train,
+              json={"network": {"inputs": 1, "layers": [{"units": 1}], "seed": 0},
+                    "x": LINE_X[:, None].tolist(), "y": LINE_Y.tolist(), "optimizer": "sgd",
+                    "learning_rate": 0.02, "epochs": 2000, "batch_size": 10, "shuffle": False}),
     ]
 
 

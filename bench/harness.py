@@ -126,6 +126,7 @@ class Server:
     process: subprocess.Popen
     log_path: Path
     startup_s: float
+    data_dir: Path | None = None  # removed on stop: made for this server
 
     def rss_mb(self) -> float:
         """Resident memory of the server process (Linux /proc), in MiB."""
@@ -146,6 +147,8 @@ class Server:
                 self.process.kill()
                 self.process.wait()
         self.log_path.unlink(missing_ok=True)
+        if self.data_dir is not None:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
 def free_port() -> int:
@@ -177,14 +180,19 @@ def start_server(env: dict[str, str] | None = None, ready_timeout_s: float = 300
     command = [script] if script else [sys.executable, "-m", "labcrunch_service.cli"]
     command += ["serve", "--host", LOOPBACK, "--port", str(port)]
     log = tempfile.NamedTemporaryFile(prefix="labcrunch-bench-", suffix=".log", delete=False)
+    # A data folder of its own unless given: nothing compiled by an earlier run is found in the
+    # persistent compilation cache, so first requests measure compiles.
+    data_dir = None if "LABCRUNCH_DATA_DIR" in (env or {}) else Path(
+        tempfile.mkdtemp(prefix="labcrunch-bench-data-"))
     started = time.perf_counter()
     process = subprocess.Popen(
         command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        env={**os.environ, "LABCRUNCH_LOG_LEVEL": "WARNING", "LABCRUNCH_LOG_JSON": "false", **(env or {})},
+        env={**os.environ, "LABCRUNCH_LOG_LEVEL": "WARNING", "LABCRUNCH_LOG_JSON": "false",
+             **({"LABCRUNCH_DATA_DIR": str(data_dir)} if data_dir else {}), **(env or {})},
         preexec_fn=_dies_with(os.getpid()) if sys.platform == "linux" else None,
     )
     log.close()  # the child writes to its own copy of the descriptor
-    server = Server(f"http://{LOOPBACK}:{port}", process, Path(log.name), 0.0)
+    server = Server(f"http://{LOOPBACK}:{port}", process, Path(log.name), 0.0, data_dir)
     # Registered before the (up to minutes long) wait, so Ctrl-C or SIGTERM during the server's
     # warm-up still stops it (stop_servers); any failure to come up stops it here.
     _servers.append(server)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import math
+import struct
+import zipfile
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,6 +16,7 @@ from labcrunch._constants import BINARY_THRESHOLD
 
 NPY_MEDIA_TYPE = "application/x-npy"
 NPZ_MEDIA_TYPE = "application/x-npz"
+_NPY_HEADER_BYTES = 16_384  # numpy reads .npy headers of at most 10,000 bytes
 
 #: JSON has no NaN or infinity: the server writes (and reads) them as these strings.
 NON_FINITE: Mapping[str, float] = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
@@ -82,13 +85,35 @@ def to_npz(arrays: Mapping[str, Any]) -> bytes:
     return buf.getvalue()
 
 
-def from_npy(data: bytes) -> np.ndarray:
-    """The array of an .npy body; object arrays (pickles) are refused."""
-    arr: np.ndarray = np.load(io.BytesIO(data), allow_pickle=False)
-    return arr
+def from_npy(data: bytes | memoryview) -> np.ndarray:
+    """The array of an .npy body: a read-only view of ``data``, not a copy (``.copy()`` it to
+    change it); object arrays (pickles) are refused."""
+    buf = io.BytesIO(data[:_NPY_HEADER_BYTES])
+    major, _minor = np.lib.format.read_magic(buf)
+    read_header = (np.lib.format.read_array_header_1_0 if major == 1
+                   else np.lib.format.read_array_header_2_0)
+    shape, fortran, dtype = read_header(buf)
+    if dtype.hasobject:
+        raise ValueError(f"the .npy array has dtype {dtype}: object arrays are refused")
+    flat = np.frombuffer(data, dtype=dtype, count=math.prod(shape), offset=buf.tell())
+    return flat.reshape(shape[::-1]).T if fortran else flat.reshape(shape)
 
 
 def from_npz(data: bytes) -> dict[str, np.ndarray]:
-    """The named arrays of an .npz body; object arrays (pickles) are refused."""
-    with np.load(io.BytesIO(data), allow_pickle=False) as archive:
-        return {k: archive[k] for k in archive.files}
+    """The named arrays of an .npz body. Stored members (what the server writes) are read-only
+    views of ``data``, not copies; compressed ones are read by numpy. Object arrays (pickles)
+    are refused."""
+    view = memoryview(data)
+    arrays = {}
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        for info in archive.infolist():
+            name = info.filename.removesuffix(".npy")
+            if info.compress_type != zipfile.ZIP_STORED:
+                with archive.open(info) as member:
+                    arrays[name] = np.lib.format.read_array(member, allow_pickle=False)
+                continue
+            # The local header's name and extra field may differ in length from the directory's.
+            name_length, extra_length = struct.unpack_from("<2H", view, info.header_offset + 26)
+            start = info.header_offset + 30 + name_length + extra_length
+            arrays[name] = from_npy(view[start:start + info.file_size])
+    return arrays

@@ -7,11 +7,13 @@ from labcrunch.fit import FitAPI
 from labcrunch.fractal import FractalAPI
 from labcrunch.gradient import GradientAPI
 from labcrunch.minimize import MinimizeAPI
+from labcrunch.nn import AsyncDenseAPI, DenseAPI, NnAPI
 from labcrunch.pyhf import PyhfAPI
 from labcrunch.service import ServiceAPI
 
 
-class Client(ServiceAPI, GradientAPI, MinimizeAPI, FitAPI, PyhfAPI, FractalAPI, SyncTransport):
+class Client(ServiceAPI, GradientAPI, MinimizeAPI, FitAPI, PyhfAPI, FractalAPI, NnAPI, DenseAPI,
+             SyncTransport):
     """Synchronous client of a labcrunch server; a context manager that closes its connections.
 
     Example:
@@ -33,7 +35,8 @@ class Client(ServiceAPI, GradientAPI, MinimizeAPI, FitAPI, PyhfAPI, FractalAPI, 
     """
 
 
-class AsyncClient(ServiceAPI, GradientAPI, MinimizeAPI, FitAPI, PyhfAPI, FractalAPI, AsyncTransport):
+class AsyncClient(ServiceAPI, GradientAPI, MinimizeAPI, FitAPI, PyhfAPI, FractalAPI, NnAPI,
+                  AsyncDenseAPI, AsyncTransport):
     """Asynchronous twin of :class:`Client`: the same methods and arguments, awaited.
 
     Example:

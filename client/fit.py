@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
@@ -12,6 +13,7 @@ from numpy.typing import ArrayLike
 
 from labcrunch._arrays import NPY_MEDIA_TYPE, array, binary_wanted, json_numbers, number, to_npy
 from labcrunch._base import Call, endpoint
+from labcrunch._repr import ShortRepr
 from labcrunch._types import Backend
 
 if TYPE_CHECKING:
@@ -24,8 +26,8 @@ FitMethod = Literal["least_squares", "gradient_descent"]
 FitOptimizer = Literal["sgd", "adam"]
 
 
-@dataclass(frozen=True)
-class LineFitResult:
+@dataclass(frozen=True, repr=False)
+class LineFitResult(ShortRepr):
     """A fitted line y = m·x + q with its uncertainties, and the data it was fitted to.
 
     Attributes:
@@ -84,19 +86,20 @@ class LineFitResult:
         variance = c[0, 0] * x * x + 2 * c[0, 1] * x + c[1, 1]
         return self.m * x + self.q, np.sqrt(np.maximum(variance, 0.0))
 
-    def plot(self, ax: Axes | None = None, *, max_points: int = 5_000) -> Axes:
-        """Data, fitted line and its 1σ band (see :func:`labcrunch.plot.line_fit`); returns the
-        Axes. Needs matplotlib."""
+    def plot(self, ax: Axes | None = None, *, max_points: int = 5_000,
+             path: str | Path | None = None) -> Axes:
+        """Data, fitted line and its 1σ band (see :func:`labcrunch.plot.line_fit`), saved to
+        ``path`` when given; returns the Axes. Needs matplotlib."""
         from labcrunch import plot
 
-        return plot.line_fit(self, ax, max_points=max_points)
+        return plot.line_fit(self, ax, max_points=max_points, path=path)
 
-    def plot_loss(self, ax: Axes | None = None) -> Axes:
-        """Gradient descent's loss per epoch (see :func:`labcrunch.plot.line_fit_loss`); returns
-        the Axes. Needs matplotlib."""
+    def plot_loss(self, ax: Axes | None = None, *, path: str | Path | None = None) -> Axes:
+        """Gradient descent's loss per epoch (see :func:`labcrunch.plot.line_fit_loss`), saved
+        to ``path`` when given; returns the Axes. Needs matplotlib."""
         from labcrunch import plot
 
-        return plot.line_fit_loss(self, ax)
+        return plot.line_fit_loss(self, ax, path=path)
 
 
 def _column(values: ArrayLike, name: str) -> np.ndarray:

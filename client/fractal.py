@@ -14,6 +14,7 @@ import numpy as np
 
 from labcrunch._arrays import array, from_npy
 from labcrunch._base import Call, endpoint, json_answer
+from labcrunch._repr import ShortRepr
 from labcrunch._types import DType
 
 #: The sets the server draws.
@@ -26,13 +27,30 @@ Colormap = Literal["viridis", "magma", "inferno", "plasma", "cividis", "gray", "
 CountsFormat = Literal["npy", "json"]
 
 
-@dataclass(frozen=True)
-class FractalImage:
+@dataclass(frozen=True, repr=False)
+class FractalImage(ShortRepr):
     """A rendered PNG: its bytes, and where and how fast it was computed."""
 
     data: bytes
     elapsed_ms: float | None
     device: str | None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) in pixels, read from the PNG header."""
+        if self.data[:8] != b"\x89PNG\r\n\x1a\n" or len(self.data) < 24:
+            raise ValueError("not a PNG image")
+        return int.from_bytes(self.data[16:20], "big"), int.from_bytes(self.data[20:24], "big")
+
+    def __repr__(self) -> str:  # a script prints the size, not the bytes; Jupyter shows the picture
+        try:
+            width, height = self.size
+            what = f"{width}×{height} PNG"
+        except ValueError:
+            what = "not a PNG"
+        timing = "" if self.elapsed_ms is None else f", {self.elapsed_ms:.1f} ms"
+        where = "" if self.device is None else f" on {self.device}"
+        return f"FractalImage({what}, {len(self.data):,} bytes{timing}{where})"
 
     def save(self, path: str | Path) -> Path:
         """Write the PNG to ``path``; returns the path."""
@@ -52,8 +70,8 @@ class FractalImage:
         return self.data
 
 
-@dataclass(frozen=True)
-class FractalCounts:
+@dataclass(frozen=True, repr=False)
+class FractalCounts(ShortRepr):
     """Escape counts of every pixel, row 0 at the top (y_max).
 
     Attributes:
@@ -62,6 +80,8 @@ class FractalCounts:
         box: The view ``{"x_min", "x_max", "y_min", "y_max"}`` (JSON answers; None for .npy).
         kind, max_iter: What was computed.
         elapsed_ms, device: How fast and where (None when the server did not say).
+
+    ``counts`` from an .npy answer is a read-only view of the answer's bytes, not a copy.
     """
 
     counts: np.ndarray

@@ -15,11 +15,12 @@ from numpy.typing import ArrayLike
 
 from labcrunch import _arrays
 from labcrunch._base import Call, endpoint, json_answer
+from labcrunch._repr import ShortRepr
 from labcrunch._types import Backend, DType
 
 
-@dataclass(frozen=True)
-class GradientResult:
+@dataclass(frozen=True, repr=False)
+class GradientResult(ShortRepr):
     """Derivatives at one point (0-d ``value``) or a batch (``value`` of shape (N,)).
 
     Attributes:
@@ -29,6 +30,9 @@ class GradientResult:
         hessian: Second derivatives (``order=2``), shape (n, n) or (N, n, n); else None.
         backend, dtype, device: Where and how it was computed.
         elapsed_ms: Compute time on the server.
+
+    Arrays from a binary (.npz) answer are read-only views of the answer's bytes, not copies:
+    ``.copy()`` one to change it.
     """
 
     variables: tuple[str, ...]

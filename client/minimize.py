@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
@@ -13,6 +14,7 @@ import numpy as np
 from labcrunch._arrays import array, number
 from labcrunch._base import Call, endpoint, json_answer
 from labcrunch._constants import LANDSCAPE_POINTS
+from labcrunch._repr import ShortRepr
 from labcrunch._types import Backend, DType
 
 if TYPE_CHECKING:
@@ -22,8 +24,8 @@ if TYPE_CHECKING:
 Optimizer = Literal["sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "adagrad", "lbfgs"]
 
 
-@dataclass(frozen=True)
-class RunHistory:
+@dataclass(frozen=True, repr=False)
+class RunHistory(ShortRepr):
     """One run's recorded steps; ``x[name][i]`` is the variable at ``step[i]``."""
 
     step: np.ndarray
@@ -38,13 +40,17 @@ class RunHistory:
                    x={k: array(v) for k, v in body["x"].items()},
                    value=array(body["value"]), grad_norm=array(body["grad_norm"]))
 
+    def __repr__(self) -> str:
+        first, last = (int(self.step[0]), int(self.step[-1])) if len(self.step) else (0, 0)
+        return f"RunHistory({len(self.step)} entries, steps {first}..{last}, variables {', '.join(self.x)})"
+
     def points(self, variables: Sequence[str]) -> np.ndarray:
         """The path as an (entries, n_variables) array in ``variables`` order."""
         return np.column_stack([self.x[v] for v in variables])
 
 
-@dataclass(frozen=True)
-class MinimizeRun:
+@dataclass(frozen=True, repr=False)
+class MinimizeRun(ShortRepr):
     """One learning rate's run: where it ended, whether it converged or diverged, its path."""
 
     learning_rate: float | None
@@ -69,8 +75,8 @@ class MinimizeRun:
         )
 
 
-@dataclass(frozen=True)
-class Landscape:
+@dataclass(frozen=True, repr=False)
+class Landscape(ShortRepr):
     """The function on a grid over the visited region: ``value`` has shape (len(x[v]),) for one
     variable, (len(x[second]), len(x[first])) for two."""
 
@@ -82,8 +88,8 @@ class Landscape:
         return cls(x={k: array(v) for k, v in body["x"].items()}, value=array(body["value"]))
 
 
-@dataclass(frozen=True)
-class MinimizeResult:
+@dataclass(frozen=True, repr=False)
+class MinimizeResult(ShortRepr):
     """The runs of one sweep and, for one or two variables, the function on a grid."""
 
     expression: str | None
@@ -110,16 +116,17 @@ class MinimizeResult:
             elapsed_ms=float(body["elapsed_ms"]),
         )
 
-    def plot(self, ax: Axes | None = None) -> Axes:
-        """The function and each run's path (see :func:`labcrunch.plot.minimize_paths`);
-        returns the Axes. Needs matplotlib."""
+    def plot(self, ax: Axes | None = None, *, path: str | Path | None = None) -> Axes:
+        """The function and each run's path with its start and end marked (see
+        :func:`labcrunch.plot.minimize_paths`), saved to ``path`` when given; returns the Axes.
+        Needs matplotlib."""
         from labcrunch import plot
 
-        return plot.minimize_paths(self, ax)
+        return plot.minimize_paths(self, ax, path=path)
 
 
-@dataclass(frozen=True)
-class HyperParameterInfo:
+@dataclass(frozen=True, repr=False)
+class HyperParameterInfo(ShortRepr):
     """One option of an optimiser: its default and the range the server accepts."""
 
     default: float | bool
@@ -137,8 +144,8 @@ class HyperParameterInfo:
                    exclusive_maximum=bool(body["exclusive_maximum"]))
 
 
-@dataclass(frozen=True)
-class OptimizerInfo:
+@dataclass(frozen=True, repr=False)
+class OptimizerInfo(ShortRepr):
     """An optimiser the server offers: its update rule, default learning rate (None: it takes
     none), backends and options."""
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
@@ -34,6 +35,7 @@ import numpy as np
 
 from labcrunch._arrays import NPZ_MEDIA_TYPE, array, binary_wanted, from_npz, number
 from labcrunch._base import Call, endpoint, json_answer
+from labcrunch._repr import ShortRepr
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -130,8 +132,8 @@ def _center(body: Mapping[str, Any]) -> Any:
     return body["center"] if "center" in body else body["centre"]
 
 
-@dataclass(frozen=True)
-class Ellipse:
+@dataclass(frozen=True, repr=False)
+class Ellipse(ShortRepr):
     """A confidence ellipse of two parameters around the best fit.
 
     Attributes:
@@ -170,8 +172,8 @@ class Ellipse:
         return plot.ellipse_patch(self, **kwargs)
 
 
-@dataclass(frozen=True)
-class PyhfFitResult:
+@dataclass(frozen=True, repr=False)
+class PyhfFitResult(ShortRepr):
     """A maximum-likelihood fit with its Hessian, covariance and confidence ellipses.
 
     Attributes:
@@ -229,16 +231,49 @@ class PyhfFitResult:
         i = self.parameters.index(name)
         return float(self.bestfit[i]), float(self.uncertainties[i])
 
-    def plot_correlation(self, ax: Axes | None = None) -> Axes:
+    def plot_correlation(self, ax: Axes | None = None, *, path: str | Path | None = None) -> Axes:
         """The correlation matrix as a labelled colour map (see
-        :func:`labcrunch.plot.correlation_matrix`); returns the Axes. Needs matplotlib."""
+        :func:`labcrunch.plot.correlation_matrix`), saved to ``path`` when given; returns the
+        Axes. Needs matplotlib."""
         from labcrunch import plot
 
-        return plot.correlation_matrix(self, ax)
+        return plot.correlation_matrix(self, ax, path=path)
+
+    def scan_axes(self, x: str, y: str, points: int = 61, *, margin: float = 1.1,
+                  ) -> tuple[tuple[str, float, float, int], tuple[str, float, float, int]]:
+        """Axes for :meth:`labcrunch.Client.pyhf_scan` of the pair (``x``, ``y``) that hold the
+        fit's largest ellipse of that pair, ``margin`` times its half-width on each side of the
+        best fit (without such an ellipse, ±3σ of each parameter).
+
+        Example:
+            >>> seed = simple_model(signal=[5.0], bkg=[10.0], bkg_uncertainty=[3.5])
+            >>> fit = lc.pyhf_fit(seed)
+            >>> [(name, round(low, 2), round(high, 2), n)
+            ...  for name, low, high, n in fit.scan_axes("mu", "uncorr_bkguncrt[0]", 41)]
+            [('mu', -1.85, 3.85, 41), ('uncorr_bkguncrt[0]', 0.04, 1.96, 41)]
+
+        Raises:
+            ValueError: A name that is not a free parameter of the fit.
+        """
+        for name in (x, y):
+            if name not in self.free_parameters:
+                raise ValueError(f"{name!r} is not a free parameter of this fit "
+                                 f"({', '.join(self.free_parameters)})")
+        center = [self.value(name)[0] for name in (x, y)]
+        reach = [3 * self.value(name)[1] for name in (x, y)]
+        pair = [e for e in self.ellipses if e.parameters == (x, y)]
+        if pair:
+            widest = max(pair, key=lambda e: e.confidence_level)
+            a, b = widest.semi_axes
+            phi = np.radians(widest.angle_deg)
+            reach = [margin * float(np.hypot(a * np.cos(phi), b * np.sin(phi))),
+                     margin * float(np.hypot(a * np.sin(phi), b * np.cos(phi)))]
+        return ((x, center[0] - reach[0], center[0] + reach[0], points),
+                (y, center[1] - reach[1], center[1] + reach[1], points))
 
 
-@dataclass(frozen=True)
-class PyhfBatchFitResult:
+@dataclass(frozen=True, repr=False)
+class PyhfBatchFitResult(ShortRepr):
     """Best fits of one model to many datasets (one row per dataset, in the order sent).
 
     Attributes:
@@ -281,8 +316,8 @@ class PyhfBatchFitResult:
         )
 
 
-@dataclass(frozen=True)
-class PyhfScanResult:
+@dataclass(frozen=True, repr=False)
+class PyhfScanResult(ShortRepr):
     """A likelihood scan of two parameters and its gradient on a coarser grid.
 
     Attributes:
@@ -339,13 +374,14 @@ class PyhfScanResult:
         return cls.from_json(body)
 
     def plot(self, ax: Axes | None = None, *, fit: PyhfFitResult | None = None,
-             arrow_scale: float | None = None) -> Axes:
+             arrow_scale: float | None = None, path: str | Path | None = None) -> Axes:
         """The seed notebook's figure: the scan as a colour map, its gradient as arrows and, with
-        ``fit``, the best fit and ellipses (see :func:`labcrunch.plot.likelihood_scan`); returns
-        the Axes. Needs matplotlib."""
+        ``fit``, the best fit and labelled ellipses (see
+        :func:`labcrunch.plot.likelihood_scan`), saved to ``path`` when given; returns the Axes.
+        Needs matplotlib."""
         from labcrunch import plot
 
-        return plot.likelihood_scan(self, ax, fit=fit, arrow_scale=arrow_scale)
+        return plot.likelihood_scan(self, ax, fit=fit, arrow_scale=arrow_scale, path=path)
 
 
 def _optional(body: Mapping[str, Any], key: str) -> np.ndarray | None:
@@ -353,8 +389,8 @@ def _optional(body: Mapping[str, Any], key: str) -> np.ndarray | None:
     return None if value is None else array(value)
 
 
-@dataclass(frozen=True)
-class HypotestResult:
+@dataclass(frozen=True, repr=False)
+class HypotestResult(ShortRepr):
     """CLs, CLs+b and CLb at each POI value, asymptotic or from toys.
 
     ``cls_expected`` (with ``expected=True``) has shape (n, 5): the expected CLs at −2σ, −1σ,
@@ -402,8 +438,8 @@ class HypotestResult:
                    warnings=list(body.get("warnings", [])))
 
 
-@dataclass(frozen=True)
-class UpperLimitResult:
+@dataclass(frozen=True, repr=False)
+class UpperLimitResult(ShortRepr):
     """The observed and expected upper limits on the POI from a CLs scan.
 
     ``expected`` holds the limits at −2σ, −1σ, median, +1σ, +2σ; ``cls_expected`` the expected
@@ -440,12 +476,13 @@ class UpperLimitResult:
                    calctype=body.get("calctype", "asymptotics"), optimizer=body.get("optimizer", "scipy"),
                    ntoys=body.get("ntoys"), seed=body.get("seed"))
 
-    def plot(self, ax: Axes | None = None) -> Axes:
+    def plot(self, ax: Axes | None = None, *, path: str | Path | None = None) -> Axes:
         """Observed CLs over the scan with the expected bands and the level line (see
-        :func:`labcrunch.plot.upper_limit`); returns the Axes. Needs matplotlib."""
+        :func:`labcrunch.plot.upper_limit`), saved to ``path`` when given; returns the Axes.
+        Needs matplotlib."""
         from labcrunch import plot
 
-        return plot.upper_limit(self, ax)
+        return plot.upper_limit(self, ax, path=path)
 
 
 def _request(model: Mapping[str, Any], data: Data, **options: Any) -> dict[str, Any]:

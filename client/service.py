@@ -10,10 +10,11 @@ from typing import Any
 import httpx
 
 from labcrunch._base import Call, endpoint, json_answer
+from labcrunch._repr import ShortRepr
 
 
-@dataclass(frozen=True)
-class BackendInfo:
+@dataclass(frozen=True, repr=False)
+class BackendInfo(ShortRepr):
     """A compute backend of the server.
 
     Attributes:
@@ -38,8 +39,8 @@ class BackendInfo:
                    devices=tuple(body.get("devices") or ()), reason=body.get("reason"))
 
 
-@dataclass(frozen=True)
-class ComputeInfo:
+@dataclass(frozen=True, repr=False)
+class ComputeInfo(ShortRepr):
     """The server's compute queue: jobs run at once, jobs that may wait, jobs in flight now."""
 
     max_concurrent_jobs: int
@@ -52,8 +53,8 @@ class ComputeInfo:
                    max_queued_jobs=int(body["max_queued_jobs"]), in_flight=int(body["in_flight"]))
 
 
-@dataclass(frozen=True)
-class ServiceInfo:
+@dataclass(frozen=True, repr=False)
+class ServiceInfo(ShortRepr):
     """What ``GET /v1/info`` says about the server.
 
     Attributes:

@@ -20,13 +20,20 @@ from labcrunch_service.http.deps import request_owner
 from labcrunch_service.http.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from labcrunch_service.http.problems import install_problem_handlers
 from labcrunch_service.minimize import router as minimize_routes
+from labcrunch_service.nn import router as nn_routes
 from labcrunch_service.pyhf import router as pyhf_routes
 from labcrunch_service.settings import Settings, get_settings
+from labcrunch_service.web import router as web
 
 log = logging.getLogger(__name__)
 
 # Each domain's router module exposes `router` and `WARMUP`, a Task run once per compute process.
-DOMAINS = (gradient_routes, minimize_routes, fit_routes, pyhf_routes, fractal_routes)
+DOMAINS = (gradient_routes, minimize_routes, fit_routes, pyhf_routes, fractal_routes, nn_routes)
+# The limit (a Limits field) on each domain's request bodies: what its routes can use, from a
+# few numbers (fractal) to an .npz of max_points points (gradient). Other routes: max_body_bytes.
+BODY_LIMITS = {gradient_routes: "max_gradient_body_bytes", minimize_routes: "max_minimize_body_bytes",
+               fit_routes: "max_fit_body_bytes", pyhf_routes: "max_pyhf_body_bytes",
+               fractal_routes: "max_fractal_body_bytes", nn_routes: "max_nn_body_bytes"}
 
 
 def _warm_up(app: FastAPI, settings: Settings) -> None:
@@ -62,9 +69,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="labcrunch",
         version=__version__,
-        summary="Derivatives, minimization, fits, HistFactory likelihoods and fractals "
+        summary="Derivatives, minimization, fits, HistFactory likelihoods, fractals and dense networks "
         "on JAX and TensorFlow, behind one HTTP API.",
         lifespan=_lifespan,
+        docs_url=None,  # /docs and /redoc come from web.install, with local assets
+        redoc_url=None,
     )
     app.state.settings = settings
     cache.configure(settings)  # compiled-function and model caches are per process
@@ -78,7 +87,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_problem_handlers(app)
     # Outermost last: the request id wraps everything, so a 413 carries one too.
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.limits.max_body_bytes)
+    body_limits = {domain.router.prefix: limit for domain, limit in BODY_LIMITS.items()}
+    app.add_middleware(BodySizeLimitMiddleware, limits=settings.limits, routes=body_limits)
     app.add_middleware(AuthMiddleware, api_keys=settings.api_keys, public_docs=settings.public_docs)
     app.add_middleware(RequestContextMiddleware)
 
@@ -87,4 +97,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.info_router, dependencies=auth)
     for domain in DOMAINS:
         app.include_router(domain.router, dependencies=auth)
+    web.install(app)
     return app

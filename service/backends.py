@@ -1,9 +1,12 @@
 """The numerical backends (JAX, TensorFlow): one-time set-up, availability and devices.
 
 JAX is required; TensorFlow is optional and the service runs without it, saying so in
-``/v1/info``. ``configure()`` must run before any JAX computation: pyhf's JAX backend turns on
-``jax_enable_x64`` process-wide, so we set it once, here, and every array gets an explicit
-dtype in domain code (float32 stays float32 because we ask for it).
+``/v1/info``. ``configure()`` must run in every compute process before any JAX computation:
+pyhf's JAX backend turns on ``jax_enable_x64`` process-wide, so we set it once, here, and every
+array gets an explicit dtype in domain code (float32 stays float32 because we ask for it). It
+also points JAX's persistent compilation cache at ``<data_dir>/jax-cache`` (``LABCRUNCH_DATA_DIR``),
+so a new process loads what an earlier one compiled instead of compiling it again, for every
+domain alike.
 """
 
 from __future__ import annotations
@@ -12,10 +15,12 @@ import functools
 import importlib.metadata
 import logging
 import threading
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from labcrunch_service.errors import BackendUnavailable
+from labcrunch_service.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +30,27 @@ _tf: ModuleType | None = None
 _tf_error: str | None = None
 
 
+def compilation_cache_dir() -> Path:
+    """Where JAX keeps compiled programs between processes: ``<data_dir>/jax-cache``."""
+    return get_settings().data_dir / "jax-cache"
+
+
+def _use_compilation_cache(jax: ModuleType) -> None:
+    path = compilation_cache_dir()
+    try:  # only the service's user may write programs that the service will load and run
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        log.warning("no persistent compilation cache (%s): every process compiles anew", exc)
+        return
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    # Every compile is kept: the gradient and minimize programs compile in tens of
+    # milliseconds each, but a request may need several, and a pyhf model takes seconds.
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
+
 def configure() -> None:
-    """Enable float64 in JAX and select pyhf's JAX backend, once per process."""
+    """Enable float64 in JAX, select pyhf's JAX backend and turn on the persistent compilation
+    cache (settings from the environment), once per process, before anything compiles."""
     global _configured
     if _configured:
         return
@@ -36,6 +60,7 @@ def configure() -> None:
         import jax
 
         jax.config.update("jax_enable_x64", True)
+        _use_compilation_cache(jax)
         try:
             import pyhf
 

@@ -7,6 +7,9 @@ e.g. ``LABCRUNCH_LIMITS__MAX_POINTS=2000000``.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import platformdirs
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -15,7 +18,25 @@ class Limits(BaseModel):
     """Upper bounds on the work one request may ask for."""
 
     # --- whole requests
-    max_body_bytes: int = Field(64 * 1024 * 1024, description="Largest request body accepted (bytes).")
+    max_body_bytes: int = Field(64 * 1024 * 1024, description="Largest request body of a route "
+                                "without a limit of its own below (bytes).")
+    max_json_body_bytes: int = Field(
+        4 * 1024 * 1024, description="Largest JSON request body on any route (bytes): parsing "
+        "JSON holds the interpreter lock for much of its time even in a worker thread (tens of "
+        "ms a MiB), so large arrays travel as .npy/.npz.")
+    max_gradient_body_bytes: int = Field(64 * 1024 * 1024, description="Largest body of POST "
+                                         "/v1/gradient (bytes): an .npz of max_points points.")
+    max_minimize_body_bytes: int = Field(1024 * 1024, description="Largest body of POST "
+                                         "/v1/minimize (bytes).")
+    max_fit_body_bytes: int = Field(64 * 1024 * 1024, description="Largest body of POST "
+                                    "/v1/fit/line (bytes): a .npy of points.")
+    max_pyhf_body_bytes: int = Field(4 * 1024 * 1024, description="Largest body of POST "
+                                     "/v1/pyhf/... (bytes): a workspace and its options (JSON: "
+                                     "raise max_json_body_bytes too).")
+    max_fractal_body_bytes: int = Field(64 * 1024, description="Largest body of POST /v1/fractal "
+                                        "(bytes).")
+    max_nn_body_bytes: int = Field(64 * 1024 * 1024, description="Largest body of POST "
+                                   "/v1/nn/dense/... (bytes): an .npz of x and y, or a .npy of x.")
     max_wall_seconds: float = Field(60.0, gt=0, description="Wall time one compute job may run, "
                                     "from admission, queue wait included (s).")
 
@@ -46,6 +67,20 @@ class Limits(BaseModel):
     max_fit_epochs: int = Field(10_000, description="Gradient-descent epochs in one line fit.")
     max_fit_batches: int = Field(10_000_000, description="Minibatch steps (epochs x batches) in one fit.")
 
+    # --- nn (dense networks)
+    max_network_parameters: int = Field(1_000_000, description="Weights and biases of one dense network.")
+    max_network_layers: int = Field(64, description="Layers of one dense network.")
+    max_network_values: int = Field(
+        20_000_000, description="Numbers in one network request's data (x, y) and in its answer "
+        "(outputs, Jacobian).")
+    max_network_activations: int = Field(
+        16_777_216, description="Numbers one minibatch's forward pass holds: batch size x units of "
+        "all layers (x outputs for a Jacobian).")
+    max_training_batch_size: int = Field(65_536, description="Samples per training minibatch.")
+    max_training_epochs: int = Field(10_000, description="Epochs of one network training.")
+    max_training_steps: int = Field(1_000_000, description="Minibatch steps (epochs x batches) of "
+                                    "one network training.")
+
     # --- pyhf
     max_pyhf_parameters: int = Field(500, description="Parameters of one HistFactory model.")
     max_scan_points: int = Field(250_000, description="Points in one likelihood scan grid.")
@@ -61,7 +96,11 @@ class Limits(BaseModel):
     # --- fractal
     max_pixels: int = Field(16_777_216, description="width x height of one fractal image.")
     max_iter: int = Field(100_000, description="Iterations per pixel.")
-    max_pixel_iterations: int = Field(20_000_000_000, description="width x height x max_iter.")
+    max_pixel_iterations: int = Field(
+        20_000_000_000, description="width x height x (max_iter + 100): coloring and encoding a "
+        "pixel cost about as much as 100 iterations.")
+    max_aspect_ratio: int = Field(4096, description="Longer side / shorter side of one fractal "
+                                  "image (a one-pixel strip costs far more per pixel).")
     max_json_pixels: int = Field(1_048_576, description="Pixels of one fractal answered as JSON.")
     max_tile_zoom: int = Field(40, description="Deepest zoom level of /v1/fractal/tiles.")
 
@@ -90,6 +129,11 @@ class Settings(BaseSettings):
     api_keys: dict[str, str] | list[str] = Field(default_factory=list)
     # Whether /docs, /redoc and /openapi.json answer without a key when keys are set.
     public_docs: bool = True
+
+    # What the service keeps between runs: JAX's persistent compilation cache in
+    # `<data_dir>/jax-cache` (delete that folder to clear it). Default: the platform's user data
+    # folder, e.g. ~/.local/share/labcrunch on Linux.
+    data_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_data_dir("labcrunch", False)))
 
     # Compiled functions (XLA executables, tf.functions) kept per cache, least recently used
     # dropped first: gradient, minimize and fit each keep one cache of this size.

@@ -5,6 +5,10 @@ Plain helpers and reference data that are not fixtures live in tests/helpers/.
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,6 +25,10 @@ from labcrunch_service.app import create_app
 from labcrunch_service.settings import Limits, Settings
 from tests.helpers.apps import make_app
 
+# The service's data (JAX's persistent compilation cache) goes to this session's own folder, never
+# the user's; servers the tests start inherit it. Set before configure() reads it.
+os.environ["LABCRUNCH_DATA_DIR"] = tempfile.mkdtemp(prefix="labcrunch-tests-")
+atexit.register(shutil.rmtree, os.environ["LABCRUNCH_DATA_DIR"], ignore_errors=True)
 backends.configure()  # tests that call domain code directly see the same x64 set-up as the app
 
 
@@ -110,3 +118,19 @@ def assert_problem(response, status: int) -> dict:
         assert key in body, body
     assert body["status"] == status
     return body
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory) -> Iterator[str]:
+    """``labcrunch serve`` as a process on a free port (no API keys, no warm-up compiles), run
+    from the repository root like the README's examples; its URL. Shared by the README examples
+    and the browser tests."""
+    from tests.helpers import ROOT
+    from tests.helpers.servers import labcrunch_serve
+
+    log = tmp_path_factory.mktemp("live-server") / "server.log"
+    # Examples and browser tests share it, several at once, on a CI machine that may be busy:
+    # the 60 s wall time (queue wait included) is a production guard, not what they test.
+    with labcrunch_serve(log, ROOT, LABCRUNCH_WARMUP="false", LABCRUNCH_LOAD_TENSORFLOW="false",
+                         LABCRUNCH_API_KEYS="[]", LABCRUNCH_LIMITS__MAX_WALL_SECONDS="600") as url:
+        yield url

@@ -10,19 +10,19 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, create_model
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from labcrunch_service import encoding
 from labcrunch_service.fit.line import DescentOptions
-from labcrunch_service.schemas import Number
+from labcrunch_service.schemas import Boolean, FiniteFloat, Integer, Number, binary_body_options
 
 _DEFAULT = DescentOptions()  # the domain's defaults are the API's
 
 
 class LineStart(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    m: float = Field(_DEFAULT.initial_m, allow_inf_nan=False, description="Initial slope.")
-    q: float = Field(_DEFAULT.initial_q, allow_inf_nan=False, description="Initial intercept.")
+    m: FiniteFloat = Field(_DEFAULT.initial_m, description="Initial slope.")
+    q: FiniteFloat = Field(_DEFAULT.initial_q, description="Initial intercept.")
 
 
 class GradientDescentOptions(BaseModel):
@@ -30,19 +30,19 @@ class GradientDescentOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     optimizer: Literal["sgd", "adam"] = Field(_DEFAULT.optimizer, description="optax / Keras optimizer.")
-    learning_rate: float = Field(_DEFAULT.learning_rate, gt=0, allow_inf_nan=False,
-                                 description="Step size (in standardized x when `standardize`).")
-    epochs: int = Field(_DEFAULT.epochs, ge=1, description="Passes over the data (limits.max_fit_epochs).")
-    batch_size: int = Field(_DEFAULT.batch_size, ge=1,
+    learning_rate: FiniteFloat = Field(_DEFAULT.learning_rate, gt=0,
+                                       description="Step size (in standardized x when `standardize`).")
+    epochs: Integer = Field(_DEFAULT.epochs, ge=1, description="Passes over the data (limits.max_fit_epochs).")
+    batch_size: Integer = Field(_DEFAULT.batch_size, ge=1,
                             description="Points per minibatch (the last may be shorter).")
     initial: LineStart = Field(default_factory=LineStart,
                                validation_alias=AliasChoices("initial", "init"),
                                description="Start point, in the units of x (`init` is accepted too).")
-    shuffle: bool = Field(_DEFAULT.shuffle, description="A fresh numpy permutation of the points "
+    shuffle: Boolean = Field(_DEFAULT.shuffle, description="A fresh numpy permutation of the points "
                           "each epoch (numpy default_rng(seed)).")
-    seed: int = Field(_DEFAULT.seed, ge=0, le=2**63 - 1, description="Seed of the permutations: the "
+    seed: Integer = Field(_DEFAULT.seed, ge=0, le=2**63 - 1, description="Seed of the permutations: the "
                       "same on both backends, so their loss histories agree.")
-    standardize: bool = Field(_DEFAULT.standardize, description="Fit in x' = (x - mean)/std with "
+    standardize: Boolean = Field(_DEFAULT.standardize, description="Fit in x' = (x - mean)/std with "
                               "weights of mean 1 and map m, q back, so one learning rate suits any data.")
 
 
@@ -70,9 +70,9 @@ class FitOptions(BaseModel):
 class FitLineRequest(FitOptions):
     """A JSON fit request. Non-finite numbers may be written "NaN"/"Infinity" (and are refused)."""
 
-    x: list[float] = Field(description="Abscissae (limits.max_fit_points).")
-    y: list[float] = Field(description="Ordinates, as many as x.")
-    sigma: list[float] | None = Field(None, description="Per-point uncertainties σ > 0, as many "
+    x: list[Number] = Field(description="Abscissae (limits.max_fit_points).")
+    y: list[Number] = Field(description="Ordinates, as many as x.")
+    sigma: list[Number] | None = Field(None, description="Per-point uncertainties σ > 0, as many "
                                       "as x: a weighted fit with absolute σ.")
 
 
@@ -84,17 +84,15 @@ def _flat_query_fields() -> dict[str, Any]:
     fields |= {name: (f.annotation, f) for name, f in GradientDescentOptions.model_fields.items()
                if name != "initial"}
     for name, f in LineStart.model_fields.items():
-        fields[f"initial_{name}"] = (f.annotation, Field(
-            f.default, allow_inf_nan=False, description=f.description,
+        fields[f"initial_{name}"] = (FiniteFloat, Field(
+            f.default, description=f.description,
             validation_alias=AliasChoices(f"initial_{name}", f"init_{name}")))
     return fields
 
 
-FitQuery = create_model(
-    "FitQuery", __config__=ConfigDict(extra="forbid"),
-    __doc__="Fit options as query parameters: only with an application/x-npy body.",
-    **_flat_query_fields(),
-)
+FitQuery = binary_body_options(
+    "FitQuery", _flat_query_fields(), encoding.NPY_MEDIA_TYPE,
+    doc="Fit options as query parameters: only with an application/x-npy body.")
 
 
 def options_from_query(query: BaseModel) -> FitOptions:

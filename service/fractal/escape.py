@@ -34,7 +34,11 @@ How it is fast, while computing exactly that:
 
 from __future__ import annotations
 
+import contextvars
+import os
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 
@@ -167,7 +171,11 @@ def _round(z_re, z_im, c_re, c_im, first_step, stop, radius_sq, *, kind):
     size = z_re.shape[0]
     tile = min(TILE, size) if _on_cpu() else size
     c_re, c_im = jnp.broadcast_to(c_re, (size,)), jnp.broadcast_to(c_im, (size,))
-    never = _in_cardioid_or_bulb(c_re, c_im) if kind == "mandelbrot" else jnp.zeros(size, bool)
+    if kind == "mandelbrot":  # only the first round meets them: later ones hold survivors only
+        never = lax.cond(first_step == 0, _in_cardioid_or_bulb, lambda a, b: jnp.zeros(size, bool),
+                         c_re, c_im)
+    else:
+        never = jnp.zeros(size, bool)
     status = jnp.where(never, NEVER, first_step)
 
     def run(t):
@@ -190,15 +198,141 @@ def compile_kernels(dtype=np.float32) -> None:
         size *= 4
 
 
-# --- the public function ---------------------------------------------------------------------
+# --- the host loop ---------------------------------------------------------------------------
+
+#: Rows of one render are dealt out to this many threads on a CPU (row i to thread i mod k): XLA
+#: runs one call on about one core, and each thread's host work between rounds (compaction)
+#: overlaps the other threads' compiled rounds. On an accelerator, one thread feeds it.
+CPU_THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+MIN_THREAD_PIXELS = 1 << 16  # below this a thread's share costs more to hand out than it saves
+HOST_ALIGNMENT = 64  # JAX on a CPU computes on a numpy array in place when it is this aligned
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
 
 
-def _padded(values: np.ndarray, size: int, fill) -> np.ndarray:
-    if values.size == size:
-        return values
-    out = np.full(size, fill, values.dtype)
-    out[: values.size] = values
-    return out
+def _threads(n_pixels: int) -> int:
+    if not _on_cpu():
+        return 1
+    return max(1, min(CPU_THREADS, n_pixels // MIN_THREAD_PIXELS))
+
+
+def _executor() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(CPU_THREADS, thread_name_prefix="fractal")
+        return _pool
+
+
+def _state(rows: int, live: int, chunk: int, dtype: np.dtype) -> np.ndarray:
+    """Uninitialised live-pixel state, ``rows`` × capacity (``live`` padded to whole buckets),
+    with 64-byte-aligned rows so that each chunk goes to JAX without a copy."""
+    last = live % chunk
+    capacity = live - last + (chunk_bucket(last) if last else 0)
+    raw = np.empty(rows * capacity * dtype.itemsize + HOST_ALIGNMENT, np.uint8)
+    start = -raw.ctypes.data % HOST_ALIGNMENT
+    return raw[start:start + rows * capacity * dtype.itemsize].view(dtype).reshape(rows, capacity)
+
+
+def _escape_counts(kind, x, y, max_iter, escape_radius, c, dtype) -> Escape:
+    """Counts of the picture, its rows shared out among threads (bit-identical to one thread:
+    a pixel's orbit does not depend on the pixels computed beside it)."""
+    dtype = np.dtype(dtype)
+    threads = _threads(x.size * y.size)
+    if threads == 1:
+        counts, modulus_sq = _escape_rows(kind, x, y, max_iter, escape_radius, c, dtype)
+    else:
+        counts = np.empty((y.size, x.size), np.int32)
+        modulus_sq = np.empty((y.size, x.size), dtype)
+        jobs = [_executor().submit(contextvars.copy_context().run, _escape_rows, kind, x,
+                                   y[first::threads], max_iter, escape_radius, c, dtype)
+                for first in range(threads)]
+        for first, job in enumerate(jobs):
+            counts[first::threads], modulus_sq[first::threads] = job.result()
+    return Escape(counts=counts, modulus_sq=modulus_sq, max_iter=max_iter,
+                  escape_radius=float(escape_radius))
+
+
+def _escape_rows(kind, x, y, max_iter, escape_radius, c, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """Counts and |z|² of the picture with columns ``x`` and rows ``y``, one round at a time.
+
+    The live pixels are the columns of one array (rows: z_re, z_im, for Mandelbrot c_re, c_im,
+    and the flat pixel index as the bits of a number of the same size), padded to whole chunk
+    buckets: a chunk is a view of it, handed to JAX as it is. After a round, each chunk's
+    escaped pixels are written into the picture, and its survivors gathered straight into the
+    next round's array.
+    """
+    width, height = x.size, y.size
+    n_pixels = width * height
+    radius_sq = dtype.type(escape_radius) ** 2
+    index_type = np.dtype(f"int{8 * dtype.itemsize}")
+    counts = np.full(n_pixels, max_iter, np.int32)
+    modulus_sq = np.zeros(n_pixels, dtype)
+    mandelbrot = kind == "mandelbrot"
+    chunk = CHUNK if _on_cpu() else ACCELERATOR_CHUNK
+
+    live = _state(5 if mandelbrot else 3, n_pixels, chunk, dtype)
+    pixel_re, pixel_im = (2, 3) if mandelbrot else (0, 1)
+    live[pixel_re, :n_pixels].reshape(height, width)[:] = x
+    live[pixel_im, :n_pixels].reshape(height, width)[:] = y[:, None]
+    if mandelbrot:  # z_0 = 0, c = the pixel; Julia: z_0 = the pixel, one c for all
+        live[:2, :n_pixels] = 0
+    c_re, c_im = np.asarray(c.real, dtype), np.asarray(c.imag, dtype)
+    live[-1, :n_pixels].view(index_type)[:] = np.arange(n_pixels, dtype=index_type)
+    n_live = n_pixels
+
+    step = 0
+    lengths = _round_lengths()
+    while n_live and step < max_iter:
+        report(step, max_iter, "iterations")
+        stop = min(step + next(lengths), max_iter)
+        live[:2, n_live:] = np.nan  # padding escapes at once; its results are dropped
+        if mandelbrot:
+            live[2:4, n_live:] = 0
+        calls = []
+        for start in range(0, n_live, chunk):  # dispatched asynchronously, then collected
+            size = chunk_bucket(min(chunk, n_live - start))
+            part = live[:, start:start + size]
+            calls.append((start, min(size, n_live - start), _round(
+                part[0], part[1], part[2] if mandelbrot else c_re, part[3] if mandelbrot else c_im,
+                np.int32(step), np.int32(stop), radius_sq, kind=kind)))
+        in_order = n_live == n_pixels  # nothing dropped yet: chunk k holds pixels start..start+n
+        rounds = [(start, n, *_record_escapes(
+                      slice(start, start + n) if in_order else live[-1, start:start + n].view(index_type),
+                      call, n, counts, modulus_sq))
+                  for start, n, call in calls]
+        n_live = sum(len(alive) for *_, alive in rounds)
+        following = _state(live.shape[0], n_live, chunk, dtype)
+        at = 0
+        for start, n, z_re, z_im, alive in rounds:
+            end = at + len(alive)
+            np.take(z_re, alive, out=following[0, at:end])
+            np.take(z_im, alive, out=following[1, at:end])
+            for row in range(2, live.shape[0]):
+                np.take(live[row, start:start + n], alive, out=following[row, at:end])
+            at = end
+        live = following
+        step = stop
+    return counts.reshape(height, width), modulus_sq.reshape(height, width)
+
+
+def _record_escapes(pixel, call, n, counts, modulus_sq):
+    """Write one chunk's escaped pixels (flat indices ``pixel``, or a slice of the picture
+    while the live pixels are still all of them, in order) into the picture; return its z after
+    the round and the positions of the pixels still alive."""
+    z_re, z_im, status = (np.asarray(a)[:n] for a in call)
+    if isinstance(pixel, slice):  # a masked write streams through memory; a scatter does not
+        escaped = (status < 0) & (status != NEVER)
+        np.copyto(counts[pixel], -status, where=escaped)
+        np.copyto(modulus_sq[pixel], z_re * z_re + z_im * z_im, where=escaped)
+        return z_re, z_im, np.flatnonzero(status >= 0)
+    gone = np.flatnonzero(status < 0)  # escaped, or never will (NEVER)
+    escaped = gone[status[gone] != NEVER]
+    hit = pixel[escaped]
+    counts[hit] = -status[escaped]
+    hit_re, hit_im = z_re[escaped], z_im[escaped]
+    modulus_sq[hit] = hit_re * hit_re + hit_im * hit_im
+    return z_re, z_im, np.flatnonzero(status >= 0)
 
 
 def mirrored(kind: str, x: np.ndarray, y: np.ndarray) -> bool:
@@ -242,58 +376,3 @@ def escape_counts(
 
     return Escape(counts=whole(top.counts), modulus_sq=whole(top.modulus_sq), max_iter=max_iter,
                   escape_radius=float(escape_radius))
-
-
-def _escape_counts(kind, x, y, max_iter, escape_radius, c, dtype) -> Escape:
-    dtype = np.dtype(dtype)
-    width, height = x.size, y.size
-    n_pixels = width * height
-    radius_sq = dtype.type(escape_radius) ** 2
-    counts = np.full(n_pixels, max_iter, np.int32)
-    modulus_sq = np.zeros(n_pixels, dtype)
-
-    # The live pixels: flat index, z and (Mandelbrot) c; compacted after every round.
-    pixel = np.arange(n_pixels, dtype=np.int32)
-    grid_re, grid_im = np.tile(x.astype(dtype), height), np.repeat(y.astype(dtype), width)
-    if kind == "julia":  # z_0 = the pixel, one c for all
-        z_re, z_im = grid_re, grid_im
-        c_re, c_im = np.asarray(c.real, dtype), np.asarray(c.imag, dtype)
-    else:  # z_0 = 0, c = the pixel
-        z_re, z_im = np.zeros(n_pixels, dtype), np.zeros(n_pixels, dtype)
-        c_re, c_im = grid_re, grid_im
-    per_pixel_c = kind == "mandelbrot"
-
-    step = 0
-    lengths = _round_lengths()
-    chunk = CHUNK if _on_cpu() else ACCELERATOR_CHUNK
-    while pixel.size and step < max_iter:
-        report(step, max_iter, "iterations")
-        stop = min(step + next(lengths), max_iter)
-        calls = []
-        for start in range(0, pixel.size, chunk):  # dispatched asynchronously, then collected
-            part = slice(start, start + chunk)
-            size = chunk_bucket(pixel[part].size)
-            calls.append(_round(
-                _padded(z_re[part], size, np.nan), _padded(z_im[part], size, np.nan),
-                _padded(c_re[part], size, 0) if per_pixel_c else c_re,
-                _padded(c_im[part], size, 0) if per_pixel_c else c_im,
-                np.int32(step), np.int32(stop), radius_sq, kind=kind,
-            ))
-        # Only the last chunk is padded, at its end: cut the padding off the joined results.
-        z_re, z_im, status = (np.concatenate([np.asarray(call[k]) for call in calls])[: pixel.size]
-                              for k in range(3))
-        escaped = (status < 0) & (status != NEVER)
-        hit = pixel[escaped]
-        counts[hit] = -status[escaped]
-        modulus_sq[hit] = z_re[escaped] ** 2 + z_im[escaped] ** 2
-        alive = status >= 0
-        pixel, z_re, z_im = pixel[alive], z_re[alive], z_im[alive]
-        if per_pixel_c:
-            c_re, c_im = c_re[alive], c_im[alive]
-        step = stop
-    return Escape(
-        counts=counts.reshape(height, width),
-        modulus_sq=modulus_sq.reshape(height, width),
-        max_iter=max_iter,
-        escape_radius=float(escape_radius),
-    )

@@ -16,19 +16,21 @@ from fastapi.responses import Response
 
 from labcrunch_service import encoding
 from labcrunch_service.compute import Task, Timed
+from labcrunch_service.errors import located
 from labcrunch_service.fractal import plane
 from labcrunch_service.fractal.schemas import (
     FractalCounts,
-    FractalParams,
+    FractalQuery,
     FractalRequest,
     Kind,
     TileParams,
 )
+from labcrunch_service.http.bodies import JsonBodyRoute
 from labcrunch_service.http.deps import LimitsDep, RunnerDep
 from labcrunch_service.http.problems import problem_responses
 from labcrunch_service.http.responses import json_response, npy_response
 
-router = APIRouter(prefix="/v1/fractal", tags=["fractal"])
+router = APIRouter(prefix="/v1/fractal", tags=["fractal"], route_class=JsonBodyRoute)
 #: Run once in every compute process at start-up (settings.warmup): compiles the hot path.
 WARMUP = Task("labcrunch_service.fractal.render:warmup")
 
@@ -53,9 +55,10 @@ def _png(done: Timed[bytes], **headers: str) -> Response:
 
 @router.get("/{kind}.png", summary="Render the Mandelbrot or Julia set as a PNG",
             response_class=Response, response_model=None, responses={**_PNG, **_ERRORS})
-async def fractal_png(kind: Annotated[Kind, Path()], params: Annotated[FractalParams, Query()],
+async def fractal_png(kind: Annotated[Kind, Path()], params: Annotated[FractalQuery, Query()],
                       runner: RunnerDep, limits: LimitsDep) -> Response:
-    return _png(await runner.run(RENDER_PNG, kind, limits=limits, **params.model_dump()))
+    with located("query"):
+        return _png(await runner.run(RENDER_PNG, kind, limits=limits, **params.model_dump()))
 
 
 @router.post("", summary="Render a fractal as PNG, raw counts (.npy) or JSON",
@@ -66,11 +69,12 @@ async def fractal_png(kind: Annotated[Kind, Path()], params: Annotated[FractalPa
                         **_ERRORS})
 async def fractal_post(body: FractalRequest, runner: RunnerDep, limits: LimitsDep) -> Response:
     view = body.model_dump(exclude={"kind", "format", "colormap", "smooth"})
-    if body.format == "png":
-        return _png(await runner.run(RENDER_PNG, body.kind, colormap=body.colormap,
-                                     smooth=body.smooth, limits=limits, **view))
-    done = await runner.run(RENDER_COUNTS, body.kind, as_json=body.format == "json",
-                            smooth=body.smooth, limits=limits, **view)
+    with located("body"):
+        if body.format == "png":
+            return _png(await runner.run(RENDER_PNG, body.kind, colormap=body.colormap,
+                                         smooth=body.smooth, limits=limits, **view))
+        done = await runner.run(RENDER_COUNTS, body.kind, as_json=body.format == "json",
+                                smooth=body.smooth, limits=limits, **view)
     fractal, result = done.result.fractal, done.result.escape
     if body.format == "npy":
         return npy_response(result.counts, headers=_timing(done))
@@ -91,7 +95,8 @@ async def fractal_post(body: FractalRequest, runner: RunnerDep, limits: LimitsDe
             responses={**_PNG, **_ERRORS, **problem_responses(404)})
 async def fractal_tile(z: int, x: int, y: int, params: Annotated[TileParams, Query()],
                        runner: RunnerDep, limits: LimitsDep) -> Response:
-    done = await runner.run(RENDER_TILE, z, x, y, limits=limits, **params.model_dump())
+    with located("query"):
+        done = await runner.run(RENDER_TILE, z, x, y, limits=limits, **params.model_dump())
     # A tile never changes for the same URL: let browsers and proxies keep it.
     return _png(done, **{"Cache-Control": "public, max-age=86400"})
 

@@ -7,17 +7,17 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from labcrunch_service.fractal import color, plane
+from labcrunch_service.schemas import Boolean, FiniteFloat, Integer, QueryParameters, integer
 
 Kind = Literal["mandelbrot", "julia"]
 Colormap = Literal[color.COLORMAPS]  # type: ignore[valid-type]
-Coordinate = Annotated[float, Field(allow_inf_nan=False, ge=-plane.MAX_COORDINATE,
-                                     le=plane.MAX_COORDINATE)]
+Coordinate = Annotated[FiniteFloat, Field(ge=-plane.MAX_COORDINATE, le=plane.MAX_COORDINATE)]
 
 
 class Coloring(BaseModel):
     colormap: Colormap = Field(color.DEFAULT_COLORMAP, description="Color table; `seed` is the "
                                "seed notebook's log-normalized shading.")
-    smooth: bool = Field(True, description="Continuous counts n + 1 − log₂(ln|z_n| / ln R).")
+    smooth: Boolean = Field(True, description="Continuous counts n + 1 − log₂(ln|z_n| / ln R).")
 
 
 class FractalParams(Coloring):
@@ -25,9 +25,9 @@ class FractalParams(Coloring):
 
     model_config = ConfigDict(extra="forbid")
 
-    width: int = Field(512, ge=1, description="Pixels across.")
-    height: int = Field(512, ge=1, description="Pixels down.")
-    max_iter: int = Field(1000, ge=1, description="Iterations at most; the count of a pixel "
+    width: Integer = Field(512, ge=1, description="Pixels across.")
+    height: Integer = Field(512, ge=1, description="Pixels down.")
+    max_iter: Integer = Field(1000, ge=1, description="Iterations at most; the count of a pixel "
                           "that does not escape.")
     x_min: Coordinate | None = Field(None, description="Left edge (box form; all four or none).")
     x_max: Coordinate | None = None
@@ -42,9 +42,13 @@ class FractalParams(Coloring):
     c_im: Coordinate | None = Field(None, description="Julia constant, imaginary part (default "
                                     "0.1889).")
     precision: Literal["float32", "float64"] = "float32"
-    escape_radius: float = Field(2.0, ge=plane.MIN_ESCAPE_RADIUS, le=plane.MAX_ESCAPE_RADIUS,
-                                 allow_inf_nan=False, description="R: a pixel escapes at the "
+    escape_radius: FiniteFloat = Field(2.0, ge=plane.MIN_ESCAPE_RADIUS,
+                                       le=plane.MAX_ESCAPE_RADIUS, description="R: a pixel escapes at the "
                                  "first n with |z_n| > R.")
+
+
+class FractalQuery(FractalParams, QueryParameters):
+    """The view as the query parameters of GET /v1/fractal/{kind}.png."""
 
 
 class FractalRequest(FractalParams):
@@ -72,10 +76,10 @@ class FractalCounts(BaseModel):
     device: str
 
 
-class TileParams(Coloring):
+class TileParams(Coloring, QueryParameters):
     model_config = ConfigDict(extra="forbid")
 
     kind: Kind = "mandelbrot"
-    max_iter: int | None = Field(None, ge=1, description="Default grows with zoom: 256 + 128 z.")
+    max_iter: integer(ge=1) | None = Field(None, description="Default grows with zoom: 256 + 128 z.")
     c_re: Coordinate | None = None
     c_im: Coordinate | None = None

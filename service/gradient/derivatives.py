@@ -46,6 +46,9 @@ MAX_COMPILED_PATHS = 8  # per program request; points on rarer paths are evaluat
 #: interrupted at the wall time; evaluated eagerly the same path takes a fraction of a second.
 MAX_COMPILED_OPERATIONS = {1: 2_000, 2: 200}
 EAGER_CHUNK = 131_072  # points per eager evaluation (memory: ~8 bytes x points x operations x 4)
+#: JAX on a CPU computes on a numpy array in place when its data is aligned to this many bytes,
+#: and copies it otherwise.
+HOST_ALIGNMENT = 64
 
 
 @dataclass(frozen=True)
@@ -216,13 +219,36 @@ def _no_variables(formula: Formula, backend: str, dtype: str, order: int) -> tup
     return value, np.zeros(0, dtype), np.zeros((0, 0), dtype) if order == 2 else None
 
 
+def _aligned_empty(count: int, dtype: np.dtype) -> np.ndarray:
+    """An uninitialised 1-D array whose data starts on a HOST_ALIGNMENT boundary."""
+    raw = np.empty(count * dtype.itemsize + HOST_ALIGNMENT, np.uint8)
+    start = -raw.ctypes.data % HOST_ALIGNMENT
+    return raw[start:start + count * dtype.itemsize].view(dtype)
+
+
+def _bucket_column(column: np.ndarray, bucket: int) -> np.ndarray:
+    """``column`` padded to ``bucket`` points with its last point (harmless values, dropped from
+    the answer), in one copy into an aligned array that JAX then uses in place; a column that
+    is already both is passed as it is."""
+    if len(column) == bucket and column.flags.c_contiguous and (
+            column.ctypes.data % HOST_ALIGNMENT == 0):
+        return column
+    padded = _aligned_empty(bucket, column.dtype)
+    padded[:len(column)] = column
+    if bucket > len(column):
+        padded[len(column):] = column[-1]
+    return padded
+
+
 def _run_compiled(formula: Formula, columns: list[np.ndarray], batch: bool, order: int,
                   backend: str, dtype: str, path: tuple[Any, ...] | None = None,
                   ) -> tuple[Any, Any, Any]:
     """Evaluate at the points through the cached compiled function of their bucket."""
     count = len(columns[0]) if batch else None
     bucket = bucket_size(count) if batch else None
-    if batch and bucket != count:  # pad with the last point: harmless values, dropped below
+    if batch and backend == "jax":
+        columns = [_bucket_column(c, bucket) for c in columns]
+    elif batch and bucket != count:
         columns = [np.pad(c, (0, bucket - count), mode="edge") for c in columns]
     value, gradient, hessian = _compiled(formula, backend, order, dtype, bucket, path)(*columns)
     cut = slice(0, count) if batch else ...

@@ -19,6 +19,7 @@ arrays are the body's ``at``).
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
@@ -26,10 +27,15 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from labcrunch_service import encoding
+from labcrunch_service import encoding, progress
 from labcrunch_service.compute import Task, Timed
 from labcrunch_service.errors import located
-from labcrunch_service.gradient.schemas import GradientOptions, GradientRequest, GradientResponse
+from labcrunch_service.gradient.schemas import (
+    GradientOptions,
+    GradientQuery,
+    GradientRequest,
+    GradientResponse,
+)
 from labcrunch_service.http.bodies import json_or_binary
 from labcrunch_service.http.deps import LimitsDep, RunnerDep
 from labcrunch_service.http.problems import problem_responses
@@ -67,7 +73,13 @@ GRADIENT = Task("labcrunch_service.gradient.derivatives:gradient")
 
 
 def _read_columns(body: bytes, limits: Limits) -> dict[str, np.ndarray]:
-    return encoding.read_npz(body, max_arrays=limits.max_variables, max_elements=limits.max_points)
+    """The .npz body's columns (views of the body); inflating a compressed one stops at the
+    wall-time limit like a computation."""
+    with progress.tracking(progress.Tracker(time.monotonic() + limits.max_wall_seconds)):
+        return encoding.read_npz(body, max_arrays=limits.max_variables,
+                                 max_elements=limits.max_points,
+                                 max_total_bytes=limits.max_gradient_body_bytes,
+                                 total_limit="max_gradient_body_bytes")
 
 
 def _json_payload(result: Derivatives) -> dict[str, Any]:
@@ -113,13 +125,13 @@ def _answer(timed: Timed[Derivatives], options: GradientOptions, binary: bool) -
 )
 async def gradient_route(
     request: Request,
-    query: Annotated[GradientOptions, Query()],
+    query: Annotated[GradientQuery, Query()],  # type: ignore[valid-type]
     runner: RunnerDep,
     limits: LimitsDep,
 ) -> Response:
     content = await json_or_binary(request, GradientRequest, encoding.NPZ_MEDIA_TYPE)
     if isinstance(content, bytes):
-        options: GradientOptions = query
+        options = GradientOptions.model_validate(query.model_dump())
         at = await run_in_threadpool(_read_columns, content, limits)
         with located("query", {"at": "body"}):
             timed = await runner.run(GRADIENT, **options.model_dump(), at=at, limits=limits)

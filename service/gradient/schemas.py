@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from labcrunch_service.schemas import Number
+from labcrunch_service import encoding
+from labcrunch_service.schemas import Integer, Number, UnionError, binary_body_options
 
 
 class GradientOptions(BaseModel):
@@ -20,16 +21,33 @@ class GradientOptions(BaseModel):
                                 "differentiates `function`. Runs point by point.")
     function: str | None = Field(None, description="The def in `program` to differentiate; its "
                                  "parameters are the variables, in order.")
-    order: int = Field(1, ge=1, le=2, description="1: value and gradient; 2: also the Hessian.")
+    order: Integer = Field(1, ge=1, le=2, description="1: value and gradient; 2: also the Hessian.")
     backend: Literal["jax", "tensorflow"] = Field("jax", description="jax (jit/vmap/grad) or "
                                                   "tensorflow (GradientTape).")
     dtype: Literal["float32", "float64"] = Field("float64", description="Precision of the computation.")
 
 
+GradientQuery = binary_body_options(
+    "GradientQuery", {name: (f.annotation, f) for name, f in GradientOptions.model_fields.items()},
+    encoding.NPZ_MEDIA_TYPE, doc="The options as query parameters, beside an .npz body.")
+
+
+# The domain's rule (derivatives.compile_formula), for the OpenAPI document.
+_EXPRESSION_OR_PROGRAM = [
+    {"title": "expression", "required": ["expression"],
+     "properties": {"expression": {"type": "string"}, "program": {"type": "null"},
+                    "function": {"type": "null"}}},
+    {"title": "program", "required": ["program", "function"],
+     "properties": {"program": {"type": "string"}, "function": {"type": "string", "minLength": 1},
+                    "expression": {"type": "null"}}},
+]
+
+
 class GradientRequest(GradientOptions):
     """A JSON gradient request: exactly one of `expression` or `program` + `function`."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "oneOf": _EXPRESSION_OR_PROGRAM, "examples": [
         {"expression": "(x - 1)**2", "at": {"x": 3.0}},
         {"expression": "sin(x) * y**2", "at": {"x": [0.1, 0.2], "y": [1.0, 2.0]}, "order": 2,
          "backend": "tensorflow"},
@@ -37,7 +55,9 @@ class GradientRequest(GradientOptions):
                     "jax.numpy.sqrt(x)\n        return x / 10.\n    else:\n        return "
                     "f(f(x ** 2)) + 1\n", "function": "f", "at": {"x": 3.4}},
     ]})
-    at: dict[str, float | list[float]] = Field(
+    at: dict[str, Annotated[Number | list[Number], UnionError(
+        "number_or_list_type", "Input should be a number or a list of numbers (JSON numbers, or "
+        "'NaN', 'Infinity', '-Infinity')")]] = Field(
         default_factory=dict, description="A value for each free variable: a number, or a list "
         "(equal-length lists are a batch of points; numbers broadcast over the batch). "
         "Non-finite inputs may be written \"NaN\", \"Infinity\", \"-Infinity\".")

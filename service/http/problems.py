@@ -20,7 +20,7 @@ from labcrunch_service.errors import (
     NotFound,
     Unauthorized,
 )
-from labcrunch_service.http.context import REQUEST_ID_SCOPE_KEY, request_id_var
+from labcrunch_service.http.context import request_id_var
 from labcrunch_service.http.responses import json_response
 
 log = logging.getLogger("labcrunch_service.http")
@@ -106,6 +106,12 @@ def error_response(error: LabcrunchError, *, instance: str | None = None) -> Res
                             errors=error.errors, headers=error.headers, **error.extra)
 
 
+def internal_error_response(instance: str) -> Response:
+    """The answer to an exception nothing handled (the traceback is logged, never sent)."""
+    return error_response(LabcrunchError("The server failed to answer this request; the error is "
+                                         "logged under this request id."), instance=instance)
+
+
 def _clean_validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     out = []
     for err in exc.errors():
@@ -149,18 +155,3 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem_response(exc.status_code, title, detail,
                                 slug=_STATUS_SLUGS.get(exc.status_code, str(exc.status_code)),
                                 instance=request.url.path, headers=getattr(exc, "headers", None))
-
-    @app.exception_handler(Exception)
-    async def _internal(request: Request, exc: Exception) -> Response:
-        # Starlette runs this outside every middleware: the request id comes from the scope,
-        # and the X-Request-ID header is added here.
-        rid = request.scope.get(REQUEST_ID_SCOPE_KEY)
-        token = request_id_var.set(rid)
-        try:
-            log.exception("unhandled error on %s %s", request.method, request.url.path)
-            internal = LabcrunchError("The server failed to answer this request; the error is logged "
-                                      "under this request id.",
-                                      headers={"X-Request-ID": rid} if rid else None)
-            return error_response(internal, instance=request.url.path)
-        finally:
-            request_id_var.reset(token)

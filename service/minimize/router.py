@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from labcrunch_service.compute import Task
+from labcrunch_service.http.bodies import JsonBodyRoute
 from labcrunch_service.http.deps import LimitsDep, RunnerDep
 from labcrunch_service.http.problems import problem_responses
 from labcrunch_service.http.responses import json_response
@@ -23,7 +24,7 @@ from labcrunch_service.minimize.schemas import (
 if TYPE_CHECKING:
     from labcrunch_service.minimize.sweep import Sweep
 
-router = APIRouter(prefix="/v1/minimize", tags=["minimize"])
+router = APIRouter(prefix="/v1/minimize", tags=["minimize"], route_class=JsonBodyRoute)
 #: Run once in every compute process at start-up (settings.warmup): compiles the hot path.
 WARMUP = Task("labcrunch_service.minimize.sweep:warmup")
 

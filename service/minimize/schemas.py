@@ -7,10 +7,21 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from labcrunch_service.minimize import optimizers
-from labcrunch_service.schemas import Number
+from labcrunch_service.schemas import (
+    Boolean,
+    FiniteFloat,
+    Float,
+    Integer,
+    Number,
+    UnionError,
+    integer,
+)
 
-FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
-LearningRate = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+LearningRate = Annotated[FiniteFloat, Field(gt=0)]
+LearningRates = Annotated[
+    LearningRate | Annotated[list[LearningRate], Field(min_length=1)],
+    UnionError("learning_rate_type", "Input should be a number > 0 or a non-empty list of them")]
+Option = Annotated[Float | Boolean, UnionError("option_type", "Input should be a number or true/false")]
 OptimizerName = Literal[tuple(optimizers.OPTIMIZERS)]  # type: ignore[valid-type]
 
 
@@ -39,23 +50,23 @@ class MinimizeRequest(BaseModel):
     start: dict[str, FiniteFloat] = Field(description="The start point: a number for every "
                                           "free variable of the expression.")
     optimizer: OptimizerName = Field("sgd", description="The optimizer:\n" + _optimizer_table())
-    learning_rate: LearningRate | Annotated[list[LearningRate], Field(min_length=1)] | None = Field(
+    learning_rate: LearningRates | None = Field(
         None, description="One rate, or a list: one run per rate, computed together "
         "(limits.max_learning_rates). Omitted: the optimizer's default; lbfgs takes none.")
-    options: dict[str, float | bool] = Field(
+    options: dict[str, Option] = Field(
         default_factory=dict, description="The optimizer's hyper-parameters (see `optimizer`; "
         "`GET /v1/minimize/optimizers` lists them with defaults and ranges).")
-    steps: int = Field(100, ge=0, description="Steps per run (limits.max_steps).")
+    steps: Integer = Field(100, ge=0, description="Steps per run (limits.max_steps).")
     tolerance: FiniteFloat | None = Field(None, ge=0, description="Stop a run once the gradient "
                                           "norm (projected, with `bounds`) is at most this "
                                           "(`converged`).")
-    history_every: int = Field(1, ge=1, description="Record every n-th step (the start and the "
+    history_every: Integer = Field(1, ge=1, description="Record every n-th step (the start and the "
                                "last step are always recorded; limits.max_history_entries, "
                                "max_history_values).")
     bounds: dict[str, tuple[FiniteFloat | None, FiniteFloat | None]] | None = Field(
         None, description="Per variable `[lower, upper]` (null: open); steps are projected "
         "onto the box.")
-    landscape: int | None = Field(None, ge=2, description="Also evaluate the expression on a "
+    landscape: integer(ge=2) | None = Field(None, description="Also evaluate the expression on a "
                                   "grid of this many points per axis spanning the runs' paths, "
                                   "for pictures (one or two variables; limits.max_points).")
     dtype: Literal["float32", "float64"] = "float64"

@@ -10,6 +10,7 @@ from fastapi.responses import Response
 
 from labcrunch_service import encoding
 from labcrunch_service.compute import Task, Timed
+from labcrunch_service.http.bodies import JsonBodyRoute
 from labcrunch_service.http.deps import LimitsDep, RunnerDep
 from labcrunch_service.http.problems import problem_responses
 from labcrunch_service.http.responses import accepts, json_response, npz_response
@@ -26,7 +27,7 @@ from labcrunch_service.pyhf.schemas import (
     UpperLimitResponse,
 )
 
-router = APIRouter(prefix="/v1/pyhf", tags=["pyhf"])
+router = APIRouter(prefix="/v1/pyhf", tags=["pyhf"], route_class=JsonBodyRoute)
 #: Run once in every compute process at start-up (settings.warmup): compiles the hot path.
 WARMUP = Task("labcrunch_service.pyhf.fit:warmup")
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from labcrunch_service.schemas import Number
+from labcrunch_service.schemas import Boolean, FiniteFloat, Integer, Number, integer
 
 # Without explicit pairs, ellipses are drawn for the POI against this many other parameters.
 DEFAULT_ELLIPSE_PAIRS = 8
@@ -30,7 +30,11 @@ class SimpleModel(BaseModel):
     """One of pyhf's simple models: signal + background with an uncorrelated (shapesys) or a
     correlated (histosys) background uncertainty."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"oneOf": [  # what each kind needs
+        {"properties": {"kind": {"const": "uncorrelated_background"}},
+         "required": ["kind", "signal", "bkg", "bkg_uncertainty"]},
+        {"properties": {"kind": {"const": "correlated_background"}},
+         "required": ["kind", "signal", "bkg", "bkg_up", "bkg_down"]}]})
     kind: Literal["uncorrelated_background", "correlated_background"]
     signal: list[FiniteFloat] = Field(min_length=1)
     bkg: list[FiniteFloat] = Field(min_length=1)
@@ -62,10 +66,25 @@ class ModifierSettings(BaseModel):
     histosys: HistosysInterpolation | None = None
 
 
+# ModelIn's rule (exactly one kind of model), for the OpenAPI document.
+_SIMPLE_OR_WORKSPACE = [
+    {"title": "simple", "required": ["simple"],
+     "properties": {"simple": {"type": "object"}, "workspace": {"type": "null"},
+                    "measurement": {"type": "null"}, "patches": {"type": "null"}}},
+    {"title": "workspace", "required": ["workspace"],
+     "properties": {"simple": {"type": "null"}, "workspace": {
+         "type": "object", "required": ["channels", "measurements", "observations", "version"],
+         "properties": {"channels": {"type": "array", "minItems": 1},
+                        "measurements": {"type": "array", "minItems": 1},
+                        "observations": {"type": "array", "minItems": 1},
+                        "version": {"const": "1.0.0"}}}}},
+]
+
+
 class ModelIn(BaseModel):
     """Exactly one of ``simple`` or ``workspace`` (a pyhf JSON workspace, schema 1.0.0)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"oneOf": _SIMPLE_OR_WORKSPACE})
     simple: SimpleModel | None = None
     workspace: dict[str, Any] | None = None
     measurement: str | None = Field(None, description="Workspace measurement (default: the first).")
@@ -108,7 +127,7 @@ class OptimizerOptions(BaseModel):
     optimizer: Optimizer = Field(
         "newton", description="newton: a bounded Newton method on the exact Hessian, compiled once "
         "per model; scipy: pyhf's SLSQP; minuit: pyhf's MINUIT (both one fit at a time).")
-    do_grad: bool | None = Field(
+    do_grad: Boolean | None = Field(
         None, description="scipy and minuit: gradients by autodiff (true) or by the optimizer's "
         "finite differences (false, as pyhf's numpy backend); default: pyhf's choice on JAX (true).")
 
@@ -121,7 +140,7 @@ class FitRequest(OptimizerOptions, PyhfRequest):
     ellipse_pairs: list[tuple[str, str]] | None = Field(
         None, description="Parameter pairs to draw ellipses for (default: the POI against up to "
         f"{DEFAULT_ELLIPSE_PAIRS} other free parameters).")
-    confidence_levels: list[Annotated[float, Field(gt=0, lt=1)]] = Field(
+    confidence_levels: list[Annotated[FiniteFloat, Field(gt=0, lt=1)]] = Field(
         list(DEFAULT_CONFIDENCE_LEVELS), max_length=8)
     ellipse_region: Literal["joint", "projection"] = Field(
         "joint", description="'joint': both parameters together (Δχ² = 2.30, 6.18 for 68.27 %, "
@@ -129,11 +148,13 @@ class FitRequest(OptimizerOptions, PyhfRequest):
 
 
 class ScanAxis(BaseModel):
+    """A grid axis from ``low`` to ``high``; ``low < high`` (JSON Schema cannot say so)."""
+
     model_config = ConfigDict(extra="forbid")
     name: str
-    low: FiniteFloat
-    high: FiniteFloat
-    points: int = Field(101, ge=2)
+    low: FiniteFloat = Field(description="Below high.")
+    high: FiniteFloat = Field(description="Above low; high - low must be finite.")
+    points: Integer = Field(101, ge=2)
 
     @model_validator(mode="after")
     def _ordered(self) -> ScanAxis:
@@ -147,11 +168,11 @@ class ScanAxis(BaseModel):
 class ScanRequest(PyhfRequest):
     x: ScanAxis
     y: ScanAxis
-    gradient_points: tuple[Annotated[int, Field(ge=2)], Annotated[int, Field(ge=2)]] = (11, 11)
+    gradient_points: tuple[integer(ge=2), integer(ge=2)] = (11, 11)
     quantity: Quantity = "logpdf"
     at: dict[str, FiniteFloat] | None = Field(
         None, description="Values of the other parameters (default: the best fit).")
-    profile: bool = Field(
+    profile: Boolean = Field(
         False, description="Minimize the other free parameters at every point (one fit per point; "
         "limits.max_profile_points).")
 
@@ -161,17 +182,29 @@ class ToyOptions(BaseModel):
 
     calctype: CalcType = Field("asymptotics", description="asymptotics, or toybased: the test "
                                "statistic's distributions from pseudo-experiments.")
-    ntoys: int = Field(DEFAULT_NTOYS, ge=1, description="toybased: pseudo-experiments per POI value "
+    ntoys: Integer = Field(DEFAULT_NTOYS, ge=1, description="toybased: pseudo-experiments per POI value "
                        "for each of s+b and b (limits.max_toys).")
-    seed: int | None = Field(None, ge=0, lt=2**63, description="toybased: the random seed (default: "
+    seed: integer(ge=0, le=2**53) | None = Field(None, description="toybased: the random seed (default: "
                              "a fresh one, returned in the answer).")
 
 
+# HypotestRequest's rule (q0 tests μ = 0 only; the other statistics need POI values), for the
+# OpenAPI document.
+_POI_VALUES_FOR_THE_STATISTIC = [
+    {"title": "discovery (q0)", "required": ["test_stat"],
+     "properties": {"test_stat": {"const": "q0"}, "poi_values": {"anyOf": [
+         {"type": "null"}, {"const": 0}, {"type": "array", "items": {"const": 0}}]}}},
+    {"title": "qtilde or q", "required": ["poi_values"],
+     "properties": {"test_stat": {"enum": ["qtilde", "q"]}, "poi_values": {"not": {"type": "null"}}}},
+]
+
+
 class HypotestRequest(ToyOptions, OptimizerOptions, PyhfRequest):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"oneOf": _POI_VALUES_FOR_THE_STATISTIC})
     poi_values: FiniteFloat | list[FiniteFloat] | None = Field(
         None, description="One POI value or several (q0: 0, the default).")
     test_stat: TestStat = Field("qtilde", description="qtilde, q, or q0 (discovery: tests μ = 0).")
-    expected: bool = Field(False, description="Also return the expected band (−2σ..+2σ).")
+    expected: Boolean = Field(False, description="Also return the expected band (−2σ..+2σ).")
 
     @model_validator(mode="after")
     def _poi_values_for_the_statistic(self) -> HypotestRequest:
@@ -188,12 +221,12 @@ class ScanRange(BaseModel):
     model_config = ConfigDict(extra="forbid")
     start: FiniteFloat
     stop: FiniteFloat
-    points: int = Field(ge=2)
+    points: Integer = Field(ge=2)
 
 
 class UpperLimitRequest(ToyOptions, OptimizerOptions, PyhfRequest):
     scan: ScanRange | list[FiniteFloat] = Field(description="POI grid: {start, stop, points} or values.")
-    level: float = Field(0.05, gt=0, lt=1, description="CLs threshold (0.05: 95 % CL).")
+    level: FiniteFloat = Field(0.05, gt=0, lt=1, description="CLs threshold (0.05: 95 % CL).")
     test_stat: LimitTestStat = "qtilde"
 
 

@@ -67,5 +67,6 @@ def sample(model: Any, pars: np.ndarray, ntoys: int, rng: np.random.Generator) -
 
 
 def fresh_seed() -> int:
-    """A random seed for a request that gave none (returned in its answer, to reproduce it)."""
-    return int(np.random.SeedSequence().generate_state(2, np.uint32).view(np.uint64)[0] >> np.uint64(1))
+    """A random seed for a request that gave none (returned in its answer, to reproduce it); below
+    2⁵³, so that it survives any JSON reader and can be sent back as it is."""
+    return int(np.random.SeedSequence().generate_state(2, np.uint32).view(np.uint64)[0] >> np.uint64(11))

@@ -52,3 +52,25 @@ def test_one_binary_threshold_for_every_domain(size):
     assert (scan.headers.get("accept") == "application/x-npz") is (side * (size // side) >= BINARY_THRESHOLD)
     for module in ("gradient", "fit", "pyhf"):  # no second copy of the constant
         assert not hasattr(importlib.import_module(f"labcrunch.{module}"), "BINARY_THRESHOLD")
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_binary_answers_decode_like_numpy_and_stored_ones_without_a_copy(compressed):
+    import io
+
+    from labcrunch._arrays import from_npy, from_npz
+
+    arrays = {"value": np.linspace(0, 1, 1001), "fortran": np.asfortranarray(np.ones((3, 4))),
+              "device": np.array("cpu"), "big_endian": np.arange(3, dtype=">i4"), "scalar": np.float64(2)}
+    buf = io.BytesIO()
+    (np.savez_compressed if compressed else np.savez)(buf, **arrays)
+    data = buf.getvalue()
+    decoded = from_npz(data)
+    for name, expected in arrays.items():
+        assert decoded[name].dtype == np.asarray(expected).dtype, name
+        np.testing.assert_array_equal(decoded[name], expected)
+    assert np.shares_memory(decoded["value"], np.frombuffer(data, np.uint8)) is not compressed
+    pickled = io.BytesIO()
+    np.save(pickled, np.array([None], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError, match="object"):
+        from_npy(pickled.getvalue())

@@ -26,7 +26,8 @@ def test_every_endpoint_documents_timeout_and_max_retries_and_a_result_type():
                  if isinstance(value, base.endpoint)]
     assert {"info", "ready", "gradient", "minimize", "minimize_optimizers", "fit_line", "pyhf_fit",
             "pyhf_scan", "pyhf_hypotest", "pyhf_upper_limit", "fractal", "fractal_counts",
-            "fractal_tile"} <= set(endpoints)
+            "fractal_tile", "dense_summary", "dense_weights", "dense_predict",
+            "dense_train"} <= set(endpoints)
     for name in endpoints:
         for client in (Client, AsyncClient):
             method = getattr(client, name)
@@ -79,19 +80,21 @@ def test_importing_the_client_loads_httpx_and_numpy_only():
 
 
 DOCUMENTED_MODULES = ["labcrunch._base", "labcrunch._client", "labcrunch.service", "labcrunch.gradient",
-                      "labcrunch.minimize", "labcrunch.fit", "labcrunch.pyhf", "labcrunch.fractal"]
+                      "labcrunch.minimize", "labcrunch.fit", "labcrunch.pyhf", "labcrunch.fractal",
+                      "labcrunch.nn"]
 
 
 @pytest.mark.slow  # compiles what the examples compute (pyhf models, optimisers): seconds
 @pytest.mark.parametrize("module", DOCUMENTED_MODULES)
 def test_docstring_examples_run_against_the_app(lc, module):
     """Every ``>>>`` example, with ``lc`` a Client over the in-process app."""
+    from labcrunch.nn import Dense, Network
     from labcrunch.pyhf import simple_model
 
     found = importlib.import_module(module)
     finder = doctest.DocTestFinder()
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
-    globs = {"lc": lc, "simple_model": simple_model, "np": np}
+    globs = {"lc": lc, "simple_model": simple_model, "np": np, "Dense": Dense, "Network": Network}
     tests = finder.find(found, globs=globs)
     # Endpoint methods are descriptors: their examples are on the functions a class lookup gives.
     for cls in vars(found).values():
@@ -114,6 +117,8 @@ with Client() as lc:
     reveal_type(lc.with_options(max_retries=0).info())
     reveal_type(lc.fractal_counts(width=3, height=3))
     reveal_type(lc.minimize_optimizers())
+    reveal_type(lc.dense(2, [(1, "sigmoid")]).train([[0.0, 1.0]], [1.0], epochs=1))
+    lc.dense(2, [(1, "sigmoid")]).train([[0.0, 1.0]], [1.0], epoch=1)  # type: ignore[call-arg]
     lc.gradient("x", timout=3.0)  # type: ignore[call-arg]
     lc.gradient("x", backend="torch")  # type: ignore[arg-type]
     lc.fractal(format="npy")  # type: ignore[call-arg]
@@ -122,6 +127,7 @@ with Client() as lc:
 async def main() -> None:
     async with AsyncClient() as alc:
         reveal_type(await alc.fit_line([0.0, 1.0], [1.0, 2.0]))
+        reveal_type(await alc.dense(2, [(1, "relu")]).predict([[0.0, 1.0]]))
         pending = alc.info(timeout=1.0)
         _ = reveal_type(pending)
         pending.close()
@@ -147,6 +153,8 @@ def test_type_checkers_see_results_and_coroutines(tmp_path):
         "labcrunch.service.ServiceInfo",
         "labcrunch.fractal.FractalCounts",
         "list[labcrunch.minimize.OptimizerInfo]",
+        "labcrunch.nn.DenseTraining",
         "labcrunch.fit.LineFitResult",
+        "numpy.ndarray[tuple[Any, ...], numpy.dtype[Any]]",
         "typing.Coroutine[Any, Any, labcrunch.service.ServiceInfo]",
     ]

@@ -38,15 +38,25 @@ def test_client_minimize_returns_numpy_histories_and_plots(lc):
     assert isinstance(run.history.x["x"], np.ndarray) and run.history.step[-1] == 50
     np.testing.assert_allclose(run.history.x["x"], 0.8 ** np.arange(51), rtol=1e-13)
     ax = result.plot()
-    assert len(ax.lines) == 1 + len(SEED_RATES)  # the function, then one path per rate
+    paths = [line for line in ax.lines if not line.get_label().startswith("_")]
+    assert len(paths) == len(SEED_RATES)  # one path per rate, after the function
     np.testing.assert_allclose(ax.lines[0].get_ydata(), ax.lines[0].get_xdata() ** 2, rtol=1e-12)
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["0.1", "0.99", "0.001"]
+    # each path's start (white circle) and end (square) are marked, in the path's colour
+    for run, path in zip(result.runs, paths, strict=True):
+        marks = {line.get_marker(): (line.get_xdata()[0], line.get_ydata()[0]) for line in ax.lines
+                 if line.get_label().startswith("_") and line.get_color() == path.get_color()
+                 or line.get_markeredgecolor() == path.get_color()}
+        assert marks["o"] == (run.history.x["x"][0], run.history.value[0])
+        assert marks["s"] == (run.history.x["x"][-1], run.history.value[-1])
+    assert "○ start" in ax.get_title() and "■ end" in ax.get_title()
 
     result = lc.minimize(ROSENBROCK, {"x": -1.2, "y": 1.0}, "lbfgs", steps=100)
     assert result.landscape.value.shape == (81, 81)
     assert result.runs[0].history.points(result.variables).shape[1] == 2
     fig, ax = plt.subplots()
-    assert result.plot(ax=ax) is ax and len(ax.lines) == 1
+    assert result.plot(ax=ax) is ax and len([line for line in ax.lines
+                                             if not line.get_label().startswith("_")]) == 1
     plt.close("all")
 
 

@@ -28,7 +28,8 @@ from tests.helpers import ROOT
 DOCKERFILE = ROOT / "Dockerfile.gpu"
 COMPOSE = ROOT / "docker-compose.yml"
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-CACHE_DIR = "/var/cache/labcrunch/jax"
+DATA_DIR = "/var/lib/labcrunch"
+CACHE_DIR = f"{DATA_DIR}/jax-cache"  # backends.compilation_cache_dir() under LABCRUNCH_DATA_DIR
 MEMORY_ENV = {
     "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
     "TF_FORCE_GPU_ALLOW_GROWTH": "true",
@@ -158,22 +159,29 @@ def test_dockerfile_sets_the_gpu_sharing_environment_and_compile_cache():
         assert env[key] == value
     assert 0 < float(env[MEMORY_FRACTION]) < 1
     assert DEPRECATED_MEMORY_FRACTION not in env
-    assert env["JAX_COMPILATION_CACHE_DIR"] == CACHE_DIR
+    assert env["LABCRUNCH_DATA_DIR"] == DATA_DIR
+    assert "JAX_COMPILATION_CACHE_DIR" not in env  # one setting places it: LABCRUNCH_DATA_DIR
     # The cache directory exists in the image and belongs to the service's user, so a fresh
-    # named volume mounted there starts out writable by it alone.
+    # named volume mounted on the data folder starts out writable by it alone.
     run = " ".join(instruction_args("RUN"))
-    assert f"mkdir -p {CACHE_DIR}" in run and "chown -R labcrunch:labcrunch /var/cache/labcrunch" in run
+    assert f"mkdir -p {CACHE_DIR}" in run and f"chown -R labcrunch:labcrunch {DATA_DIR}" in run
     assert f"chmod 0700 {CACHE_DIR}" in run
 
 
-def test_jax_reads_the_compile_cache_variable(tmp_path):
-    """The variable name is the one JAX reads: a compiled program lands in the directory."""
-    env = {**dockerfile_env(), "JAX_COMPILATION_CACHE_DIR": str(tmp_path),
-           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_PLATFORMS": "cpu"}
+def test_the_image_data_folder_puts_the_compile_cache_where_the_image_made_it(tmp_path):
+    """The service, configured by the image's variables, compiles into <data_dir>/jax-cache
+    (checked with the data folder moved to a temporary one), readable by its user alone."""
+    env = {**dockerfile_env(), "LABCRUNCH_DATA_DIR": str(tmp_path), "JAX_PLATFORMS": "cpu"}
     env["PATH"] = env["PATH"].replace("$PATH", os.environ["PATH"])
-    code = "import jax, jax.numpy as jnp; jax.jit(lambda v: jnp.sin(v) * 2)(jnp.ones(3)).block_until_ready()"
-    subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, timeout=120)
-    assert any(p.name.startswith("jit_") for p in tmp_path.iterdir())
+    code = ("from labcrunch_service import backends; backends.configure(); "
+            "import jax, jax.numpy as jnp; print(backends.compilation_cache_dir()); "
+            "jax.jit(lambda v: jnp.sin(v) * 2)(jnp.ones(3)).block_until_ready()")
+    done = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True,
+                          text=True, timeout=120)
+    assert done.stdout.strip() == str(tmp_path / "jax-cache")
+    assert CACHE_DIR.removeprefix(DATA_DIR) == "/jax-cache"
+    assert any(p.name.startswith("jit_") for p in (tmp_path / "jax-cache").iterdir())
+    assert (tmp_path / "jax-cache").stat().st_mode & 0o777 == 0o700
 
 
 def test_dockerignore_keeps_secrets_and_the_venv_out_but_not_what_the_image_copies():
@@ -218,9 +226,9 @@ def test_compose_port_restart_healthcheck_env_file_and_cache_volume(compose, ser
     assert test[0] == "CMD" and "http://127.0.0.1:8000/livez" in " ".join(test)
     assert spec["healthcheck"]["start_period"]
     assert [e["path"] for e in spec["env_file"]] == ["./labcrunch.env"]
-    assert f"jax-cache:{CACHE_DIR}" in spec["volumes"]
-    assert "jax-cache" in compose["volumes"]
-    assert spec["environment"]["JAX_COMPILATION_CACHE_DIR"] == CACHE_DIR
+    assert f"labcrunch-data:{DATA_DIR}" in spec["volumes"]
+    assert "labcrunch-data" in compose["volumes"]
+    assert "JAX_COMPILATION_CACHE_DIR" not in spec["environment"]
 
 
 def test_compose_and_dockerfile_run_the_same_healthcheck(compose):

@@ -11,6 +11,10 @@ from jsonschema import Draft202012Validator
 SEED = {"model": {"simple": {"kind": "uncorrelated_background", "signal": [5.0], "bkg": [10.0],
                             "bkg_uncertainty": [3.5]}}, "data": "asimov"}
 
+#: The seed notebook's network: Dense 64 relu, 32 relu, 1 softmax over 4 inputs.
+NETWORK = {"inputs": 4, "layers": [{"units": 64, "activation": "relu"}, {"units": 32, "activation": "relu"},
+                                   {"units": 1, "activation": "softmax"}]}
+
 #: One real request per operation: (method, path as in the document, request path, JSON body).
 EXAMPLES: list[tuple[str, str, str, Any]] = [
     ("get", "/livez", "/livez", None),
@@ -35,6 +39,14 @@ EXAMPLES: list[tuple[str, str, str, Any]] = [
     ("get", "/v1/fractal/{kind}.png", "/v1/fractal/mandelbrot.png?width=32&height=24", None),
     ("post", "/v1/fractal", "/v1/fractal", {"format": "json", "width": 8, "height": 6}),
     ("get", "/v1/fractal/tiles/{z}/{x}/{y}.png", "/v1/fractal/tiles/1/0/1.png", None),
+    ("post", "/v1/nn/dense/summary", "/v1/nn/dense/summary", {"network": NETWORK}),
+    ("post", "/v1/nn/dense/weights", "/v1/nn/dense/weights", {"network": NETWORK}),
+    ("post", "/v1/nn/dense/predict", "/v1/nn/dense/predict", {"network": NETWORK,
+                                                              "x": [[1, 2, 3, 4]], "jacobian": True}),
+    ("post", "/v1/nn/dense/train", "/v1/nn/dense/train", {"network": NETWORK, "x": [[1, 2, 3, 4]] * 4,
+                                                          "y": [0, 1, 0, 1], "epochs": 2,
+                                                          "validation_split": 0.25,
+                                                          "metrics": ["accuracy"]}),
 ]
 
 

@@ -135,3 +135,18 @@ def test_a_server_does_not_outlive_a_killed_benchmark(tmp_path):
     finally:
         if _alive(server_pid):
             os.kill(server_pid, signal.SIGKILL)
+
+
+@pytest.mark.slow  # a server, fractal kernels and a gradient compile: seconds
+@pytest.mark.timeout(300)
+def test_the_gpu_run_script_runs_on_the_cpu(tmp_path):
+    """`python -m bench.gpu` is run on a GPU machine only now and then: its steps run here at
+    tiny sizes (the smoke step is test_deploy's, the pyhf compile is slow on a CPU)."""
+    result = subprocess.run([sys.executable, "-m", "bench.gpu", "--allow-cpu", "--quick",
+                             "--skip", "smoke,pyhf"], cwd=ROOT, capture_output=True, text=True,
+                            env={**os.environ, "TMPDIR": str(tmp_path)}, timeout=280)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    assert "every step passed" in result.stdout
+    for case in ("| fractal | 160² no symmetry", "| gradient | 10,000 points, service", "| toys |"):
+        assert case in result.stdout, result.stdout
+    assert not list(tmp_path.glob("labcrunch-bench-*")), "a server's log or data folder was left"

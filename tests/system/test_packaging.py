@@ -44,6 +44,17 @@ def test_wheel_holds_every_subpackage(wheel_names: set[str]) -> None:
             assert f"{name}/{inside}" in wheel_names, f"{name}/{inside} is not in the wheel"
 
 
+@pytest.mark.slow
+def test_wheel_holds_the_page_and_the_docs_assets(wheel_names: set[str]) -> None:
+    """The page at / and the offline API docs are package data: a wheel without them serves
+    blank pages."""
+    static = ROOT / "service" / "web" / "static"
+    for path in static.rglob("*"):
+        if path.is_file():
+            name = f"labcrunch_service/web/static/{path.relative_to(static).as_posix()}"
+            assert name in wheel_names, f"{name} is not in the wheel"
+
+
 def test_a_users_own_client_module_does_not_shadow_labcrunch(tmp_path: Path) -> None:
     """The error a new user hit: their own client.py next to the script hid the package."""
     (tmp_path / "client.py").write_text("raise SystemExit('the user module was imported')\n")

@@ -3,55 +3,22 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from labcrunch import Client, NotFoundError
+from tests.helpers.servers import labcrunch_serve
 
 pytestmark = pytest.mark.slow  # starts `labcrunch serve` and waits for it: tens of seconds
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    port = free_port()
     log_path = tmp_path_factory.mktemp("server") / "server.log"
-    exe = Path(sys.executable).with_name("labcrunch")
-    env = {**os.environ, "LABCRUNCH_LOAD_TENSORFLOW": "false", "LABCRUNCH_LOG_JSON": "true"}
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen([str(exe), "serve", "--host", "127.0.0.1", "--port", str(port)],
-                                stdout=log, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        with Client(url, max_retries=0) as lc:
-            deadline = time.monotonic() + 240
-            while True:
-                try:
-                    if lc.ready():
-                        break
-                except Exception:  # noqa: BLE001 - not listening yet
-                    pass
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"server did not start:\n{log_path.read_text()[-3000:]}")
-                time.sleep(0.25)
+    with labcrunch_serve(log_path, Path.cwd(), LABCRUNCH_LOAD_TENSORFLOW="false") as url:
         yield url, log_path
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def test_served_info_through_the_client(server):

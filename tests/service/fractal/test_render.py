@@ -346,12 +346,30 @@ def test_tiles_outside_the_world_are_not_found(api):
         ("width=5000&height=5000", "max_pixels"),
         ("max_iter=100001", "max_iter"),
         ("width=4096&height=4096&max_iter=2000", "max_pixel_iterations"),
+        ("width=16777216&height=1&max_iter=1", "max_aspect_ratio"),  # coloring costs, not counted
+        ("width=1&height=16777216&max_iter=1", "max_aspect_ratio"),  # in iterations, ~9 s before
     ],
 )
 def test_each_limit_refuses_before_any_work(api, query, limit):
     body = assert_problem(api.get(f"/v1/fractal/mandelbrot.png?{query}"), 413)
     assert body["limit"] == limit and body["value"] > body["maximum"]
     assert limit in body["detail"]
+
+
+def test_coloring_and_encoding_count_in_the_work():
+    """max_pixel_iterations charges every pixel PIXEL_COST_ITERATIONS for its coloring and PNG
+    encoding: a picture at max_iter = 1 is not free (the iterations alone said 10^6 here)."""
+    from labcrunch_service.errors import LimitExceeded
+    from labcrunch_service.fractal.plane import PIXEL_COST_ITERATIONS, check_limits
+
+    limits = Limits(max_pixel_iterations=1_000_000)
+    with pytest.raises(LimitExceeded) as refused:
+        check_limits(1000, 1000, 1, limits)
+    assert refused.value.extra["value"] == 1000 * 1000 * (1 + PIXEL_COST_ITERATIONS)
+    check_limits(90, 100, 1, limits)  # 9,000 pixels x 101 = 909,000
+    with pytest.raises(LimitExceeded) as refused:
+        check_limits(4097, 1, 1, Limits())
+    assert refused.value.extra["limit"] == "max_aspect_ratio"
 
 
 def test_json_and_zoom_limits(api):
@@ -364,7 +382,7 @@ def test_json_and_zoom_limits(api):
 def test_info_lists_the_fractal_limits(api):
     limits = api.get("/v1/info").json()["limits"]
     for name in ("max_pixels", "max_iter", "max_pixel_iterations", "max_json_pixels",
-                 "max_tile_zoom"):
+                 "max_tile_zoom", "max_aspect_ratio"):
         assert name in limits
 
 
