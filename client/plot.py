@@ -326,12 +326,16 @@ def upper_limit(limit: UpperLimitResult, ax: Axes | None = None, *,
     ax.fill_between(limit.scan, band[:, 0], band[:, 4], color="yellow", label="expected ±2σ")
     ax.fill_between(limit.scan, band[:, 1], band[:, 3], color="limegreen", label="expected ±1σ")
     ax.plot(limit.scan, band[:, 2], "k--", label="expected")
-    ax.plot(limit.scan, limit.cls, "k-o", ms=3, label=f"observed (limit {limit.observed:.3g})")
+    def shown(value: float | None) -> str:  # a limit outside the scan is None (observed) or NaN
+        return "outside the scan" if value is None or np.isnan(value) else f"{value:.3g}"
+
+    found = shown(limit.observed)
+    ax.plot(limit.scan, limit.cls, "k-o", ms=3, label=f"observed (limit {found})")
     ax.axhline(limit.level, color="r", label=f"CLs = {limit.level:g}")
     ax.set_xlabel(limit.poi)
     ax.set_ylabel("CLs")
     ax.set_ylim(0, 1.02)
     ax.set_title(f"upper limit on {limit.poi} at {100 * (1 - limit.level):g} % CL: observed "
-                 f"{limit.observed:.3g}, expected {limit.expected[2]:.3g}")
+                 f"{found}, expected {shown(float(limit.expected[2]))}")
     ax.legend(fontsize="small")
     return save(ax, path)

@@ -13,12 +13,20 @@ Shared keyword arguments of the methods:
 - ``asimov_pars``: parameter values for the Asimov data, by name (others: suggested init).
 - ``init_pars``: initial values by parameter name; ``par_bounds``: ``(low, high)`` by name.
 - ``fixed_params``: names of parameters held at their initial value.
+- ``optimizer``: ``"newton"`` (default: a bounded Newton method on the exact Hessian, compiled
+  once per model on the server), ``"scipy"`` (pyhf's SLSQP) or ``"minuit"``; ``do_grad``
+  (scipy, minuit): gradients by autodiff (``True``) or the optimizer's finite differences
+  (``False``, as pyhf's numpy backend, which made pyhf's validation references).
+
+Interpolation codes are part of the model: ``workspace_model(ws, modifier_settings=
+interpolation_codes(normsys="code1", histosys="code0"))``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -33,11 +41,23 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.patches import Ellipse as EllipsePatch
 
-#: How the best fit is found: scipy's SLSQP or MINUIT (iminuit).
-PyhfOptimizer = Literal["scipy", "minuit"]
+#: How the best fit is found: the server's Newton method, pyhf's SLSQP (scipy) or MINUIT.
+PyhfOptimizer = Literal["newton", "scipy", "minuit"]
 
-#: The profile-likelihood test statistic of hypothesis tests: q̃_μ or q_μ.
-TestStatistic = Literal["qtilde", "q"]
+#: The profile-likelihood test statistic of hypothesis tests: q̃_μ, q_μ, or q₀ (discovery, μ = 0).
+TestStatistic = Literal["qtilde", "q", "q0"]
+
+#: The test statistics of upper limits: q̃_μ or q_μ.
+LimitTestStatistic = Literal["qtilde", "q"]
+
+#: p-values from the asymptotic formulae, or from pseudo-experiments.
+CalcType = Literal["asymptotics", "toybased"]
+
+#: pyhf's interpolation codes of normsys modifiers (code4: pyhf's default).
+NormsysCode = Literal["code1", "code4"]
+
+#: pyhf's interpolation codes of histosys modifiers (code4p: pyhf's default).
+HistosysCode = Literal["code0", "code2", "code4p"]
 
 #: What a scan maps: ln L, or −2 ln L.
 ScanQuantity = Literal["logpdf", "twice_nll"]
@@ -49,12 +69,27 @@ EllipseRegion = Literal["joint", "projection"]
 Data = Literal["asimov", "observed"] | Sequence[float]
 
 
+def interpolation_codes(normsys: NormsysCode | None = None,
+                        histosys: HistosysCode | None = None) -> dict[str, dict[str, str]]:
+    """pyhf's ``modifier_settings``: the interpolation code of each modifier type (a type left
+    out keeps pyhf's default, code4 or code4p).
+
+    Example:
+        >>> interpolation_codes(normsys="code1", histosys="code0")
+        {'normsys': {'interpcode': 'code1'}, 'histosys': {'interpcode': 'code0'}}
+    """
+    codes = {"normsys": normsys, "histosys": histosys}
+    return {kind: {"interpcode": code} for kind, code in codes.items() if code is not None}
+
+
 def simple_model(signal: Sequence[float], bkg: Sequence[float],
                  bkg_uncertainty: Sequence[float] | None = None, *,
                  bkg_up: Sequence[float] | None = None,
-                 bkg_down: Sequence[float] | None = None) -> dict[str, Any]:
+                 bkg_down: Sequence[float] | None = None,
+                 modifier_settings: Mapping[str, Mapping[str, str]] | None = None) -> dict[str, Any]:
     """pyhf's ``uncorrelated_background`` (with ``bkg_uncertainty``) or ``correlated_background``
-    (with ``bkg_up`` and ``bkg_down``), as the server reads it.
+    (with ``bkg_up`` and ``bkg_down``, a histosys: ``modifier_settings`` may choose its
+    interpolation code, see :func:`interpolation_codes`), as the server reads it.
 
     Example:
         >>> simple_model(signal=[5.0], bkg=[10.0], bkg_uncertainty=[3.5])
@@ -71,17 +106,24 @@ def simple_model(signal: Sequence[float], bkg: Sequence[float],
                 "bkg_down": list(map(float, bkg_down))}
     else:
         raise ValueError("give bkg_uncertainty, or both bkg_up and bkg_down")
-    return {"simple": {**spec, "signal": list(map(float, signal)), "bkg": list(map(float, bkg))}}
+    model: dict[str, Any] = {"simple": {**spec, "signal": list(map(float, signal)), "bkg": list(map(float, bkg))}}
+    if modifier_settings is not None:
+        model["modifier_settings"] = {k: dict(v) for k, v in modifier_settings.items()}
+    return model
 
 
 def workspace_model(workspace: Mapping[str, Any], measurement: str | None = None,
-                    patches: Sequence[Any] | None = None) -> dict[str, Any]:
-    """A pyhf JSON workspace (a dict), optionally a measurement name and JSON patches."""
+                    patches: Sequence[Any] | None = None,
+                    modifier_settings: Mapping[str, Mapping[str, str]] | None = None) -> dict[str, Any]:
+    """A pyhf JSON workspace (a dict), optionally a measurement name, JSON patches and
+    interpolation codes (``modifier_settings``, see :func:`interpolation_codes`)."""
     model: dict[str, Any] = {"workspace": dict(workspace)}
     if measurement is not None:
         model["measurement"] = measurement
     if patches is not None:
         model["patches"] = list(patches)
+    if modifier_settings is not None:
+        model["modifier_settings"] = {k: dict(v) for k, v in modifier_settings.items()}
     return model
 
 
@@ -144,7 +186,10 @@ class PyhfFitResult(ShortRepr):
         covariance: 2·inv(hessian), over the free parameters.
         correlation: The covariance normalised, over the free parameters.
         uncertainties: One per parameter (0 for fixed ones).
-        converged, optimizer, warnings: How the fit went.
+        converged, optimizer: How the fit went.
+        warnings: A fit that did not converge, parameters whose best fit lies on a bound (the
+            Hessian there is the curvature at the bound, not an uncertainty), a covariance that
+            could not be formed.
         ellipses: Confidence ellipses of the requested pairs and levels.
         backend, device, elapsed_ms: Where and how fast.
     """
@@ -228,6 +273,50 @@ class PyhfFitResult(ShortRepr):
 
 
 @dataclass(frozen=True, repr=False)
+class PyhfBatchFitResult(ShortRepr):
+    """Best fits of one model to many datasets (one row per dataset, in the order sent).
+
+    Attributes:
+        parameters: Every parameter's name, in the model's order.
+        poi: The parameter of interest (None when the model has none).
+        bestfit: (datasets, parameters).
+        twice_nll: −2 ln L at each best fit.
+        free_parameters, fixed: Names of the free and of the fixed parameters.
+        uncertainties: (datasets, parameters): sqrt(diag(2·inv(Hessian))); 0 for fixed
+            parameters, NaN where a Hessian is not positive definite.
+        converged: One flag per dataset.
+        optimizer, warnings: How the fits went (see :class:`PyhfFitResult`).
+        backend, device, elapsed_ms: Where and how fast.
+    """
+
+    parameters: list[str]
+    poi: str | None
+    bestfit: np.ndarray
+    twice_nll: np.ndarray
+    free_parameters: list[str]
+    fixed: list[str]
+    uncertainties: np.ndarray
+    converged: np.ndarray
+    optimizer: str
+    warnings: list[str]
+    backend: str
+    device: str
+    elapsed_ms: float
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> PyhfBatchFitResult:
+        """The result from the server's JSON answer."""
+        return cls(
+            parameters=list(body["parameters"]), poi=body["poi"], bestfit=array(body["bestfit"]),
+            twice_nll=array(body["twice_nll"]), free_parameters=list(body["free_parameters"]),
+            fixed=list(body["fixed"]), uncertainties=array(body["uncertainties"]),
+            converged=np.asarray(body["converged"], dtype=bool), optimizer=body["optimizer"],
+            warnings=list(body["warnings"]), backend=body["backend"], device=body["device"],
+            elapsed_ms=float(body["elapsed_ms"]),
+        )
+
+
+@dataclass(frozen=True, repr=False)
 class PyhfScanResult(ShortRepr):
     """A likelihood scan of two parameters and its gradient on a coarser grid.
 
@@ -295,12 +384,21 @@ class PyhfScanResult(ShortRepr):
         return plot.likelihood_scan(self, ax, fit=fit, arrow_scale=arrow_scale, path=path)
 
 
+def _optional(body: Mapping[str, Any], key: str) -> np.ndarray | None:
+    value = body.get(key)
+    return None if value is None else array(value)
+
+
 @dataclass(frozen=True, repr=False)
 class HypotestResult(ShortRepr):
-    """Asymptotic CLs, CLs+b and CLb at each POI value.
+    """CLs, CLs+b and CLb at each POI value, asymptotic or from toys.
 
     ``cls_expected`` (with ``expected=True``) has shape (n, 5): the expected CLs at −2σ, −1σ,
-    median, +1σ, +2σ.
+    median, +1σ, +2σ. With the discovery statistic ``q0``, ``p0`` is the p-value of the
+    background-only hypothesis (pyhf's CLs+b of the μ = 0 test) and ``p0_expected`` its expected
+    band. From toys (``calctype="toybased"``): ``ntoys``, the ``seed`` that reproduces them and
+    the Monte-Carlo (binomial) uncertainties ``cls_uncertainty``, ``clsb_uncertainty``,
+    ``clb_uncertainty``; fields that do not apply are None.
     """
 
     poi: str
@@ -313,15 +411,31 @@ class HypotestResult(ShortRepr):
     backend: str
     device: str
     elapsed_ms: float
+    calctype: str = "asymptotics"
+    optimizer: str = "newton"
+    p0: np.ndarray | None = None
+    p0_expected: np.ndarray | None = None
+    ntoys: int | None = None
+    seed: int | None = None
+    cls_uncertainty: np.ndarray | None = None
+    clsb_uncertainty: np.ndarray | None = None
+    clb_uncertainty: np.ndarray | None = None
+    warnings: list[str] = field(default_factory=list)
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> HypotestResult:
         """The result from the server's JSON answer."""
-        band = body.get("cls_expected")
         return cls(poi=body["poi"], poi_values=array(body["poi_values"]), cls=array(body["cls"]),
                    clsb=array(body["clsb"]), clb=array(body["clb"]),
-                   cls_expected=None if band is None else array(band), test_stat=body["test_stat"],
-                   backend=body["backend"], device=body["device"], elapsed_ms=float(body["elapsed_ms"]))
+                   cls_expected=_optional(body, "cls_expected"), test_stat=body["test_stat"],
+                   backend=body["backend"], device=body["device"], elapsed_ms=float(body["elapsed_ms"]),
+                   calctype=body.get("calctype", "asymptotics"), optimizer=body.get("optimizer", "scipy"),
+                   p0=_optional(body, "p0"), p0_expected=_optional(body, "p0_expected"),
+                   ntoys=body.get("ntoys"), seed=body.get("seed"),
+                   cls_uncertainty=_optional(body, "cls_uncertainty"),
+                   clsb_uncertainty=_optional(body, "clsb_uncertainty"),
+                   clb_uncertainty=_optional(body, "clb_uncertainty"),
+                   warnings=list(body.get("warnings", [])))
 
 
 @dataclass(frozen=True, repr=False)
@@ -329,12 +443,13 @@ class UpperLimitResult(ShortRepr):
     """The observed and expected upper limits on the POI from a CLs scan.
 
     ``expected`` holds the limits at −2σ, −1σ, median, +1σ, +2σ; ``cls_expected`` the expected
-    CLs at each scan point, shape (len(scan), 5).
+    CLs at each scan point, shape (len(scan), 5). A limit that lies outside the scan is None
+    (``observed``) or NaN (in ``expected``), and ``warnings`` says on which side.
     """
 
     poi: str
     level: float
-    observed: float
+    observed: float | None
     expected: np.ndarray
     scan: np.ndarray
     cls: np.ndarray
@@ -343,14 +458,23 @@ class UpperLimitResult(ShortRepr):
     backend: str
     device: str
     elapsed_ms: float
+    calctype: str = "asymptotics"
+    optimizer: str = "newton"
+    ntoys: int | None = None
+    seed: int | None = None
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> UpperLimitResult:
-        """The result from the server's JSON answer."""
-        return cls(poi=body["poi"], level=float(body["level"]), observed=number(body["observed"]),
-                   expected=array(body["expected"]), scan=array(body["scan"]), cls=array(body["cls"]),
+        """The result from the server's JSON answer (null limits: None, or NaN in ``expected``)."""
+        observed = body["observed"]
+        expected = [math.nan if v is None else number(v) for v in body["expected"]]
+        return cls(poi=body["poi"], level=float(body["level"]),
+                   observed=None if observed is None else number(observed),
+                   expected=np.asarray(expected, dtype=np.float64), scan=array(body["scan"]), cls=array(body["cls"]),
                    cls_expected=array(body["cls_expected"]), warnings=list(body["warnings"]),
-                   backend=body["backend"], device=body["device"], elapsed_ms=float(body["elapsed_ms"]))
+                   backend=body["backend"], device=body["device"], elapsed_ms=float(body["elapsed_ms"]),
+                   calctype=body.get("calctype", "asymptotics"), optimizer=body.get("optimizer", "scipy"),
+                   ntoys=body.get("ntoys"), seed=body.get("seed"))
 
     def plot(self, ax: Axes | None = None, *, path: str | Path | None = None) -> Axes:
         """Observed CLs over the scan with the expected bands and the level line (see
@@ -379,6 +503,7 @@ class PyhfAPI:
         data: Data = "asimov",
         *,
         optimizer: PyhfOptimizer | None = None,
+        do_grad: bool | None = None,
         ellipse_pairs: Sequence[tuple[str, str]] | None = None,
         confidence_levels: Sequence[float] | None = None,
         ellipse_region: EllipseRegion | None = None,
@@ -405,8 +530,9 @@ class PyhfAPI:
 
         Args:
             model: The model (:func:`simple_model`, :func:`workspace_model`).
-            data: See the module's shared keyword arguments.
-            optimizer: ``"scipy"`` or ``"minuit"``.
+            data: See the module's shared keyword arguments (for many datasets at once, see
+                :meth:`pyhf_fit_batch`).
+            optimizer, do_grad: See the module's shared keyword arguments.
             ellipse_pairs: Parameter pairs to draw ellipses for (default: the POI against a few
                 other free parameters).
             confidence_levels: Probabilities of the ellipses (default 68.27 % and 95.45 %).
@@ -418,18 +544,66 @@ class PyhfAPI:
             max_retries: Retries of this call (default: the client's).
 
         Returns:
-            PyhfFitResult: best fit, Hessian, covariance, correlation and ellipses (numpy).
+            PyhfFitResult: best fit, Hessian, covariance, correlation and ellipses (numpy);
+            ``warnings`` names parameters whose best fit lies on a bound.
 
         Raises:
             ValidationError: An invalid model or data, unknown parameters, a fit that does not
                 converge (422).
             RequestTooLargeError: A model or an ellipse list over a server limit (413).
         """
-        body = _request(model, data, optimizer=optimizer, ellipse_pairs=ellipse_pairs,
+        body = _request(model, data, optimizer=optimizer, do_grad=do_grad, ellipse_pairs=ellipse_pairs,
                         confidence_levels=confidence_levels, ellipse_region=ellipse_region,
                         asimov_pars=asimov_pars, init_pars=init_pars, par_bounds=par_bounds,
                         fixed_params=fixed_params)
         return Call("POST", "/v1/pyhf/fit", json_answer(PyhfFitResult.from_json), json=body,
+                    timeout=timeout, max_retries=max_retries)
+
+    @endpoint
+    def pyhf_fit_batch(
+        self,
+        model: Mapping[str, Any],
+        datasets: Sequence[Sequence[float]] | np.ndarray,
+        *,
+        optimizer: PyhfOptimizer | None = None,
+        do_grad: bool | None = None,
+        init_pars: Mapping[str, float] | None = None,
+        par_bounds: Mapping[str, tuple[float, float]] | None = None,
+        fixed_params: Sequence[str] | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+    ) -> Call[PyhfBatchFitResult]:
+        """Best fits of one model to many datasets (your own toys, pseudo-experiments, ...) in one
+        request, answered as one batch of the server's compiled fits (``POST /v1/pyhf/fit`` with
+        ``data`` a list of datasets).
+
+        Example:
+            >>> seed = simple_model(signal=[5.0], bkg=[10.0], bkg_uncertainty=[3.5])
+            >>> fits = lc.pyhf_fit_batch(seed, [[15.0], [18.0], [12.0]])
+            >>> fits.bestfit[:, 0].round(3), fits.converged.tolist()
+            (array([1. , 1.6, 0.4]), [True, True, True])
+
+        Args:
+            model: The model (:func:`simple_model`, :func:`workspace_model`).
+            datasets: One row per dataset: main-bin counts or full data vectors.
+            optimizer, do_grad, init_pars, par_bounds, fixed_params: See the module's shared
+                keyword arguments.
+            timeout: Seconds to wait for the answer (default: the client's).
+            max_retries: Retries of this call (default: the client's).
+
+        Returns:
+            PyhfBatchFitResult: best fits, −2 ln L, uncertainties and convergence per dataset.
+
+        Raises:
+            ValidationError: An invalid model, a dataset of the wrong length (its index in
+                ``loc``) (422).
+            RequestTooLargeError: More datasets than ``max_fit_datasets`` (413).
+        """
+        rows = [np.asarray(d, dtype=np.float64).tolist() for d in datasets]
+        body = _request(model, "asimov", optimizer=optimizer, do_grad=do_grad, init_pars=init_pars,
+                        par_bounds=par_bounds, fixed_params=fixed_params)
+        body["data"] = rows
+        return Call("POST", "/v1/pyhf/fit", json_answer(PyhfBatchFitResult.from_json), json=body,
                     timeout=timeout, max_retries=max_retries)
 
     @endpoint
@@ -504,11 +678,16 @@ class PyhfAPI:
     def pyhf_hypotest(
         self,
         model: Mapping[str, Any],
-        poi_values: float | Sequence[float],
+        poi_values: float | Sequence[float] | None,
         data: Data = "asimov",
         *,
         expected: bool = False,
         test_stat: TestStatistic | None = None,
+        calctype: CalcType | None = None,
+        ntoys: int | None = None,
+        seed: int | None = None,
+        optimizer: PyhfOptimizer | None = None,
+        do_grad: bool | None = None,
         asimov_pars: Mapping[str, float] | None = None,
         init_pars: Mapping[str, float] | None = None,
         par_bounds: Mapping[str, tuple[float, float]] | None = None,
@@ -516,35 +695,50 @@ class PyhfAPI:
         timeout: float | None = None,
         max_retries: int | None = None,
     ) -> Call[HypotestResult]:
-        """Asymptotic CLs, CLs+b and CLb at one or several POI values
-        (``POST /v1/pyhf/hypotest``), as ``pyhf.infer.hypotest``.
+        """CLs, CLs+b and CLb at one or several POI values (``POST /v1/pyhf/hypotest``), as
+        ``pyhf.infer.hypotest``: asymptotic, or from pseudo-experiments; with ``test_stat="q0"``,
+        the discovery p-value p0.
 
         Example:
             >>> seed = simple_model(signal=[5.0], bkg=[10.0], bkg_uncertainty=[3.5])
             >>> test = lc.pyhf_hypotest(seed, [1.0, 2.0], expected=True)
             >>> test.cls.round(4), test.cls_expected.shape
             (array([0.6047, 0.2094]), (2, 5))
+            >>> discovery = lc.pyhf_hypotest(seed, None, [25.0], test_stat="q0")
+            >>> discovery.p0.round(4)
+            array([0.0076])
+            >>> toys = lc.pyhf_hypotest(seed, 1.0, calctype="toybased", ntoys=200, seed=1)
+            >>> toys.ntoys, toys.seed, bool(toys.cls_uncertainty[0] > 0)
+            (200, 1, True)
 
         Args:
             model: The model (:func:`simple_model`, :func:`workspace_model`).
-            poi_values: One POI value or several.
+            poi_values: One POI value or several (None with ``q0``, which tests 0).
             data: See the module's shared keyword arguments.
-            expected: Also the expected CLs band (−2σ … +2σ).
-            test_stat: ``"qtilde"`` (default) or ``"q"``.
-            asimov_pars, init_pars, par_bounds, fixed_params: See the module's shared keyword
-                arguments.
+            expected: Also the expected band (−2σ … +2σ).
+            test_stat: ``"qtilde"`` (default), ``"q"`` or ``"q0"``.
+            calctype: ``"asymptotics"`` (default) or ``"toybased"``.
+            ntoys: Toys per POI value for each of s+b and b (default 1,000; ``max_toys`` bounds
+                ntoys × POI values).
+            seed: The toys' random seed (default: a fresh one, returned in the result).
+            optimizer, do_grad, asimov_pars, init_pars, par_bounds, fixed_params: See the
+                module's shared keyword arguments.
             timeout: Seconds to wait for the answer (default: the client's).
             max_retries: Retries of this call (default: the client's).
 
         Returns:
-            HypotestResult: CLs, CLs+b, CLb (and the expected band) per POI value.
+            HypotestResult: CLs, CLs+b, CLb (and the expected band; p0 with q0; Monte-Carlo
+            uncertainties with toys) per POI value.
 
         Raises:
-            ValidationError: POI values outside the POI's bounds, an invalid model or data (422).
-            RequestTooLargeError: More POI values than ``max_hypotest_points`` (413).
+            ValidationError: POI values outside the POI's bounds (or not 0 with q0), an invalid
+                model or data, fits that do not converge (422).
+            RequestTooLargeError: More POI values than ``max_hypotest_points``, more toys than
+                ``max_toys`` (413).
         """
-        values = np.asarray(poi_values, dtype=np.float64).ravel().tolist()
+        values = None if poi_values is None else np.asarray(poi_values, dtype=np.float64).ravel().tolist()
         body = _request(model, data, poi_values=values, expected=expected, test_stat=test_stat,
+                        calctype=calctype, ntoys=ntoys, seed=seed, optimizer=optimizer, do_grad=do_grad,
                         asimov_pars=asimov_pars, init_pars=init_pars, par_bounds=par_bounds,
                         fixed_params=fixed_params)
         return Call("POST", "/v1/pyhf/hypotest", json_answer(HypotestResult.from_json), json=body,
@@ -558,7 +752,12 @@ class PyhfAPI:
         data: Data = "asimov",
         *,
         level: float | None = None,
-        test_stat: TestStatistic | None = None,
+        test_stat: LimitTestStatistic | None = None,
+        calctype: CalcType | None = None,
+        ntoys: int | None = None,
+        seed: int | None = None,
+        optimizer: PyhfOptimizer | None = None,
+        do_grad: bool | None = None,
         asimov_pars: Mapping[str, float] | None = None,
         init_pars: Mapping[str, float] | None = None,
         par_bounds: Mapping[str, tuple[float, float]] | None = None,
@@ -582,15 +781,17 @@ class PyhfAPI:
             data: See the module's shared keyword arguments.
             level: The CLs threshold (default 0.05: 95 % CL).
             test_stat: ``"qtilde"`` (default) or ``"q"``.
-            asimov_pars, init_pars, par_bounds, fixed_params: See the module's shared keyword
-                arguments.
+            calctype, ntoys, seed: As in :meth:`pyhf_hypotest` (toys at every scan point).
+            optimizer, do_grad, asimov_pars, init_pars, par_bounds, fixed_params: See the
+                module's shared keyword arguments.
             progress: Run it as a job on the server and draw a progress bar until it has
                 finished (see :mod:`labcrunch.jobs`); the result is the same.
             timeout: Seconds to wait for the answer (default: the client's).
             max_retries: Retries of this call (default: the client's).
 
         Returns:
-            UpperLimitResult: the observed limit, the expected ones and the CLs scan.
+            UpperLimitResult: the observed limit, the expected ones and the CLs scan; a limit
+            outside the scan is None (NaN in ``expected``), with a warning.
 
         Raises:
             ValidationError: A decreasing scan, an invalid model or data (422).
@@ -600,8 +801,8 @@ class PyhfAPI:
             grid: Any = {"start": float(scan[0]), "stop": float(scan[1]), "points": scan[2]}
         else:
             grid = np.asarray(scan, dtype=np.float64).tolist()
-        body = _request(model, data, scan=grid, level=level, test_stat=test_stat,
-                        asimov_pars=asimov_pars, init_pars=init_pars, par_bounds=par_bounds,
+        body = _request(model, data, scan=grid, level=level, test_stat=test_stat, calctype=calctype,
+                        ntoys=ntoys, seed=seed, optimizer=optimizer, do_grad=do_grad, asimov_pars=asimov_pars, init_pars=init_pars, par_bounds=par_bounds,
                         fixed_params=fixed_params)
         return Call("POST", "/v1/pyhf/upper-limit", json_answer(UpperLimitResult.from_json),
                     json=body, timeout=timeout, max_retries=max_retries, progress=progress)

@@ -93,6 +93,9 @@ class Limits(BaseModel):
     max_ellipse_pairs: int = Field(100, description="Parameter pairs in one pyhf fit's ellipse list.")
     max_profile_points: int = Field(1_000, description="Grid + gradient points of a profiled pyhf scan "
                                     "(one fit each).")
+    max_toys: int = Field(100_000, description="Pseudo-experiments of one toy-based pyhf hypotest or "
+                          "limit: ntoys x POI values (two fits per toy, for each of s+b and b).")
+    max_fit_datasets: int = Field(10_000, description="Datasets of one batch pyhf fit.")
 
     # --- fractal
     max_pixels: int = Field(16_777_216, description="width x height of one fractal image.")

@@ -14,14 +14,27 @@ from labcrunch_service.pyhf.schemas import (
 from labcrunch_service.settings import Limits
 
 
+def is_batch(data: object) -> bool:
+    """Whether a fit's ``data`` is a list of datasets (a batch fit)."""
+    return isinstance(data, list) and bool(data) and isinstance(data[0], list)
+
+
 def check_fit(request: FitRequest, limits: Limits) -> None:
-    """413 for more ellipse pairs than limits.max_ellipse_pairs (cheap: before any work)."""
+    """413 for more ellipse pairs than limits.max_ellipse_pairs, or more datasets than
+    limits.max_fit_datasets (cheap: before any work)."""
     count, maximum = len(request.ellipse_pairs or ()), limits.max_ellipse_pairs
     if count > maximum:
         raise LimitExceeded(
             f"ellipse_pairs lists {count} pairs; at most {maximum} are accepted.",
             limit="max_ellipse_pairs", maximum=maximum, value=count,
         )
+    if is_batch(request.data):
+        count, maximum = len(request.data), limits.max_fit_datasets
+        if count > maximum:
+            raise LimitExceeded(
+                f"data lists {count} datasets; at most {maximum} are fitted in one request.",
+                limit="max_fit_datasets", maximum=maximum, value=count,
+            )
 
 
 def _check_scan_size(x: ScanAxis, y: ScanAxis, gradient_points: tuple[int, int], max_points: int,
@@ -54,16 +67,36 @@ def _check_count(n: int, max_points: int, where: str) -> None:
 
 
 def poi_values(request: HypotestRequest) -> list[float]:
+    """The POI values to test (q0: [0.0] when none are given)."""
+    if request.poi_values is None:
+        return [0.0]
     return request.poi_values if isinstance(request.poi_values, list) else [request.poi_values]
 
 
+def _check_toys(request: HypotestRequest | UpperLimitRequest, points: int, limits: Limits) -> None:
+    if request.calctype != "toybased":
+        return
+    total, maximum = request.ntoys * points, limits.max_toys
+    if total > maximum:
+        raise LimitExceeded(
+            f"{request.ntoys} toys at {points} POI values = {total} pseudo-experiments; at most "
+            f"{maximum} are accepted (each is two fits, for each of s+b and b).",
+            limit="max_toys", maximum=maximum, value=total,
+        )
+
+
 def check_hypotest(request: HypotestRequest, limits: Limits) -> None:
-    """413 for more POI values than limits.max_hypotest_points (cheap: before any work)."""
-    _check_count(len(poi_values(request)), limits.max_hypotest_points, "poi_values")
+    """413 for more POI values than limits.max_hypotest_points, or more toys than
+    limits.max_toys (cheap: before any work)."""
+    count = len(poi_values(request))
+    _check_count(count, limits.max_hypotest_points, "poi_values")
+    _check_toys(request, count, limits)
 
 
 def check_upper_limit(request: UpperLimitRequest, limits: Limits) -> None:
-    """413 for more scan points than limits.max_hypotest_points (cheap: before any work, and
-    before a {start, stop, points} grid is made)."""
+    """413 for more scan points than limits.max_hypotest_points, or more toys than
+    limits.max_toys (cheap: before any work, and before a {start, stop, points} grid is made)."""
     scan = request.scan
-    _check_count(len(scan) if isinstance(scan, list) else scan.points, limits.max_hypotest_points, "scan")
+    count = len(scan) if isinstance(scan, list) else scan.points
+    _check_count(count, limits.max_hypotest_points, "scan")
+    _check_toys(request, count, limits)

@@ -1,11 +1,13 @@
 """HistFactory models from request JSON: build, validate, cache, and resolve the data vector.
 
 A model is either one of pyhf's simple models or a JSON workspace (+ measurement, + optional
-JSON patches). Building one costs a schema validation and, on first use, JAX compilations, so
-built models live in a bounded LRU (:data:`MODELS`, one per process) keyed by a hash of the
-canonical JSON of their spec; each :class:`CompiledModel` carries its own jitted likelihood,
-Hessian and scan functions, which JAX then reuses for every later request with the same model
-(their traces are counted in :data:`labcrunch_service.cache.TRACES` under ``pyhf.<function>``).
+JSON patches), built with the request's interpolation codes (``modifier_settings``). Building
+one costs a schema validation and, on first use, JAX compilations, so built models live in a
+bounded LRU (:data:`MODELS`, one per process) keyed by a hash of the canonical JSON of their
+spec and settings; each :class:`CompiledModel` carries its own compiled fits
+(:class:`~labcrunch_service.pyhf.minimizers.ModelFits`) and jitted Hessian and scan functions,
+which JAX then reuses for every later request with the same model (their traces are counted in
+:data:`labcrunch_service.cache.TRACES` under ``pyhf.<function>``).
 
 pyhf's backend is JAX, selected once by :func:`labcrunch_service.backends.configure` (never per request).
 """
@@ -28,6 +30,7 @@ import pyhf
 from labcrunch_service import backends
 from labcrunch_service.cache import LruCache, counting_traces
 from labcrunch_service.errors import InvalidInput, LimitExceeded
+from labcrunch_service.pyhf.minimizers import ModelFits, hessian_function
 from labcrunch_service.settings import Limits
 
 if TYPE_CHECKING:
@@ -36,11 +39,9 @@ if TYPE_CHECKING:
 backends.configure()
 
 SIMPLE_KINDS = ("uncorrelated_background", "correlated_background")
-# Up to this many parameters the Hessian is taken forward-over-forward, which XLA compiles in
-# about half the time of jax.hessian's forward-over-reverse (example workspace, 8 parameters:
-# ~1 s against ~2.3 s) but which costs n² instead of n derivative passes when it runs (50
-# parameters: 4 ms against 0.4 ms; 200: 1.7 s against 40 ms). Both are exact.
-FORWARD_HESSIAN_MAX_PARAMETERS = 16
+#: The interpolation codes a model gets for a type its request's modifier_settings leave out
+#: (pyhf's defaults; the codes each type accepts are in schemas.ModifierSettings).
+DEFAULT_MODIFIER_SETTINGS = {"normsys": {"interpcode": "code4"}, "histosys": {"interpcode": "code4p"}}
 # The per-point function in a scan is mapped over the grid in batches of this many points, which
 # bounds device memory for big models while keeping each batch vectorised.
 SCAN_BATCH = 4096
@@ -81,9 +82,9 @@ class CompiledModel:
             return jax.lax.map(grad, rows, batch_size=SCAN_BATCH)
 
         self.gradients = jax.jit(counting_traces("pyhf.gradients", gradients))
-        small = model.config.npars <= FORWARD_HESSIAN_MAX_PARAMETERS
-        hessian = jax.jacfwd(jax.jacfwd(twice_nll)) if small else jax.hessian(twice_nll)
+        hessian = hessian_function(twice_nll, model.config.npars)
         self.hessian = jax.jit(counting_traces("pyhf.hessian", hessian))
+        self.fits = ModelFits(model)
         self.scan_values = jax.jit(counting_traces("pyhf.scan_values", scan_values))
         self.scan_gradients = jax.jit(counting_traces("pyhf.scan_gradients", scan_gradients))
 
@@ -121,8 +122,19 @@ def canonical_key(spec: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def modifier_settings(given: dict[str, Any] | None) -> dict[str, dict[str, str]]:
+    """The interpolation codes a model is built with: pyhf's defaults (normsys code4, histosys
+    code4p) for each type ``given`` leaves out. (pyhf itself would fall back to its appliers'
+    own defaults, code1 and code0, for a type left out of a partial modifier_settings.)"""
+    settings = {kind: dict(value) for kind, value in DEFAULT_MODIFIER_SETTINGS.items()}
+    for kind, value in (given or {}).items():
+        if value is not None:
+            settings[kind] = {"interpcode": value["interpcode"]}
+    return settings
+
+
 # --- building -------------------------------------------------------------------------------
-def _build_simple(simple: dict[str, Any]) -> tuple[Any, None]:
+def _build_simple(simple: dict[str, Any], settings: dict[str, dict[str, str]]) -> tuple[Any, None]:
     kind = simple.get("kind")
     if kind not in SIMPLE_KINDS:
         raise InvalidInput(
@@ -163,8 +175,12 @@ def _build_simple(simple: dict[str, Any]) -> tuple[Any, None]:
                 errors=[{"loc": _loc("model", "simple", "bkg_uncertainty"), "msg": "must be > 0",
                          "type": "value_error"}],
             )
-        return pyhf.simplemodels.uncorrelated_background(**arrays), None
-    return pyhf.simplemodels.correlated_background(**arrays), None
+        model = pyhf.simplemodels.uncorrelated_background(**arrays)
+    else:
+        model = pyhf.simplemodels.correlated_background(**arrays)
+    if settings != DEFAULT_MODIFIER_SETTINGS:  # the simple models take no settings: rebuild their spec
+        model = pyhf.Model(model.spec, poi_name="mu", modifier_settings=settings)
+    return model, None
 
 
 def _spec_error(exc: Exception, base: list[str | int], what: str) -> InvalidInput:
@@ -198,8 +214,8 @@ def _check_bin_counts(workspace: dict[str, Any], base: list[str | int]) -> None:
                 )
 
 
-def _build_workspace(workspace: dict[str, Any], measurement: str | None,
-                     patches: list[dict[str, Any]] | None) -> tuple[Any, list[float]]:
+def _build_workspace(workspace: dict[str, Any], measurement: str | None, patches: list[dict[str, Any]] | None,
+                     settings: dict[str, dict[str, str]]) -> tuple[Any, list[float]]:
     base = _loc("model", "workspace")
     try:
         ws = pyhf.Workspace(workspace)
@@ -207,7 +223,7 @@ def _build_workspace(workspace: dict[str, Any], measurement: str | None,
         raise _spec_error(exc, base, "workspace") from None
     _check_bin_counts(workspace, base)
     try:
-        model = ws.model(measurement_name=measurement, patches=patches or None)
+        model = ws.model(measurement_name=measurement, patches=patches or None, modifier_settings=settings)
     except pyhf.exceptions.InvalidMeasurement as exc:
         names = [m["name"] for m in ws.get("measurements", [])]
         raise InvalidInput(
@@ -286,10 +302,11 @@ def model_from_spec(spec: dict[str, Any], *, max_parameters: int) -> CompiledMod
     over ``max_parameters``.
 
     ``spec`` has exactly one of ``simple`` or ``workspace`` (with optional ``measurement`` and
-    ``patches``).
+    ``patches``), and optional ``modifier_settings`` (interpolation codes, part of the key).
     """
+    settings = modifier_settings(spec.get("modifier_settings"))
     canonical = {k: spec.get(k) for k in ("simple", "workspace", "measurement", "patches")}
-    key = canonical_key(canonical)
+    key = canonical_key({**canonical, "modifier_settings": settings})
 
     def build() -> CompiledModel:
         declared = _declared_parameters(spec)
@@ -297,10 +314,10 @@ def model_from_spec(spec: dict[str, Any], *, max_parameters: int) -> CompiledMod
             _check_parameter_count(declared, max_parameters)  # before pyhf's costly validation and build
         try:
             if spec.get("simple") is not None:
-                model, observations = _build_simple(spec["simple"])
+                model, observations = _build_simple(spec["simple"], settings)
             else:
                 model, observations = _build_workspace(spec["workspace"], spec.get("measurement"),
-                                                       spec.get("patches"))
+                                                       spec.get("patches"), settings)
         except InvalidInput:
             raise
         except pyhf.exceptions.InvalidSpecification as exc:
@@ -363,7 +380,7 @@ def fixed_mask(cm: CompiledModel, names: Sequence[str] | None) -> np.ndarray:
 
 # --- data -----------------------------------------------------------------------------------
 def resolve_data(cm: CompiledModel, data: str | Sequence[float],
-                 asimov_pars: dict[str, float] | None = None) -> np.ndarray:
+                 asimov_pars: dict[str, float] | None = None, loc: Sequence[str | int] = ("data",)) -> np.ndarray:
     """The request's ``data`` → the full data vector (main bins then auxiliary data).
 
     ``"asimov"``: expected data at the suggested init (or ``asimov_pars``); ``"observed"``: the
@@ -386,13 +403,13 @@ def resolve_data(cm: CompiledModel, data: str | Sequence[float],
         if cm.observations is None:
             raise InvalidInput(
                 "A simple model has no observations: send data 'asimov' or the main-bin counts.",
-                errors=[{"loc": _loc("data"), "msg": "no observations in a simple model", "type": "value_error"}],
+                errors=[{"loc": _loc(*loc), "msg": "no observations in a simple model", "type": "value_error"}],
             )
         return np.asarray(cm.observations + list(config.auxdata), dtype=np.float64)
     if isinstance(data, str):
         raise InvalidInput(
             f"data must be 'asimov', 'observed' or a list of numbers, not {data!r}.",
-            errors=[{"loc": _loc("data"), "msg": "unknown data keyword", "type": "enum"}],
+            errors=[{"loc": _loc(*loc), "msg": "unknown data keyword", "type": "enum"}],
         )
     values = np.asarray(data, dtype=np.float64)
     nmain, naux = config.nmaindata, config.nauxdata
@@ -400,14 +417,14 @@ def resolve_data(cm: CompiledModel, data: str | Sequence[float],
         raise InvalidInput(
             f"data has {values.size} numbers; this model expects {nmain} main-bin counts "
             f"(auxiliary data appended for you) or the full vector of {nmain + naux}.",
-            errors=[{"loc": _loc("data"), "msg": f"expected length {nmain} or {nmain + naux}",
+            errors=[{"loc": _loc(*loc), "msg": f"expected length {nmain} or {nmain + naux}",
                      "type": "data_length"}],
             expected_length=[nmain, nmain + naux],
         )
     if not np.all(np.isfinite(values)) or np.any(values < 0):
         raise InvalidInput(
             "data must hold finite, non-negative counts.",
-            errors=[{"loc": _loc("data"), "msg": "finite and >= 0 required", "type": "value_error"}],
+            errors=[{"loc": _loc(*loc), "msg": "finite and >= 0 required", "type": "value_error"}],
         )
     if values.size == nmain:
         values = np.concatenate([values, np.asarray(config.auxdata, dtype=np.float64)])

@@ -16,6 +16,7 @@ from labcrunch_service.http.problems import problem_responses
 from labcrunch_service.http.responses import accepts, json_response, npz_response
 from labcrunch_service.pyhf import checks
 from labcrunch_service.pyhf.schemas import (
+    BatchFitResponse,
     FitRequest,
     FitResponse,
     HypotestRequest,
@@ -61,10 +62,11 @@ _SCAN_RESPONSES = {
 
 
 # Each route refuses over-large work before it is queued; the domain function checks again.
-@router.post("/fit", response_model=FitResponse, responses=problem_responses())
+@router.post("/fit", response_model=FitResponse | BatchFitResponse, responses=problem_responses())
 async def fit(body: FitRequest, runner: RunnerDep, limits: LimitsDep) -> Response:
-    """Best fit with the autodiff Hessian of −2 ln L, covariance = 2·inv(Hessian) over the free
-    parameters, correlation, uncertainties and confidence ellipses."""
+    """Best fit with the exact Hessian of −2 ln L, covariance = 2·inv(Hessian) over the free
+    parameters, correlation, uncertainties and confidence ellipses; for a list of datasets, a
+    batch fit (best fit, −2 ln L and uncertainties per dataset)."""
     checks.check_fit(body, limits)
     return _answer(await runner.run(FIT, body, limits))
 
@@ -80,14 +82,16 @@ async def scan(body: ScanRequest, request: Request, runner: RunnerDep, limits: L
 
 @router.post("/hypotest", response_model=HypotestResponse, responses=problem_responses())
 async def hypotest(body: HypotestRequest, runner: RunnerDep, limits: LimitsDep) -> Response:
-    """Asymptotic CLs, CLs+b and CLb at one or many POI values (expected band on request)."""
+    """CLs, CLs+b and CLb (q0: the discovery p-value p0) at one or many POI values, asymptotic
+    or from toys (expected band on request)."""
     checks.check_hypotest(body, limits)
     return _answer(await runner.run(HYPOTEST, body, limits))
 
 
 @router.post("/upper-limit", response_model=UpperLimitResponse, responses=problem_responses())
 async def upper_limit(body: UpperLimitRequest, runner: RunnerDep, limits: LimitsDep) -> Response:
-    """Observed and expected (−2σ..+2σ) upper limits on the POI from a grid of CLs values."""
+    """Observed and expected (−2σ..+2σ) upper limits on the POI from a grid of CLs values
+    (asymptotic or from toys); null outside the grid."""
     checks.check_upper_limit(body, limits)
     return _answer(await runner.run(UPPER_LIMIT, body, limits))
 

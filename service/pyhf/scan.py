@@ -6,9 +6,10 @@ in the two scanned parameters on a coarser one, each in one vectorised, jitted c
 (``jax.lax.map`` over batches of points, see :data:`models.SCAN_BATCH`).
 
 With ``profile``, the other free parameters are instead minimised at every grid point (one fit
-per point, each started from its neighbour's answer): the profile likelihood. Its gradient in
-(x, y) is the partial gradient at the profiled point (the envelope theorem: the other
-parameters' own gradient vanishes there), so the gradient grid is profiled too.
+per point, all started from the best fit or ``at``, as one batch of the model's Newton fits,
+progress reported in ``points``): the profile likelihood. Its gradient in (x, y) is the partial
+gradient at the profiled point (the envelope theorem: the other parameters' own gradient
+vanishes there), so the gradient grid is profiled too.
 """
 
 from __future__ import annotations
@@ -17,25 +18,21 @@ from typing import TYPE_CHECKING, Any
 
 import jax.numpy as jnp
 import numpy as np
-import pyhf
 
+from labcrunch_service import progress
 from labcrunch_service.errors import InvalidInput
-from labcrunch_service.progress import check_deadline
 from labcrunch_service.pyhf.checks import check_scan
-from labcrunch_service.pyhf.fit import FitSettings, best_fit
+from labcrunch_service.pyhf.fit import FitSettings, best_fit, fit_options
 from labcrunch_service.pyhf.models import (
     CompiledModel,
     fixed_mask,
     load,
-    parameter_bounds,
     parameter_values,
 )
 from labcrunch_service.settings import Limits
 
 if TYPE_CHECKING:
     from labcrunch_service.pyhf.schemas import ScanRequest
-
-PROFILE_TOLERANCE = 1e-10
 
 
 def _plane(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -46,33 +43,22 @@ def _plane(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def _profile(cm: CompiledModel, data: np.ndarray, plane: np.ndarray, start: np.ndarray, idx: np.ndarray,
-             settings: FitSettings) -> tuple[np.ndarray, np.ndarray]:
+             settings: FitSettings, done: int, total: int) -> tuple[np.ndarray, np.ndarray]:
     """At each (x, y) of ``plane``: minimise twice_nll over the other free parameters.
 
     Returns the profiled parameter vectors (N, npars) and twice_nll (N,); NaN where a fit fails.
+    ``done`` of ``total`` points were profiled before these (for progress).
     """
-    fixed = fixed_mask(cm, settings.fixed_params)
+    options = fit_options(cm, FitSettings(None, settings.par_bounds, settings.fixed_params))
+    fixed = options.fixed.copy()
     fixed[idx] = True
-    bounds = parameter_bounds(cm, settings.par_bounds).tolist()
-    # Tight: the gradient is taken at the profiled point, and with SLSQP's default tolerance
-    # the profiled parameters (hence the gradient) are only good to ~1e-3.
-    optimizer = pyhf.optimize.scipy_optimizer(tolerance=PROFILE_TOLERANCE)
-    tensor = jnp.asarray(data, dtype=jnp.float64)
-    rows = np.full((len(plane), start.size), np.nan)
-    twice_nll = np.full(len(plane), np.nan)
-    pars = start.copy()
-    for k, xy in enumerate(plane):
-        check_deadline()
-        pars[idx] = xy
-        fixed_vals = [(int(i), float(pars[i])) for i in np.flatnonzero(fixed)]
-        try:
-            found, fval = optimizer.minimize(pyhf.infer.mle.twice_nll, tensor, cm.model, pars.tolist(), bounds,
-                                             fixed_vals, return_fitted_val=True)
-        except pyhf.exceptions.FailedMinimization:
-            continue  # this point stays NaN; the next starts from the last good one
-        rows[k], twice_nll[k] = np.asarray(found, dtype=np.float64), float(fval)
-        pars = rows[k].copy()
-    return rows, twice_nll
+    init = np.repeat(start[None, :], len(plane), axis=0)
+    init[:, idx] = plane
+    results = cm.fits.minimize(options.batch(data, init, fixed), "newton",
+                               report=lambda k, _: progress.report(done + k, total, "points"))
+    failed = ~(results.converged & np.isfinite(results.twice_nll))
+    rows = np.where(failed[:, None], np.nan, results.pars)
+    return rows, np.where(failed, np.nan, results.twice_nll)
 
 
 def scan(request: ScanRequest, limits: Limits) -> dict[str, Any]:
@@ -109,9 +95,10 @@ def scan(request: ScanRequest, limits: Limits) -> dict[str, Any]:
     others_free = ~fixed_mask(cm, settings.fixed_params)
     others_free[idx] = False
     if profile and others_free.any():  # with nothing else free, the plain scan is the profile
-        _, twice_nll = _profile(cm, data, _plane(xs, ys), base, idx, settings)
+        total = len(xs) * len(ys) + len(gxs) * len(gys)
+        _, twice_nll = _profile(cm, data, _plane(xs, ys), base, idx, settings, 0, total)
         logpdf = -0.5 * twice_nll
-        rows, _ = _profile(cm, data, _plane(gxs, gys), base, idx, settings)
+        rows, _ = _profile(cm, data, _plane(gxs, gys), base, idx, settings, len(xs) * len(ys), total)
         grad = np.asarray(cm.gradients(jnp.asarray(np.nan_to_num(rows), dtype=jnp.float64),
                                        jnp.asarray(data, dtype=jnp.float64)), dtype=np.float64)[:, idx]
         grad[np.isnan(rows).any(axis=1)] = np.nan

@@ -17,8 +17,12 @@ from labcrunch_service.schemas import Boolean, FiniteFloat, Integer, Number, int
 DEFAULT_ELLIPSE_PAIRS = 8
 DEFAULT_CONFIDENCE_LEVELS = (0.6827, 0.9545)
 
-TestStat = Literal["qtilde", "q"]
+TestStat = Literal["qtilde", "q", "q0"]
+LimitTestStat = Literal["qtilde", "q"]
+CalcType = Literal["asymptotics", "toybased"]
+Optimizer = Literal["newton", "scipy", "minuit"]
 Quantity = Literal["logpdf", "twice_nll"]
+DEFAULT_NTOYS = 1000
 
 
 # --- requests -------------------------------------------------------------------------------
@@ -37,6 +41,29 @@ class SimpleModel(BaseModel):
     bkg_uncertainty: list[FiniteFloat] | None = Field(None, description="uncorrelated_background only.")
     bkg_up: list[FiniteFloat] | None = Field(None, description="correlated_background only.")
     bkg_down: list[FiniteFloat] | None = Field(None, description="correlated_background only.")
+
+
+class NormsysInterpolation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    interpcode: Literal["code1", "code4"] = Field(
+        description="code1: piecewise exponential; code4: exponential outside |α| > 1, a smooth "
+        "polynomial inside (pyhf's default).")
+
+
+class HistosysInterpolation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    interpcode: Literal["code0", "code2", "code4p"] = Field(
+        description="code0: piecewise linear; code2: quadratic inside |α| < 1, linear outside; "
+        "code4p: linear outside, a smooth polynomial inside (pyhf's default).")
+
+
+class ModifierSettings(BaseModel):
+    """pyhf's ``modifier_settings``: the interpolation code of each modifier type (a type left
+    out keeps pyhf's default: normsys code4, histosys code4p)."""
+
+    model_config = ConfigDict(extra="forbid")
+    normsys: NormsysInterpolation | None = None
+    histosys: HistosysInterpolation | None = None
 
 
 # ModelIn's rule (exactly one kind of model), for the OpenAPI document.
@@ -64,6 +91,9 @@ class ModelIn(BaseModel):
     patches: list[list[dict[str, Any]]] | None = Field(
         None, description="JSON patches (RFC 6902), each a list of operations on the model spec "
         "{channels, parameters}, applied in order.")
+    modifier_settings: ModifierSettings | None = Field(
+        None, description="Interpolation codes, e.g. {\"normsys\": {\"interpcode\": \"code1\"}, "
+        "\"histosys\": {\"interpcode\": \"code0\"}} (default: pyhf's, code4 and code4p).")
 
     @model_validator(mode="after")
     def _one_kind(self) -> ModelIn:
@@ -91,8 +121,22 @@ class PyhfRequest(BaseModel):
         None, description="Parameters held at their initial value (besides the model's own fixed ones).")
 
 
-class FitRequest(PyhfRequest):
-    optimizer: Literal["scipy", "minuit"] = "scipy"
+class OptimizerOptions(BaseModel):
+    """How the fits are done (fit, hypotest, upper-limit)."""
+
+    optimizer: Optimizer = Field(
+        "newton", description="newton: a bounded Newton method on the exact Hessian, compiled once "
+        "per model; scipy: pyhf's SLSQP; minuit: pyhf's MINUIT (both one fit at a time).")
+    do_grad: Boolean | None = Field(
+        None, description="scipy and minuit: gradients by autodiff (true) or by the optimizer's "
+        "finite differences (false, as pyhf's numpy backend); default: pyhf's choice on JAX (true).")
+
+
+class FitRequest(OptimizerOptions, PyhfRequest):
+    data: Literal["asimov", "observed"] | list[FiniteFloat] | list[list[FiniteFloat]] = Field(
+        "asimov", description="'asimov', 'observed' (workspace), main-bin counts (auxiliary data "
+        "appended) or the full data vector; or a list of datasets (each counts or a full vector), "
+        "fitted as one batch.")
     ellipse_pairs: list[tuple[str, str]] | None = Field(
         None, description="Parameter pairs to draw ellipses for (default: the POI against up to "
         f"{DEFAULT_ELLIPSE_PAIRS} other free parameters).")
@@ -133,10 +177,44 @@ class ScanRequest(PyhfRequest):
         "limits.max_profile_points).")
 
 
-class HypotestRequest(PyhfRequest):
-    poi_values: FiniteFloat | list[FiniteFloat] = Field(description="One POI value or several.")
-    test_stat: TestStat = "qtilde"
-    expected: Boolean = Field(False, description="Also return the expected CLs band (−2σ..+2σ).")
+class ToyOptions(BaseModel):
+    """Asymptotic formulae or pseudo-experiments."""
+
+    calctype: CalcType = Field("asymptotics", description="asymptotics, or toybased: the test "
+                               "statistic's distributions from pseudo-experiments.")
+    ntoys: Integer = Field(DEFAULT_NTOYS, ge=1, description="toybased: pseudo-experiments per POI value "
+                       "for each of s+b and b (limits.max_toys).")
+    seed: integer(ge=0, le=2**53) | None = Field(None, description="toybased: the random seed (default: "
+                             "a fresh one, returned in the answer).")
+
+
+# HypotestRequest's rule (q0 tests μ = 0 only; the other statistics need POI values), for the
+# OpenAPI document.
+_POI_VALUES_FOR_THE_STATISTIC = [
+    {"title": "discovery (q0)", "required": ["test_stat"],
+     "properties": {"test_stat": {"const": "q0"}, "poi_values": {"anyOf": [
+         {"type": "null"}, {"const": 0}, {"type": "array", "items": {"const": 0}}]}}},
+    {"title": "qtilde or q", "required": ["poi_values"],
+     "properties": {"test_stat": {"enum": ["qtilde", "q"]}, "poi_values": {"not": {"type": "null"}}}},
+]
+
+
+class HypotestRequest(ToyOptions, OptimizerOptions, PyhfRequest):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"oneOf": _POI_VALUES_FOR_THE_STATISTIC})
+    poi_values: FiniteFloat | list[FiniteFloat] | None = Field(
+        None, description="One POI value or several (q0: 0, the default).")
+    test_stat: TestStat = Field("qtilde", description="qtilde, q, or q0 (discovery: tests μ = 0).")
+    expected: Boolean = Field(False, description="Also return the expected band (−2σ..+2σ).")
+
+    @model_validator(mode="after")
+    def _poi_values_for_the_statistic(self) -> HypotestRequest:
+        values = self.poi_values if isinstance(self.poi_values, list) else [self.poi_values]
+        if self.test_stat == "q0":
+            if self.poi_values is not None and any(v != 0 for v in values):
+                raise ValueError("the discovery statistic q0 tests poi_values 0 only")
+        elif self.poi_values is None:
+            raise ValueError("poi_values is required (it may be left out only with test_stat q0)")
+        return self
 
 
 class ScanRange(BaseModel):
@@ -146,10 +224,10 @@ class ScanRange(BaseModel):
     points: Integer = Field(ge=2)
 
 
-class UpperLimitRequest(PyhfRequest):
+class UpperLimitRequest(ToyOptions, OptimizerOptions, PyhfRequest):
     scan: ScanRange | list[FiniteFloat] = Field(description="POI grid: {start, stop, points} or values.")
     level: FiniteFloat = Field(0.05, gt=0, lt=1, description="CLs threshold (0.05: 95 % CL).")
-    test_stat: TestStat = "qtilde"
+    test_stat: LimitTestStat = "qtilde"
 
 
 # --- answers --------------------------------------------------------------------------------
@@ -184,8 +262,28 @@ class FitResponse(Computed):
     correlation: list[list[Number]]
     uncertainties: list[Number] = Field(description="One per parameter; 0 for fixed ones.")
     converged: bool
-    optimizer: Literal["scipy", "minuit"]
+    optimizer: Optimizer
     ellipses: list[Ellipse]
+    warnings: list[str] = Field(description="Fits that did not converge, parameters that ended on "
+                                "a bound (their Hessian entry is the curvature there, not an "
+                                "uncertainty), covariances that could not be formed.")
+
+
+class BatchFitResponse(Computed):
+    """A batch fit (``data`` a list of datasets): one row per dataset."""
+
+    parameters: list[str]
+    poi: str | None
+    datasets: int
+    bestfit: list[list[float]]
+    twice_nll: list[Number]
+    free_parameters: list[str]
+    fixed: list[str]
+    uncertainties: list[list[Number]] = Field(description="Per dataset, sqrt(diag(2·inv(hessian))); "
+                                              "0 for fixed parameters, NaN where the Hessian is not "
+                                              "positive definite.")
+    converged: list[bool]
+    optimizer: Optimizer
     warnings: list[str]
 
 
@@ -214,22 +312,40 @@ class HypotestResponse(Computed):
     poi: str
     poi_values: list[float]
     test_stat: TestStat
+    calctype: CalcType
+    optimizer: Optimizer
     cls: list[Number]
     clsb: list[Number]
     clb: list[Number]
     cls_expected: list[list[Number]] | None = Field(
         None, description="With expected: one row per POI value, CLs at expected_sigmas.")
     expected_sigmas: list[int] | None = None
+    p0: list[Number] | None = Field(
+        None, description="q0: the discovery p-value (pyhf's CLs+b of the μ = 0 test; = clsb).")
+    p0_expected: list[list[Number]] | None = Field(
+        None, description="q0 with expected: the expected p0 at expected_sigmas.")
+    ntoys: int | None = Field(None, description="toybased: pseudo-experiments for each of s+b and b.")
+    seed: int | None = Field(None, description="toybased: the seed that reproduces these toys.")
+    cls_uncertainty: list[Number] | None = Field(None, description="toybased: Monte-Carlo uncertainty "
+                                                 "(binomial, propagated to the ratio).")
+    clsb_uncertainty: list[Number] | None = None
+    clb_uncertainty: list[Number] | None = None
+    warnings: list[str] = Field(default_factory=list)
 
 
 class UpperLimitResponse(Computed):
     poi: str
     level: float
-    observed: Number
-    expected: list[Number] = Field(description="At expected_sigmas (−2σ..+2σ).")
+    observed: Number | None = Field(description="null when CLs does not cross the level inside the "
+                                    "scan (see warnings).")
+    expected: list[Number | None] = Field(description="At expected_sigmas (−2σ..+2σ); null outside the scan.")
     expected_sigmas: list[int]
     scan: list[float]
     cls: list[Number]
     cls_expected: list[list[Number]]
-    test_stat: TestStat
+    test_stat: LimitTestStat
+    calctype: CalcType
+    optimizer: Optimizer
+    ntoys: int | None = None
+    seed: int | None = None
     warnings: list[str]

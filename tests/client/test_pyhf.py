@@ -23,10 +23,13 @@ from labcrunch import plot as lcplot  # noqa: E402
 from labcrunch.pyhf import (  # noqa: E402
     Ellipse,
     HypotestResult,
+    PyhfBatchFitResult,
     PyhfFitResult,
     PyhfScanResult,
     UpperLimitResult,
+    interpolation_codes,
     simple_model,
+    workspace_model,
 )
 from tests.helpers import pyhf_oracle as oracle  # noqa: E402
 
@@ -113,13 +116,17 @@ def test_from_json_reads_center_and_the_older_centre(api, seed_fit):
     """pyhf answers spell ``center``; servers before the rename wrote ``centre``: both read."""
     raw = api.post("/v1/pyhf/fit", json={"model": SEED}).json()
     assert len({"center", "centre"} & set(raw["ellipses"][0])) == 1  # one spelling per server
+    # This answer's own covariance: a model's first answers (stepwise path, finite-difference
+    # Hessian) and later ones (compiled program, exact Hessian) may differ by ~1e-12.
+    covariance = PyhfFitResult.from_json(raw).covariance
+    np.testing.assert_allclose(covariance, seed_fit.covariance, rtol=1e-9)
     for key in ("center", "centre"):
         body = json.loads(json.dumps(raw))
         for e in body["ellipses"]:
             e[key] = e.pop("center", None) or e.pop("centre")
         fit = PyhfFitResult.from_json(body)
         assert [e.center for e in fit.ellipses] == [tuple(e[key]) for e in body["ellipses"]]
-        np.testing.assert_array_equal(fit.covariance, seed_fit.covariance)
+        np.testing.assert_array_equal(fit.covariance, covariance)
     ellipse = Ellipse.from_json({"parameters": ["a", "b"], "centre": [1.0, 2.0], "semi_axes": [3, 1],
                                  "angle_deg": 30.0, "confidence_level": 0.6827,
                                  "delta_chi2": 2.3, "region": "joint"})
@@ -166,3 +173,38 @@ def test_errors_raise_client_exceptions(lc):
     with pytest.raises(ValidationError) as info:
         lc.pyhf_fit(SEED, data=[1.0, 2.0, 3.0])
     assert "expects 1 main-bin counts" in str(info.value)
+
+
+def test_batch_fit_discovery_toys_and_a_limit_outside_the_scan(lc):
+    fits = lc.pyhf_fit_batch(SEED, np.array([[15.0], [18.0], [3.0]]))
+    assert isinstance(fits, PyhfBatchFitResult) and fits.bestfit.shape == (3, 2) and fits.converged.all()
+    np.testing.assert_allclose(fits.bestfit[:2, 0], [1.0, 1.6], atol=1e-9)  # μ̂ = (n − b)/s
+    assert fits.bestfit[2, 0] == 0.0 and any("mu (lower bound 0)" in w for w in fits.warnings)
+
+    model, _ = oracle.seed()
+    discovery = lc.pyhf_hypotest(SEED, None, [25.0], test_stat="q0", expected=True)
+    with oracle.tight_fits():
+        p0, band = pyhf.infer.hypotest(0.0, jnp.asarray([25.0] + model.config.auxdata), model, test_stat="q0",
+                                       return_expected_set=True)
+    assert discovery.p0[0] == pytest.approx(float(p0), rel=1e-6)
+    np.testing.assert_allclose(discovery.p0_expected[0], [float(v) for v in band], rtol=1e-6)
+    assert discovery.ntoys is None and discovery.cls_uncertainty is None
+
+    toys = lc.pyhf_hypotest(SEED, [1.0], calctype="toybased", ntoys=50, seed=3)
+    assert toys.calctype == "toybased" and (toys.ntoys, toys.seed) == (50, 3) and toys.cls_uncertainty.shape == (1,)
+
+    short = lc.pyhf_upper_limit(SEED, [0.0, 0.5, 1.0])
+    assert short.observed is None and np.isnan(short.expected).all()
+    assert any("beyond the scan" in w for w in short.warnings)
+    ax = short.plot()
+    assert "outside the scan" in ax.get_legend_handles_labels()[1][3]
+    plt.close(ax.figure)
+
+
+def test_interpolation_codes_travel_with_the_model():
+    codes = interpolation_codes(normsys="code1", histosys="code0")
+    assert codes == {"normsys": {"interpcode": "code1"}, "histosys": {"interpcode": "code0"}}
+    assert interpolation_codes(histosys="code2") == {"histosys": {"interpcode": "code2"}}
+    assert workspace_model({"channels": []}, modifier_settings=codes)["modifier_settings"] == codes
+    model = simple_model([1.0], [2.0], bkg_up=[2.5], bkg_down=[1.5], modifier_settings=codes)
+    assert model["modifier_settings"] == codes and model["simple"]["kind"] == "correlated_background"

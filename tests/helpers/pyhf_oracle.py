@@ -6,8 +6,10 @@ objects are paid once, not in every file. Nothing here touches the service's cod
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+from collections.abc import Iterator
 
 import jax
 import jax.numpy as jnp
@@ -39,3 +41,16 @@ def workspace():
     # jit: op-by-op dispatch of an eager Hessian takes ~15 s for this model, compiled ~1 s
     hessian_nll = jax.jit(jax.hessian(lambda p: -model.logpdf(p, data)[0]))
     return model, data, hessian_nll
+
+
+@contextlib.contextmanager
+def tight_fits(tolerance: float = 1e-12) -> Iterator[None]:
+    """pyhf's global optimizer, for the block, is SLSQP run to ``tolerance``: at its default it
+    stops ~1e-5 short of the minimum, and CLs moves with it by ~1e-5 (relative), where the service's
+    Newton fits are exact. (Only tests change pyhf's global state; the service never does.)"""
+    backend, optimizer = pyhf.get_backend()
+    pyhf.set_backend(backend, pyhf.optimize.scipy_optimizer(tolerance=tolerance))
+    try:
+        yield
+    finally:
+        pyhf.set_backend(backend, optimizer)

@@ -232,3 +232,42 @@ def test_scan_axis_whose_width_overflows(api):
         "model": SIMPLE, "x": {"name": "mu", "low": -1e308, "high": 1e308, "points": 3},
         "y": {"name": "uncorr_bkguncrt[0]", "low": 0.5, "high": 1.5, "points": 3}}), 422)
     assert "finite" in body["detail"] or any("finite" in e["msg"] for e in body["errors"])
+
+
+def test_unknown_interpolation_code_names_the_place(api):
+    """histosys takes code0, code2, code4p; normsys code1, code4 (pyhf 0.7.6's own sets)."""
+    for kind, code in (("histosys", "code1"), ("normsys", "code0"), ("normsys", "code9")):
+        model = {"workspace": workspace(), "modifier_settings": {kind: {"interpcode": code}}}
+        body = assert_problem(api.post("/v1/pyhf/fit", json={"model": model}), 422)
+        assert body["errors"][0]["loc"][:5] == ["body", "model", "modifier_settings", kind, "interpcode"]
+
+
+def test_discovery_statistic_tests_zero_only(api):
+    body = assert_problem(api.post("/v1/pyhf/hypotest", json={"model": SIMPLE, "test_stat": "q0",
+                                                              "poi_values": [1.0]}), 422)
+    assert "q0" in body["detail"] or any("q0" in e["msg"] for e in body["errors"])
+    body = assert_problem(api.post("/v1/pyhf/hypotest", json={"model": SIMPLE}), 422)
+    assert any("poi_values" in e["msg"] for e in body["errors"])
+    # upper limits test μ > 0: q0 is not one of their statistics
+    assert_problem(api.post("/v1/pyhf/upper-limit", json={"model": SIMPLE, "scan": [0.0, 1.0], "test_stat": "q0"}), 422)
+
+
+def test_too_many_toys_are_refused_before_work(api, settings):
+    """ntoys × POI values over max_toys: 413 from the router, before the model is even built."""
+    limit = settings.limits.max_toys
+    ws = workspace(lambda ws: ws["channels"][0]["samples"][0].update(data=[1.0, 2.0, "three"]))  # invalid
+    body = assert_problem(api.post("/v1/pyhf/hypotest", json={
+        "model": {"workspace": ws}, "poi_values": [1.0, 2.0], "calctype": "toybased", "ntoys": limit // 2 + 1}), 413)
+    assert body["limit"] == "max_toys" and body["value"] == 2 * (limit // 2 + 1)
+    body = assert_problem(api.post("/v1/pyhf/upper-limit", json={
+        "model": SIMPLE, "scan": {"start": 0, "stop": 5, "points": 11}, "calctype": "toybased",
+        "ntoys": limit}), 413)
+    assert body["limit"] == "max_toys"
+
+
+def test_batch_fit_limits_and_a_bad_dataset(api, settings):
+    n = settings.limits.max_fit_datasets + 1
+    body = assert_problem(api.post("/v1/pyhf/fit", json={"model": SIMPLE, "data": [[1.0]] * n}), 413)
+    assert body["limit"] == "max_fit_datasets" and body["value"] == n
+    body = assert_problem(api.post("/v1/pyhf/fit", json={"model": SIMPLE, "data": [[15.0], [1.0, 2.0, 3.0]]}), 422)
+    assert body["errors"][0]["loc"] == ["body", "data", 1]

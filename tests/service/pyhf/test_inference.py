@@ -30,8 +30,9 @@ def test_workspace_cls_equals_pyhf_hypotest(api):
     out = post(api, "hypotest", model=WORKSPACE_MODEL, data="observed", poi_values=mus, expected=True)
     assert out["poi"] == "mu" and out["expected_sigmas"] == [-2, -1, 0, 1, 2]
     for k, mu in enumerate(mus):
-        cls, (clsb, clb), band = pyhf.infer.hypotest(mu, data, model, test_stat="qtilde",
-                                                     return_tail_probs=True, return_expected_set=True)
+        with oracle.tight_fits():
+            cls, (clsb, clb), band = pyhf.infer.hypotest(mu, data, model, test_stat="qtilde",
+                                                         return_tail_probs=True, return_expected_set=True)
         assert out["cls"][k] == pytest.approx(float(cls), rel=1e-5)
         assert out["clsb"][k] == pytest.approx(float(clsb), rel=1e-5)
         assert out["clb"][k] == pytest.approx(float(clb), rel=1e-5)
@@ -64,9 +65,12 @@ def test_upper_limit_matches_root_of_pyhf_cls(api, seed):
     assert len(out["cls"]) == 51 and len(out["cls_expected"]) == 51
 
 
-def test_upper_limit_beyond_the_scan_warns(api):
+def test_upper_limit_beyond_the_scan_is_null_and_warns(api):
+    """CLs stays above 0.05 up to μ = 1, the scan's end: the limit is not 1 but unknown (null)."""
     out = post(api, "upper-limit", model=SIMPLE, scan=[0.0, 0.5, 1.0])
-    assert any("beyond the scan" in w for w in out["warnings"])
+    assert out["observed"] is None and out["expected"] == [None] * 5
+    assert min(out["cls"]) > 0.05
+    assert any("observed CLs stays above 0.05" in w and "beyond the scan" in w for w in out["warnings"])
 
 
 def test_scan_values_and_gradients(api, seed):
