@@ -52,7 +52,7 @@ def route_models(request: Request) -> dict[str, Fields]:
         names: list[str] = []
         for param in dependant.query_params:
             annotation = param.field_info.annotation
-            names += _names_at(annotation, []) or [param.alias]
+            names += (_names_at(annotation, []) if _models(annotation) else []) or [param.alias]
         roots["query"] = names
     return roots
 

@@ -25,6 +25,17 @@ def data_dir() -> Path:
     return Path(tempfile.mkdtemp(dir=_data_root))
 
 
+def server_data_dir() -> Path:
+    """A fresh data folder for a server process (a job store of its own) whose ``jax-cache/`` is
+    shared by every server of the test session: a program one compiled, the next loads."""
+    folder = data_dir()
+    assert _data_root is not None
+    shared = _data_root / "jax-cache"
+    shared.mkdir(mode=0o700, exist_ok=True)
+    (folder / "jax-cache").symlink_to(shared, target_is_directory=True)
+    return folder
+
+
 def until(check: Callable[[], Any], seconds: float = 60.0, every: float = 0.02) -> Any:
     """Poll ``check`` until it returns something true, and return that (fail after ``seconds``)."""
     deadline = time.monotonic() + seconds

@@ -24,12 +24,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def wait_until_ready(url: str, seconds: float, alive=lambda: True, log: Path | None = None,
                      path: str = "/readyz") -> None:
     """Poll ``path`` until 200; fail with the tail of ``log`` if ``alive()`` turns false or it
@@ -76,9 +70,12 @@ def labcrunch_process(log_path: Path, cwd: Path,
                       **environment: str) -> Iterator[tuple[str, subprocess.Popen]]:
     """``labcrunch serve`` on a free port, run from ``cwd``; yields its URL and its process (its
     pid, its children, a signal) once /readyz is 200. ``environment`` adds LABCRUNCH_...
-    settings."""
+    settings; its data folder is its own unless ``environment`` names one."""
+    from tests.helpers import server_data_dir
+
     exe = Path(sys.executable).with_name("labcrunch")
-    env = {**os.environ, "LABCRUNCH_LOG_JSON": "true", **environment}
+    env = {**os.environ, "LABCRUNCH_LOG_JSON": "true", "LABCRUNCH_DATA_DIR": str(server_data_dir()),
+           **environment}
 
     def command(port: int) -> list[str]:
         return [str(exe), "serve", "--host", "127.0.0.1", "--port", str(port)]

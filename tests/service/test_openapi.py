@@ -167,6 +167,8 @@ KNOWN = [
           "that fits the last layer, parameters within the limits.",
           lambda case, problem: case.path.startswith("/v1/nn/") and _refused_at(*NN_FIELDS)(
               case, problem)),
+    Known("A job list's cursor is opaque: only a `next` this server gave is one.",
+          _operation("/v1/jobs", _refused_at(("query", "cursor")))),
     Known("A fractal view's fields depend on each other: a box or a center (not both, all of "
           "one), x_min < x_max, a view the precision can resolve, c only for Julia sets.",
           lambda case, problem: case.path.startswith("/v1/fractal") and _refused_at(*VIEW_FIELDS)(
