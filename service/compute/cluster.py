@@ -52,7 +52,7 @@ class _LocalRay(threading.Thread):
 
     def __init__(self) -> None:
         super().__init__(name="ray", daemon=True)
-        self.temp_dir = tempfile.mkdtemp(prefix="labcrunch-ray-")
+        self.temp_dir = tempfile.mkdtemp(prefix="labcrunch-ray-", dir=_short_temp_root())
         self.started = threading.Event()
         self.stopping = threading.Event()
         self.error: BaseException | None = None
@@ -176,3 +176,13 @@ def local_node_id() -> str | None:
         return None
     return ray.get_runtime_context().get_node_id()
 
+
+#: Ray's Unix sockets lie ~85 characters below the temporary folder (labcrunch-ray-…/session_…/
+#: sockets/plasma_store); a socket's path may have 107.
+_MAX_TEMP_ROOT = 20
+
+
+def _short_temp_root() -> str | None:
+    """The temporary folder (``TMPDIR``), or ``/tmp`` when that one is too deep for Ray's sockets."""
+    root = tempfile.gettempdir()
+    return root if len(root) <= _MAX_TEMP_ROOT else "/tmp"
