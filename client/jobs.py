@@ -504,6 +504,7 @@ class Submit(Generic[ClientT]):
     minimize = submitted(MinimizeAPI.minimize)
     fit_line = submitted(FitAPI.fit_line)
     pyhf_fit = submitted(PyhfAPI.pyhf_fit)
+    pyhf_fit_batch = submitted(PyhfAPI.pyhf_fit_batch)
     pyhf_scan = submitted(PyhfAPI.pyhf_scan)
     pyhf_hypotest = submitted(PyhfAPI.pyhf_hypotest)
     pyhf_upper_limit = submitted(PyhfAPI.pyhf_upper_limit)
