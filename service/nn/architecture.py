@@ -32,7 +32,7 @@ from labcrunch_service.language.vocabulary import FUNCTIONS
 KERAS_ACTIVATIONS = ("linear", "relu", "elu", "gelu", "selu", "swish", "silu", "softplus", "tanh",
                      "sigmoid", "softmax")
 ACTIVATIONS: tuple[str, ...] = KERAS_ACTIVATIONS + tuple(sorted(
-    name for name, arity in FUNCTIONS.items() if arity == 1 and name not in KERAS_ACTIVATIONS))
+    name for name, arities in FUNCTIONS.items() if 1 in arities and name not in KERAS_ACTIVATIONS))
 
 #: Where a kernel or bias error points: (layer index, "kernel" | "bias") → loc.
 WeightsLoc = Callable[[int, str], list[Any]]
