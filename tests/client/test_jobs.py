@@ -4,7 +4,6 @@ progress bars, cancelling, waiting with a timeout, listing, and the async twin."
 from __future__ import annotations
 
 import asyncio
-import time
 
 import httpx
 import numpy as np
@@ -16,6 +15,7 @@ from labcrunch._base import Call, json_answer
 from labcrunch.exceptions import APIStatusError
 from labcrunch.jobs import submit
 from tests.conftest import wait_ready
+from tests.helpers import until
 from tests.helpers.apps import make_app
 from tests.helpers.mock_transport import scripted
 
@@ -100,9 +100,8 @@ def test_waiting_progress_and_cancelling(burning):
     assert job.status() == "running"
     first = job.progress
     assert first is not None and first.unit == "steps" and first.total == 5000
-    time.sleep(0.1)
-    job.status()
-    assert job.progress.done > first.done
+    # progress reaches the server from the job's worker every 0.25 s (scheduler.STATUS_SECONDS)
+    until(lambda: job.status() and job.progress.done > first.done, seconds=10)
     assert job.cancel().status == "cancelled"
     assert job.wait(timeout=5).status == "cancelled"
     with pytest.raises(APIStatusError) as refused:
