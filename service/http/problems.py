@@ -166,10 +166,12 @@ def install_problem_handlers(app: FastAPI) -> None:
                                 instance=request.url.path, headers=headers)
 
 
+#: The methods a 405 answer may name in Allow.
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
 def _allowed_methods(request: Request) -> list[str]:
-    """The methods of every route whose path matches the request's (GET brings HEAD)."""
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        if route.matches({**request.scope, "method": "GET"})[0] != Match.NONE:
-            methods |= getattr(route, "methods", None) or set()
-    return sorted(methods)
+    """The methods some route answers on the request's path (routes may be nested routers)."""
+    return [method for method in _METHODS
+            if any(route.matches({**request.scope, "method": method})[0] == Match.FULL
+                   for route in request.app.router.routes)]

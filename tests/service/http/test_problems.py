@@ -18,6 +18,13 @@ def test_wrong_method_is_a_problem(api):
     assert_problem(api.delete("/v1/info"), 405)
 
 
+def test_a_wrong_method_names_every_method_of_the_path(api):
+    """GET and DELETE /v1/jobs/{id} are two routes; Starlette's 405 named the first one's only."""
+    response = api.put("/v1/jobs/0")
+    body = assert_problem(response, 405)
+    assert response.headers["allow"] == "GET, DELETE" and "GET, DELETE" in body["detail"]
+
+
 def test_validation_error_lists_fields(test_api):
     body = assert_problem(test_api.post("/v1/test/echo", json={"n": "many"}), 422)
     assert body["errors"][0]["loc"] == ["body", "n"]
