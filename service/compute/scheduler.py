@@ -441,6 +441,8 @@ class Scheduler:
                 if isinstance(outcome, Failure):
                     job._settle("failed", error=outcome.exception())
                 else:
+                    # the final report, not the last one the status poll happened to see
+                    job.last_progress = outcome.progress or job.last_progress
                     job._settle("succeeded", result=outcome)
             elif isinstance(error, RayActorError):
                 reason = job.kill_reason or "crash"

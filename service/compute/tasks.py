@@ -49,13 +49,14 @@ def resolve(path: str) -> Callable[..., Any]:
 
 @dataclass(frozen=True)
 class Timed(Generic[T]):
-    """A task's result, its compute time, and the devices of the process that ran it
+    """A task's result, its compute time, the devices of the process that ran it
     (``{"jax": "cpu", "tensorflow": "gpu:0 (...)"}``; a backend that process has not loaded is
-    absent)."""
+    absent), and its last progress report (None when it reported none)."""
 
     result: T
     elapsed_ms: float
     devices: dict[str, str] = field(default_factory=dict)
+    progress: dict[str, Any] | None = None
 
     def device(self, backend: str) -> str:
         """Where ``backend`` computed this result (``cpu``, ``gpu:0 (NVIDIA H200)``...)."""

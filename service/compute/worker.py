@@ -96,7 +96,8 @@ class Worker:
             with progress.tracking(tracker):
                 start = time.perf_counter()
                 result = fn(*args, **kwargs)
-                return Timed(result, (time.perf_counter() - start) * 1e3, backends.loaded_devices())
+                return Timed(result, (time.perf_counter() - start) * 1e3, backends.loaded_devices(),
+                             tracker.snapshot() if tracker.unit else None)
         except Exception as exc:
             if not isinstance(exc, LabcrunchError):
                 log.exception("task %s failed", path)

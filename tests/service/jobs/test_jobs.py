@@ -176,6 +176,13 @@ def _events(text: str) -> list[tuple[str, dict[str, Any]]]:
     return found
 
 
+def test_a_finished_job_keeps_its_final_progress(jobs_api):
+    """The worker's last report, not whatever its status poll saw 0.25 s earlier."""
+    location = submit(jobs_api, "/v1/test/burn?steps=30&seconds_each=0.02").headers["location"]
+    progress = finished(jobs_api, location)["progress"]
+    assert (progress["done"], progress["total"], progress["fraction"]) == (30, 30, 1.0)
+
+
 def test_events_stream_progress_and_the_final_status(jobs_api):
     # progress reaches the job from its worker every 0.25 s (scheduler.STATUS_SECONDS): ~2 s of work
     location = submit(jobs_api, "/v1/test/burn?steps=40&seconds_each=0.05").headers["location"]
