@@ -47,6 +47,16 @@ function workersOf(info) {
   return Array.isArray(list) ? list : null;
 }
 
+// What a person reads in a worker's entry of /v1/info: which one, where, doing what, for whom.
+function workerRow(worker) {
+  return {
+    id: worker.id, node: worker.node, device: worker.device, state: worker.state,
+    task: worker.task ? worker.task.split(":").pop() : null, owner: worker.owner,
+    jobs_done: worker.jobs_done, restarts: worker.restarts,
+    memory_MiB: worker.rss_bytes == null ? null : Math.round(worker.rss_bytes / 2 ** 20),
+  };
+}
+
 function jobsOf(answer) {
   if (Array.isArray(answer)) return answer;
   for (const key of ["jobs", "items", "data"]) if (Array.isArray(answer?.[key])) return answer[key];
@@ -107,9 +117,10 @@ export class StatusView {
       ])),
     ];
     const workersCard = card("Workers", workers
-      ? (workers.length ? objectTable(workers, ["name", "id", "node", "device", "state", "running"]) : el("p", {}, "No workers."))
+      ? (workers.length ? objectTable(workers.map(workerRow)) : el("p", {}, "No workers."))
       : el("p", { class: "muted" }, "This server runs computations in its own process (it lists no workers)."));
     workersCard.id = "workers";
+    workersCard.classList.add("wide");
     const jobsCard = card("Your jobs", el("p", { class: "muted" }, "…"));
     jobsCard.id = "jobs";
     const links = card("Documents", el("ul", { class: "links" },
