@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bench.harness import alternate, server
+from bench.harness import alternate, server, server_timing
 from labcrunch._arrays import from_npz
 from labcrunch_service import backends
 
@@ -112,10 +112,13 @@ def run(quick: bool) -> dict[str, Any]:
             value, (dx, dy) = local(jnp.asarray(x, dtype=jnp.float64), jnp.asarray(y, dtype=jnp.float64))
             return np.asarray(value), np.stack([np.asarray(dx), np.asarray(dy)], axis=-1)
 
+        timings: list[dict[str, float]] = []
+
         def run_service() -> tuple[np.ndarray, np.ndarray]:
             response = client.post("/v1/gradient", content=body, params={"expression": BATCH_EXPRESSION},
                                    headers={"Content-Type": NPZ, "Accept": NPZ})
             response.raise_for_status()
+            timings.append(server_timing(response))
             arrays = from_npz(response.content)  # the client's decoder: views, no copies
             return arrays["value"], arrays["gradient"]
 
@@ -134,5 +137,24 @@ def run(quick: bool) -> dict[str, Any]:
                          "points_per_s": n / s["median_s"]})
         notes.append(f"batch: `{BATCH_EXPRESSION}` at {n:,} float64 points; ratio = time / local "
                      "time (target <= 2); answers checked equal to the local ones first")
+
+        # Where the service's time went, from its Server-Timing headers (medians of the runs):
+        # the task in the worker, the hop to the worker and back, the rest of the server (reading
+        # the body, encoding the answer's start), and what is left: the transfers and the client.
+        total = stats[f"service, .npz both ways, {n:,} points"]["median_s"] * 1e3
+
+        def part(name: str) -> float:
+            return float(np.median([t[name] for t in timings]))
+
+        parts = {"compute (the task in the worker)": part("compute"),
+                 "worker hop (worker round trip - compute)": part("worker") - part("compute"),
+                 "rest of the server (app - worker - queue)": part("app") - part("worker") - part("queue"),
+                 "queue": part("queue"),
+                 "transfers and client (total - app)": total - part("app")}
+        for name, ms in parts.items():
+            rows.append({"case": f"  of the service's time: {name}", "median_ms": ms,
+                         "ratio": ms / (base * 1e3)})
+        notes.append("breakdown: medians of the service's Server-Timing entries over the timed "
+                     "runs; ratio = share of the local time")
     return {"title": "Gradient: HTTP overhead, compile latency, batch throughput", "rows": rows,
             "notes": notes}

@@ -84,6 +84,15 @@ def percentile_ms(ts: list[float], q: float) -> float:
     return ordered[rank - 1] * 1e3
 
 
+def server_timing(response: httpx.Response) -> dict[str, float]:
+    """A service answer's ``Server-Timing`` header as {name: milliseconds}: ``queue`` (waiting
+    for a worker), ``worker`` (its round trip), ``compute`` (the task), ``app`` (until the answer
+    started)."""
+    header = response.headers.get("server-timing", "")
+    entries = (entry.strip().partition(";dur=") for entry in header.split(",") if ";dur=" in entry)
+    return {name: float(ms) for name, _, ms in entries}
+
+
 def ratio_rows(stats: dict[str, dict[str, float]], baseline: str, **extra: Any) -> list[dict[str, Any]]:
     """One row per timed entry with its ratio to ``baseline`` (candidate / baseline: < 1 is faster)."""
     base = stats[baseline]["median_s"]

@@ -21,6 +21,7 @@ def main(argv: list[str] | None = None) -> None:
 
         from labcrunch_service.app import create_app
         from labcrunch_service.logs import configure_logging
+        from labcrunch_service.malloc import keep_freed_memory
         from labcrunch_service.settings import get_settings
 
         settings = get_settings()
@@ -29,6 +30,7 @@ def main(argv: list[str] | None = None) -> None:
         host = args.host or settings.host
         port = settings.port if args.port is None else args.port
         configure_logging(settings.log_level, settings.log_json)
+        keep_freed_memory(settings.retain_freed_bytes)  # the workers do the same
         # SIGTERM or Ctrl-C: stop accepting, let running requests finish for the grace period,
         # then the app's shutdown stops the workers (and the local Ray with every process).
         uvicorn.run(create_app(settings), host=host, port=port, workers=1,

@@ -156,6 +156,11 @@ class Settings(BaseSettings):
     # dropped first: gradient, minimize and fit each keep one cache of this size.
     compile_cache_size: int = Field(1024, ge=1)
 
+    # Freed memory that the server and each worker keep for reuse instead of giving it back to
+    # the system at once (glibc's malloc; see service/malloc.py): large batches then reuse
+    # mapped pages instead of faulting in fresh ones. 0: the C library's defaults.
+    retain_freed_bytes: int = Field(256 * 2**20, ge=0)
+
     # Start-up warm-up (imports frameworks, compiles the hot paths); /readyz is 503 until done.
     warmup: bool = True
     # Import TensorFlow at start-up; when false it is imported on first use.

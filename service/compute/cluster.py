@@ -2,7 +2,8 @@
 
 Without an address, :func:`connect` starts Ray on this machine (no dashboard, quiet logs, its
 files in a temporary folder removed on :func:`disconnect`), the embedded default: nothing else
-to install or start. With ``LABCRUNCH_RAY_ADDRESS`` it joins an existing cluster (a head started
+to install or start. A process killed outright (``kill -9``, the OOM killer) cannot remove its
+folder; the next local Ray removes the folders whose process is gone (:func:`remove_stale_folders`). With ``LABCRUNCH_RAY_ADDRESS`` it joins an existing cluster (a head started
 with ``ray start --head``; other machines joined with ``ray start --address``).
 
 Ray ties the processes it starts (its control store, the node's raylet) to the *thread* that
@@ -20,6 +21,7 @@ import shutil
 import tempfile
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -28,6 +30,8 @@ import ray
 log = logging.getLogger(__name__)
 
 NAMESPACE = "labcrunch"
+FOLDER_PREFIX = "labcrunch-ray-"  # a local Ray's folder: <temporary folder>/labcrunch-ray-<random>
+OWNER_FILE = "owner"  # in that folder: "<pid> <start time>" of the process that started the Ray
 STOP_SECONDS = 3.0  # how long Ray's processes may take to exit by themselves at shutdown
 _lock = threading.Lock()
 _local: _LocalRay | None = None
@@ -52,7 +56,11 @@ class _LocalRay(threading.Thread):
 
     def __init__(self) -> None:
         super().__init__(name="ray", daemon=True)
-        self.temp_dir = tempfile.mkdtemp(prefix="labcrunch-ray-", dir=_short_temp_root())
+        root = _short_temp_root()
+        remove_stale_folders(root)
+        self.temp_dir = tempfile.mkdtemp(prefix=FOLDER_PREFIX, dir=root)
+        me = psutil.Process()
+        (Path(self.temp_dir) / OWNER_FILE).write_text(f"{me.pid} {me.create_time()}\n")
         self.started = threading.Event()
         self.stopping = threading.Event()
         self.error: BaseException | None = None
@@ -175,6 +183,38 @@ def local_node_id() -> str | None:
     if not ray.is_initialized():
         return None
     return ray.get_runtime_context().get_node_id()
+
+
+def remove_stale_folders(root: str | None) -> list[Path]:
+    """Remove the folders of local Rays under ``root`` (default: the temporary folder) whose
+    starting process is gone; what was removed. A folder counts as in use unless its
+    :data:`OWNER_FILE` names a process that no longer exists (a folder without one, or that this
+    user may not read, is left alone), so a Ray starting or running meanwhile keeps its own."""
+    removed = []
+    for folder in Path(root or tempfile.gettempdir()).glob(f"{FOLDER_PREFIX}*"):
+        try:
+            pid, started = (folder / OWNER_FILE).read_text().split()
+            if _running(int(pid), float(started)):
+                continue
+        except (OSError, ValueError):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    if removed:
+        log.info("removed %d folders of local Rays whose process is gone", len(removed),
+                 extra={"folders": [str(folder) for folder in removed]})
+    return removed
+
+
+def _running(pid: int, started: float) -> bool:
+    """Whether the process ``pid`` that started at ``started`` still runs (not a later process
+    given the same pid)."""
+    try:
+        return abs(psutil.Process(pid).create_time() - started) < 1.0
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.Error:  # not ours to inspect: assume it runs
+        return True
 
 
 #: Ray's Unix sockets lie ~85 characters below the temporary folder (labcrunch-ray-…/session_…/

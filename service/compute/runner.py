@@ -6,6 +6,9 @@ the process whose worker settings agree. Routes get it bound to the request's ow
 (:class:`OwnedRunner`, through ``http.deps.RunnerDep``), so a router's call is the same as when
 compute ran in threads. The wall time counts from admission (queue wait included): past it the
 request answers 503 and the job is stopped (its worker ended if it does not stop by itself).
+The answer's ``Server-Timing`` header says how long the job waited (``queue``), the worker's
+round trip (``worker``: the hop to the worker process and back, and the task) and the task alone
+(``compute``).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from labcrunch_service.compute.scheduler import Job, PoolSpec, Quota, Scheduler,
 from labcrunch_service.compute.tasks import Task, Timed
 from labcrunch_service.compute.worker import WorkerSpec
 from labcrunch_service.errors import ShuttingDown
-from labcrunch_service.http.context import request_id_var
+from labcrunch_service.http.context import record_timings, request_id_var
 from labcrunch_service.settings import Settings
 
 
@@ -95,13 +98,18 @@ class Runner:
         if as_job is not None:
             as_job.attach(job)
         try:
-            return await asyncio.wrap_future(job.future)
+            timed = await asyncio.wrap_future(job.future)
         except asyncio.CancelledError:
             # The server stopped waiting (its grace period at shutdown is over): stop the job
             # and answer a problem rather than let the cancellation end as a logged 500.
             job.cancel()
             raise ShuttingDown("The service is shutting down; this computation was stopped. "
                                "Retry shortly.", headers={"Retry-After": "5"}) from None
+        if as_job is None and job.started is not None and job.finished is not None:
+            # Server-Timing: the wait for a worker, the worker's round trip, the task itself
+            record_timings(queue=(job.started - job.created) * 1e3,
+                           worker=(job.finished - job.started) * 1e3, compute=timed.elapsed_ms)
+        return timed
 
     def bound(self, owner: str) -> OwnedRunner:
         return OwnedRunner(self, owner)

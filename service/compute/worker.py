@@ -1,7 +1,7 @@
 """A compute worker: the long-lived process (a Ray actor) in which tasks run.
 
-It sets itself up once (float64 JAX and pyhf's backend, cache sizes, TensorFlow when asked, every
-domain's warm-up) and then runs one job at a time, each under a :class:`progress.Tracker` with
+It sets itself up once (its allocator's reuse of freed memory, float64 JAX and pyhf's backend,
+cache sizes, TensorFlow when asked, every domain's warm-up) and then runs one job at a time, each under a :class:`progress.Tracker` with
 the job's own deadline, keeping its compiled functions and built models warm for the next.
 Everything a task raises comes back as a :class:`~labcrunch_service.compute.tasks.Failure`.
 
@@ -26,6 +26,7 @@ from labcrunch_service import backends, cache, progress
 from labcrunch_service.compute.tasks import Failure, Timed, resolve
 from labcrunch_service.errors import LabcrunchError
 from labcrunch_service.http.context import request_id_var
+from labcrunch_service.malloc import keep_freed_memory
 from labcrunch_service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -43,11 +44,11 @@ class WorkerSpec:
 
     @property
     def key(self) -> tuple[Any, ...]:
-        """What a worker's state depends on: its warm-up and its caches' sizes. Limits, keys,
-        quotas and logging do not (limits travel with each task), nor whether TensorFlow is
-        imported at start (it is on first use anyway)."""
+        """What a worker's state depends on: its warm-up, its caches' sizes, its allocator.
+        Limits, keys, quotas and logging do not (limits travel with each task), nor whether
+        TensorFlow is imported at start (it is on first use anyway)."""
         s = self.settings
-        return (s.warmup, s.compile_cache_size, s.limits.model_cache_size,
+        return (s.warmup, s.compile_cache_size, s.limits.model_cache_size, s.retain_freed_bytes,
                 self.warmups if s.warmup else ())
 
 
@@ -63,6 +64,7 @@ class Worker:
         self.started = time.time()
         self.jobs: dict[str, progress.Tracker] = {}
         self.warmup_errors: dict[str, str] = {}
+        keep_freed_memory(settings.retain_freed_bytes)
         backends.configure()
         cache.configure(settings)
         if settings.load_tensorflow:

@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from labcrunch_service.errors import LimitExceeded
 from labcrunch_service.http.bodies import is_json, media_type_of
-from labcrunch_service.http.context import REQUEST_ID_SCOPE_KEY, request_id_var
+from labcrunch_service.http.context import REQUEST_ID_SCOPE_KEY, request_id_var, timings_var
 from labcrunch_service.http.problems import error_response, internal_error_response
 from labcrunch_service.settings import Limits
 
@@ -26,7 +26,9 @@ _VALID_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
 
 class RequestContextMiddleware:
-    """Accept a sane ``X-Request-ID`` or make one; echo it; log one access line per request.
+    """Accept a sane ``X-Request-ID`` or make one; echo it; log one access line per request;
+    say in ``Server-Timing`` where the time went until the answer started (``app``, and the
+    entries the request recorded: :func:`~labcrunch_service.http.context.record_timings`).
 
     Also the last resort: an exception that nothing else handled is logged with the request id
     and answered 500 problem+json here, so it never reaches the server. (Re-raised, uvicorn would
@@ -46,6 +48,8 @@ class RequestContextMiddleware:
         rid = given if _VALID_ID.fullmatch(given) else uuid.uuid4().hex
         scope[REQUEST_ID_SCOPE_KEY] = rid
         token = request_id_var.set(rid)
+        timings: dict[str, float] = {}
+        timings_token = timings_var.set(timings)
         start = time.perf_counter()
         status = 500
         started = finished = False
@@ -56,7 +60,9 @@ class RequestContextMiddleware:
                 started = True
                 status = message["status"]
                 message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
+                timings["app"] = (time.perf_counter() - start) * 1e3
+                message["headers"] = [*message["headers"], (b"x-request-id", rid.encode()),
+                                      (b"server-timing", server_timing(timings).encode())]
             elif message["type"] == "http.response.body" and not message.get("more_body", False):
                 finished = True
             await send(message)
@@ -76,6 +82,12 @@ class RequestContextMiddleware:
                        "duration_ms": round((time.perf_counter() - start) * 1e3, 3)},
             )
             request_id_var.reset(token)
+            timings_var.reset(timings_token)
+
+
+def server_timing(timings: Mapping[str, float]) -> str:
+    """A ``Server-Timing`` header's value: ``queue;dur=0.051, compute;dur=0.8, app;dur=7.2``."""
+    return ", ".join(f"{name};dur={ms:.3f}" for name, ms in timings.items())
 
 
 class _BodyTooLarge(Exception):

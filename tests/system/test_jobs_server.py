@@ -9,12 +9,14 @@ CPU-bound route whose steps and pace the tests choose."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,6 +28,7 @@ import numpy as np
 import psutil
 import pytest
 
+from labcrunch_service.compute import cluster
 from tests.helpers import ROOT, until
 from tests.helpers.servers import free_port, wait_until_ready
 
@@ -85,6 +88,17 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def http(server: Server) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.url, headers=ALICE, timeout=30.0) as client:
         yield client
+
+
+def ray_folders_of(pid: int) -> list[Path]:
+    """The folders of the local Rays that process ``pid`` started."""
+    root = Path(cluster._short_temp_root() or tempfile.gettempdir())
+    found = []
+    for owner in root.glob(f"{cluster.FOLDER_PREFIX}*/{cluster.OWNER_FILE}"):
+        with contextlib.suppress(OSError, IndexError):
+            if owner.read_text().split()[0] == str(pid):
+                found.append(owner.parent)
+    return found
 
 
 def status_is(http: httpx.Client, location: str, *statuses: str) -> Callable[[], dict | None]:
@@ -223,7 +237,10 @@ def test_kill_9_and_a_restart_lose_nothing_then_results_expire(http, server):
                        headers=ASYNC).headers["location"]
     assert http.get(queued).json()["status"] == "queued"
 
+    killed = server.process.pid
     server.kill()
+    left = ray_folders_of(killed)
+    assert left  # kill -9: no exit hook removed the local Ray's folder
     # The same data folder; results kept 5 s from now on. Jobs run again as soon as the server
     # listens (before its warm-up is done): look from then on.
     server.start(ready="/livez", LABCRUNCH_JOB_RESULT_TTL="5")
@@ -233,6 +250,7 @@ def test_kill_9_and_a_restart_lose_nothing_then_results_expire(http, server):
         assert again.get(f"{finished}/result").content == finished_result
         rerun = until(status_is(again, running, "succeeded", "failed"))
         assert rerun["status"] == "succeeded" and rerun["attempts"] == 2
+        assert not [folder for folder in left if folder.exists()]  # the new local Ray removed it
         assert again.get(f"{running}/result").json()["steps"] == 80
         ran = until(status_is(again, queued, "succeeded", "failed"))
         assert ran["status"] == "succeeded" and ran["attempts"] == 1

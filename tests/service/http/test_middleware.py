@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from tests.conftest import assert_problem
+from tests.helpers import tasks
 
 
 def test_body_over_the_limit_is_413_before_parsing(test_api):
@@ -68,3 +71,33 @@ def test_request_id_with_a_trailing_newline_is_replaced():
     asyncio.run(RequestContextMiddleware(app)(scope, receive, send))
     echoed = dict(sent[0]["headers"])[b"x-request-id"]
     assert b"\n" not in echoed and len(echoed) == 32
+
+
+def server_timing(response) -> dict[str, float]:
+    """The ``Server-Timing`` header as {name: milliseconds}."""
+    entries = [entry.strip().split(";dur=") for entry in response.headers["server-timing"].split(",")]
+    return {name: float(ms) for name, ms in entries}
+
+
+def test_server_timing_says_where_the_time_went(test_api):
+    """A computation's answer: its task time (the body's elapsed_ms), the worker's round trip
+    around it and the time until the answer started, nested in that order; /livez only the last."""
+    response = test_api.post("/v1/test/slow", params={"seconds": 0.2})
+    timing = server_timing(response)
+    assert list(timing) == ["queue", "worker", "compute", "app"]
+    assert timing["compute"] == pytest.approx(response.json()["elapsed_ms"], abs=1e-3)
+    assert 200 <= timing["compute"] <= timing["worker"] <= timing["app"]
+    assert 0 <= timing["queue"] <= timing["app"] - timing["worker"]
+    assert list(server_timing(test_api.get("/livez"))) == ["app"]
+
+
+def test_server_timing_counts_the_wait_for_a_worker(test_api):
+    """Every worker busy for a second: the request's queue entry holds its wait."""
+    scheduler = test_api.app.state.runner.scheduler
+    scheduler.wait_idle()
+    busy = [test_api.app.state.runner.submit(tasks.SLEEP, (1.0,), owner="busy")
+            for _ in scheduler.workers]
+    timing = server_timing(test_api.post("/v1/test/slow", params={"seconds": 0.01}))
+    for job in busy:
+        job.result(30)
+    assert timing["queue"] >= 300 and timing["queue"] + timing["worker"] <= timing["app"]
