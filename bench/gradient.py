@@ -6,13 +6,16 @@
 2. First request of a never-seen expression (parse + trace + compile) vs the same request again.
 3. A batch of points through the service in binary (.npz both ways) vs a local
    ``jit(vmap(value_and_grad))`` call in this process on the same points, transfers to numpy
-   included (target: service time at most 2x local, i.e. at least half the throughput).
+   included (target: service time at most 2x local, i.e. at least half the throughput); beside
+   it the same service with the C library's allocator defaults (``retain_freed_bytes=0``), and
+   where the service's time went (its ``Server-Timing`` entries).
 """
 
 from __future__ import annotations
 
 import io
 import itertools
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -20,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bench.harness import alternate, server, server_timing
+from bench.harness import alternate, server, server_timing, start_server
 from labcrunch._arrays import from_npz
 from labcrunch_service import backends
 
@@ -114,29 +117,45 @@ def run(quick: bool) -> dict[str, Any]:
 
         timings: list[dict[str, float]] = []
 
-        def run_service() -> tuple[np.ndarray, np.ndarray]:
-            response = client.post("/v1/gradient", content=body, params={"expression": BATCH_EXPRESSION},
+        def service_call(on: httpx.Client) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
+            def run_service() -> tuple[np.ndarray, np.ndarray]:
+                response = on.post("/v1/gradient", content=body, params={"expression": BATCH_EXPRESSION},
                                    headers={"Content-Type": NPZ, "Accept": NPZ})
-            response.raise_for_status()
-            timings.append(server_timing(response))
-            arrays = from_npz(response.content)  # the client's decoder: views, no copies
-            return arrays["value"], arrays["gradient"]
+                response.raise_for_status()
+                if on is client:
+                    timings.append(server_timing(response))
+                arrays = from_npz(response.content)  # the client's decoder: views, no copies
+                return arrays["value"], arrays["gradient"]
 
-        value, grad = run_service()
-        local_value, local_grad = run_local()
-        np.testing.assert_allclose(value, local_value, rtol=1e-12, atol=1e-12)
-        np.testing.assert_allclose(grad, local_grad, rtol=1e-12, atol=1e-12)
+            return run_service
 
-        stats = alternate({"local jit(vmap(value_and_grad))": run_local,
-                           f"service, .npz both ways, {n:,} points": run_service},
-                          repeats=2 if quick else 7)
+        # The same service with the C library's allocator defaults (retain_freed_bytes = 0):
+        # what keeping freed memory for reuse saves.
+        plain = start_server({"LABCRUNCH_RETAIN_FREED_BYTES": "0", "LABCRUNCH_WARMUP": "false"})
+        try:
+            with httpx.Client(base_url=plain.url, timeout=300) as plain_client:
+                candidates = {f"service, .npz both ways, {n:,} points": service_call(client),
+                              "the same, allocator defaults (retain_freed_bytes=0)":
+                                  service_call(plain_client)}
+                local_value, local_grad = run_local()
+                for run_service in candidates.values():
+                    value, grad = run_service()
+                    np.testing.assert_allclose(value, local_value, rtol=1e-12, atol=1e-12)
+                    np.testing.assert_allclose(grad, local_grad, rtol=1e-12, atol=1e-12)
+                timings.clear()
+                stats = alternate({"local jit(vmap(value_and_grad))": run_local, **candidates},
+                                  repeats=2 if quick else 9)
+        finally:
+            plain.stop()
         base = stats["local jit(vmap(value_and_grad))"]["median_s"]
         for name, s in stats.items():
             rows.append({"case": name, "median_ms": s["median_s"] * 1e3, "spread": s["spread"],
                          "n": s["n"], "ratio": s["median_s"] / base,
                          "points_per_s": n / s["median_s"]})
         notes.append(f"batch: `{BATCH_EXPRESSION}` at {n:,} float64 points; ratio = time / local "
-                     "time (target <= 2); answers checked equal to the local ones first")
+                     "time (target <= 2); answers checked equal to the local ones first; the "
+                     "allocator-defaults row is a second server (no warm-up) with "
+                     "LABCRUNCH_RETAIN_FREED_BYTES=0")
 
         # Where the service's time went, from its Server-Timing headers (medians of the runs):
         # the task in the worker, the hop to the worker and back, the rest of the server (reading
