@@ -38,7 +38,7 @@ def keep_freed_memory(retain_bytes: int) -> bool:
         return False
     gnu_get_libc_version.restype = ctypes.c_char_p
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    limit = min(retain_bytes, 2**30)  # mallopt takes an int
+    limit = min(retain_bytes, (2**31 - 1) // 2)  # mallopt takes an int, and the trim twice this
     done = mallopt(M_MMAP_THRESHOLD, limit) == 1 and mallopt(M_TRIM_THRESHOLD, 2 * limit) == 1
     if not done:
         log.warning("glibc %s refused the allocator settings (retain_freed_bytes=%d)",

@@ -2,9 +2,10 @@
 
 Without an address, :func:`connect` starts Ray on this machine (no dashboard, quiet logs, its
 files in a temporary folder removed on :func:`disconnect`), the embedded default: nothing else
-to install or start. A process killed outright (``kill -9``, the OOM killer) cannot remove its
-folder; the next local Ray removes the folders whose process is gone (:func:`remove_stale_folders`). With ``LABCRUNCH_RAY_ADDRESS`` it joins an existing cluster (a head started
-with ``ray start --head``; other machines joined with ``ray start --address``).
+to install or start. (A process killed outright, by ``kill -9`` or the OOM killer, cannot remove
+its folder: the next local Ray removes the folders whose process is gone,
+:func:`remove_stale_folders`.) With ``LABCRUNCH_RAY_ADDRESS`` it joins an existing cluster (a
+head started with ``ray start --head``; other machines joined with ``ray start --address``).
 
 Ray ties the processes it starts (its control store, the node's raylet) to the *thread* that
 started them: they are killed when that thread ends. So a local Ray is started, and stopped, by

@@ -21,7 +21,7 @@ from typing import Any
 
 from labcrunch_service.compute import job_context
 from labcrunch_service.compute import scheduler as pool
-from labcrunch_service.compute.scheduler import Job, PoolSpec, Quota, Scheduler, array_bytes
+from labcrunch_service.compute.scheduler import Job, PoolSpec, Quota, Scheduler, payload_bytes
 from labcrunch_service.compute.tasks import Task, Timed
 from labcrunch_service.compute.worker import WorkerSpec
 from labcrunch_service.errors import ShuttingDown
@@ -91,7 +91,7 @@ class Runner:
             submit |= {"wall_seconds": as_job.wall_seconds, "limit_name": as_job.limit_name,
                        "quota": dataclasses.replace(self.quota, max_queued_jobs=sys.maxsize,
                                                     max_queued_per_owner=sys.maxsize)}
-        if array_bytes((args, kwargs)) > pool.INLINE_BYTES:  # copied into shared memory: off the loop
+        if payload_bytes((args, kwargs)) > pool.INLINE_BYTES:  # copied into shared memory: off the loop
             job = await asyncio.to_thread(self.submit, task, args, kwargs, **submit)
         else:
             job = self.submit(task, args, kwargs, **submit)

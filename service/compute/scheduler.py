@@ -67,7 +67,7 @@ STATUS_SECONDS = (0.25, 2.0)  # progress/memory polls of a busy, an idle worker
 NODES_SECONDS = 2.0  # new or lost nodes are noticed this often
 KILL_GRACE_SECONDS = 0.5  # a job past its deadline may stop itself this long before its worker is ended
 READY_RETRY_SECONDS = 0.25
-INLINE_BYTES = 256 * 1024  # arguments with more array bytes go through the object store
+INLINE_BYTES = 256 * 1024  # larger arguments (payload_bytes) go through the object store
 MAX_CPU_WORKERS = 8  # the default per node: one per core up to this (each holds its own caches)
 
 #: Why a worker process was ended or lost: the ``reason`` label of the metrics.
@@ -207,14 +207,19 @@ class WorkerSlot:
         }
 
 
-def array_bytes(value: Any) -> int:
-    """Bytes of the numpy arrays in ``value`` (nested in tuples, lists and dicts)."""
+def payload_bytes(value: Any) -> int:
+    """About how many bytes ``value`` takes to send: its numpy arrays' bytes and 8 per number of
+    a list or tuple of numbers (a JSON body's points), nested in tuples, lists and dicts. A list
+    whose first item is a number counts as numbers only: a JSON batch of 10⁵ points is never
+    walked number by number (on the event loop, twice per request)."""
     if isinstance(value, np.ndarray):
         return value.nbytes
     if isinstance(value, dict):
-        return sum(array_bytes(v) for v in value.values())
+        return sum(payload_bytes(v) for v in value.values())
     if isinstance(value, list | tuple):
-        return sum(array_bytes(v) for v in value)
+        if value and isinstance(value[0], int | float):
+            return 8 * len(value)
+        return sum(payload_bytes(v) for v in value)
     return 0
 
 
@@ -248,7 +253,7 @@ class Scheduler:
                request_id: str | None = None) -> Job:
         """Queue ``task(*args, **kwargs)`` for ``owner``; :class:`Busy` (429) over a quota."""
         payload: Any = (args, kwargs)
-        if array_bytes(payload) > INLINE_BYTES and ray.is_initialized():
+        if payload_bytes(payload) > INLINE_BYTES and ray.is_initialized():
             payload = ray.put(payload)  # once into shared memory; the worker maps it, no copy
         job = Job(self, task, payload, owner=owner, quota=quota, wall_seconds=wall_seconds,
                   limit_name=limit_name, request_id=request_id)

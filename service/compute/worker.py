@@ -1,8 +1,9 @@
 """A compute worker: the long-lived process (a Ray actor) in which tasks run.
 
 It sets itself up once (its allocator's reuse of freed memory, float64 JAX and pyhf's backend,
-cache sizes, TensorFlow when asked, every domain's warm-up) and then runs one job at a time, each under a :class:`progress.Tracker` with
-the job's own deadline, keeping its compiled functions and built models warm for the next.
+cache sizes, TensorFlow when asked, every domain's warm-up) and then runs one job at a time,
+each under a :class:`progress.Tracker` with the job's own deadline, keeping its compiled
+functions and built models warm for the next.
 Everything a task raises comes back as a :class:`~labcrunch_service.compute.tasks.Failure`.
 
 A second, small pool of threads ("control") answers while a job runs: the job's progress, the

@@ -17,9 +17,11 @@ import httpx
 import numpy as np
 import psutil
 import pytest
+import ray
 from fastapi.testclient import TestClient
 
 from labcrunch_service.compute import Runner, job_context
+from labcrunch_service.compute.scheduler import payload_bytes
 from labcrunch_service.compute.tasks import WorkerError
 from labcrunch_service.errors import Busy, Cancelled, ComputeTimeout, WorkerLost
 from labcrunch_service.settings import Limits, Settings
@@ -94,6 +96,29 @@ def test_large_arrays_reach_the_worker_through_shared_memory_read_only(pool):
     big, small = np.arange(1_000_000, dtype=np.float64), np.arange(10, dtype=np.float64)
     job = runner().submit(tasks.INPUTS, (big,), {"small": small}, owner="test")
     assert job.result(60).result == [(False, big.nbytes), (False, small.nbytes)]
+
+
+def test_payload_bytes_counts_arrays_and_numbers_without_walking_them():
+    assert payload_bytes(((np.zeros(4), "text", None), {"x": [1.0] * 10, "n": 3})) == 32 + 80
+    assert payload_bytes({"rows": [[1.0, 2.0], [3, 4]], "empty": [], "names": ["a", "b"]}) == 32
+    assert payload_bytes(([np.ones(2)] * 3,)) == 48
+
+
+def hold(seconds: float, points: list[float]) -> int:
+    time.sleep(seconds)
+    return len(points)
+
+
+def test_a_large_json_batch_goes_through_the_object_store(pool):
+    """A list of 10⁵ numbers (a JSON body's points) is sent like an array of that size: put into
+    the object store once, off the caller's event loop, not inline in the call."""
+    points = [float(i) for i in range(100_000)]
+    job = runner().submit(tasks.CALL, (hold, 0.3, points), owner="test")
+    assert isinstance(job.payload, ray.ObjectRef)
+    assert job.result(60).result == 100_000
+    small = runner().submit(tasks.CALL, (hold, 0.3, points[:100]), owner="test")
+    assert isinstance(small.payload, tuple)
+    assert small.result(60).result == 100
 
 
 def test_progress_is_read_while_the_job_runs(pool):
