@@ -115,7 +115,8 @@ def run(quick: bool) -> dict[str, Any]:
             value, (dx, dy) = local(jnp.asarray(x, dtype=jnp.float64), jnp.asarray(y, dtype=jnp.float64))
             return np.asarray(value), np.stack([np.asarray(dx), np.asarray(dy)], axis=-1)
 
-        timings: list[dict[str, float]] = []
+        service_case = f"service, .npz both ways, {n:,} points"
+        timings: list[dict[str, float]] = []  # the Server-Timing of each answer of `client`
 
         def service_call(on: httpx.Client) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
             def run_service() -> tuple[np.ndarray, np.ndarray]:
@@ -134,7 +135,7 @@ def run(quick: bool) -> dict[str, Any]:
         plain = start_server({"LABCRUNCH_RETAIN_FREED_BYTES": "0", "LABCRUNCH_WARMUP": "false"})
         try:
             with httpx.Client(base_url=plain.url, timeout=300) as plain_client:
-                candidates = {f"service, .npz both ways, {n:,} points": service_call(client),
+                candidates = {service_case: service_call(client),
                               "the same, allocator defaults (retain_freed_bytes=0)":
                                   service_call(plain_client)}
                 local_value, local_grad = run_local()
@@ -160,7 +161,7 @@ def run(quick: bool) -> dict[str, Any]:
         # Where the service's time went, from its Server-Timing headers (medians of the runs):
         # the task in the worker, the hop to the worker and back, the rest of the server (reading
         # the body, encoding the answer's start), and what is left: the transfers and the client.
-        total = stats[f"service, .npz both ways, {n:,} points"]["median_s"] * 1e3
+        total = stats[service_case]["median_s"] * 1e3
 
         def part(name: str) -> float:
             return float(np.median([t[name] for t in timings]))

@@ -57,7 +57,7 @@ class _LocalRay(threading.Thread):
 
     def __init__(self) -> None:
         super().__init__(name="ray", daemon=True)
-        root = _short_temp_root()
+        root = short_temp_root()
         remove_stale_folders(root)
         self.temp_dir = tempfile.mkdtemp(prefix=FOLDER_PREFIX, dir=root)
         me = psutil.Process()
@@ -186,18 +186,25 @@ def local_node_id() -> str | None:
     return ray.get_runtime_context().get_node_id()
 
 
-def remove_stale_folders(root: str | None) -> list[Path]:
-    """Remove the folders of local Rays under ``root`` (default: the temporary folder) whose
-    starting process is gone; what was removed. A folder counts as in use unless its
-    :data:`OWNER_FILE` names a process that no longer exists (a folder without one, or that this
-    user may not read, is left alone), so a Ray starting or running meanwhile keeps its own."""
+def folder_owner(folder: Path) -> tuple[int, float] | None:
+    """The pid and start time of the process that started the local Ray in ``folder`` (its
+    :data:`OWNER_FILE`); None when there is none yet, or it cannot be read."""
+    try:
+        pid, started = (folder / OWNER_FILE).read_text().split()
+        return int(pid), float(started)
+    except (OSError, ValueError):
+        return None
+
+
+def remove_stale_folders(root: str) -> list[Path]:
+    """Remove the folders of local Rays under ``root`` whose starting process is gone; what was
+    removed. A folder counts as in use unless its :func:`folder_owner` is a process that no
+    longer exists (a folder without one, or that this user may not read, is left alone), so a
+    Ray starting or running meanwhile keeps its own."""
     removed = []
-    for folder in Path(root or tempfile.gettempdir()).glob(f"{FOLDER_PREFIX}*"):
-        try:
-            pid, started = (folder / OWNER_FILE).read_text().split()
-            if _running(int(pid), float(started)):
-                continue
-        except (OSError, ValueError):
+    for folder in Path(root).glob(f"{FOLDER_PREFIX}*"):
+        owner = folder_owner(folder)
+        if owner is None or _running(*owner):
             continue
         shutil.rmtree(folder, ignore_errors=True)
         removed.append(folder)
@@ -223,7 +230,7 @@ def _running(pid: int, started: float) -> bool:
 _MAX_TEMP_ROOT = 20
 
 
-def _short_temp_root() -> str | None:
+def short_temp_root() -> str:
     """The temporary folder (``TMPDIR``), or ``/tmp`` when that one is too deep for Ray's sockets."""
     root = tempfile.gettempdir()
     return root if len(root) <= _MAX_TEMP_ROOT else "/tmp"

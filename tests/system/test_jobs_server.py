@@ -9,14 +9,12 @@ CPU-bound route whose steps and pace the tests choose."""
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -92,13 +90,9 @@ def http(server: Server) -> Iterator[httpx.Client]:
 
 def ray_folders_of(pid: int) -> list[Path]:
     """The folders of the local Rays that process ``pid`` started."""
-    root = Path(cluster._short_temp_root() or tempfile.gettempdir())
-    found = []
-    for owner in root.glob(f"{cluster.FOLDER_PREFIX}*/{cluster.OWNER_FILE}"):
-        with contextlib.suppress(OSError, IndexError):
-            if owner.read_text().split()[0] == str(pid):
-                found.append(owner.parent)
-    return found
+    owners = {folder: cluster.folder_owner(folder)
+              for folder in Path(cluster.short_temp_root()).glob(f"{cluster.FOLDER_PREFIX}*")}
+    return [folder for folder, owner in owners.items() if owner is not None and owner[0] == pid]
 
 
 def status_is(http: httpx.Client, location: str, *statuses: str) -> Callable[[], dict | None]:

@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from bench.harness import server_timing
 from tests.conftest import assert_problem
 from tests.helpers import tasks
 
@@ -71,12 +72,6 @@ def test_request_id_with_a_trailing_newline_is_replaced():
     asyncio.run(RequestContextMiddleware(app)(scope, receive, send))
     echoed = dict(sent[0]["headers"])[b"x-request-id"]
     assert b"\n" not in echoed and len(echoed) == 32
-
-
-def server_timing(response) -> dict[str, float]:
-    """The ``Server-Timing`` header as {name: milliseconds}."""
-    entries = [entry.strip().split(";dur=") for entry in response.headers["server-timing"].split(",")]
-    return {name: float(ms) for name, ms in entries}
 
 
 def test_server_timing_says_where_the_time_went(test_api):
