@@ -115,7 +115,7 @@ def seed_tf_loop(xs, ys, steps, julia):
 
 def run(quick: bool) -> dict[str, Any]:
     size, max_iter = (200, 200) if quick else (2000, 1000)
-    repeats = 2 if quick else 3
+    repeats = 2 if quick else 5
     xs, ys = Plane(-1.5, 1.5, -1.5, 1.5, size, size).pixel_centers(np.float32)
     # The same work on a view that is not symmetric (no mirror shortcut): shifted by 0.1.
     shifted = Plane(-1.5, 1.5, -1.4, 1.6, size, size).pixel_centers(np.float32)[1]

@@ -10,12 +10,21 @@ How it is fast, while computing exactly that:
 
 - Only live pixels are iterated. A *round* runs every live pixel a few dozen to a few hundred
   steps in one compiled call: the live pixels (their z, and c for Mandelbrot) are cut into
-  chunks padded to a power-of-4 *bucket*, each chunk into cache-sized tiles, and each tile runs
+  chunks of power-of-4 *buckets* (only the last one padded, see :func:`chunk_sizes`), each
+  chunk into cache-sized tiles, and each tile runs
   a ``lax.while_loop`` over blocks of ``STEPS_PER_BLOCK`` steps that stops as soon as no pixel
   of the tile is alive. Between rounds the host writes the escaped pixels' counts into the
   image and keeps only the survivors (numpy's boolean compaction is far faster than XLA's on a
   CPU, and on a GPU it moves a few bytes per live pixel). The work is thus about the sum of
-  the counts, like a scalar escape loop, but vectorized. One compile per (bucket, dtype, kind).
+  the counts, like a scalar escape loop, but vectorized. The compiled call also gives each
+  pixel's count and |z_n|² for the picture, so the host only copies or scatters them. One
+  compile per (bucket, dtype, kind).
+- The first round meets every pixel of the picture, most of which escape within a few steps:
+  it is a lean kernel of its own (:func:`_first_round`), ``FIRST_STEPS`` unchecked steps and
+  the exact re-run, with none of the later rounds' loop, tiles and cycle bookkeeping (about
+  half the time per pixel; later rounds, of a few survivors, gain nothing from it). Its steps
+  are the same expressions in the same order, so a pixel's orbit is bit for bit the one the
+  later rounds (and a plain loop) compute.
 - A block's steps run unchecked, and |z| is tested at its end: with R ≥ max(2, |c|) an orbit
   past R only grows (through inf to nan, which counts as out), so escaping is final. The
   pixels that escaped in a block are re-run from the block's start, testing every step, for
@@ -56,12 +65,15 @@ backends.configure()
 STEPS_PER_BLOCK = 8  # steps unrolled into one loop body: the state stays in registers
 TILE = 8192  # pixels iterated together on a CPU; a tile's arrays stay in cache
 MIN_BUCKET = 256  # the smallest chunk bucket; buckets are powers of 4 (few compiles)
+PAD_BELOW = 1 << 14  # a round's last live pixels, fewer than this, share one padded bucket
 CHUNK = 1 << 18  # live pixels per compiled call on a CPU (a power of 4, a multiple of TILE)
 # On a GPU a chunk is one tile: its parallelism is the whole chunk, and bigger chunks fill it.
 ACCELERATOR_CHUNK = 1 << 22
 ROUND_STEPS = (8, 16, 32, 64, 128, 256)  # round lengths; the last one repeats
+FIRST_STEPS = ROUND_STEPS[0]  # the first round's steps, unrolled in :func:`_first_round`
 # status of a pixel that will never escape (padding, cardioid or bulb, or on an exact cycle)
 NEVER = np.int32(np.iinfo(np.int32).min + 1)
+ALIVE = np.int32(-1)  # a round's count for a pixel that goes on to the next round
 
 
 def _on_cpu() -> bool:
@@ -83,9 +95,25 @@ def chunk_bucket(n: int) -> int:
 
     Not :func:`labcrunch_service.cache.bucket_size`: a chunk above TILE must split into whole
     tiles, and :func:`compile_kernels` compiles every bucket at start-up, so few, coarse buckets
-    (at most 4x padding, on the last chunk of a round only) serve better here."""
+    serve better here."""
     bits = max(0, n - 1).bit_length()
     return max(MIN_BUCKET, 1 << (bits + bits % 2))
+
+
+def chunk_sizes(n: int, chunk: int) -> list[int]:
+    """The buckets of the compiled calls that cover ``n`` live pixels, in order: the largest
+    whole buckets that fit (at most ``chunk``), then one padded bucket for the rest when it is
+    under ``PAD_BELOW`` (or ``chunk``). So at most PAD_BELOW slots of a round are padding
+    (one bucket for all would pad up to 3x its pixels), with at most 3 calls of each smaller
+    bucket size."""
+    sizes = []
+    while n > 0:
+        if n >= min(chunk, PAD_BELOW):
+            sizes.append(min(chunk, 1 << (n.bit_length() - 1) // 2 * 2))  # a power of 4 <= n
+        else:
+            sizes.append(chunk_bucket(n))
+        n -= sizes[-1]
+    return sizes
 
 
 def _round_lengths() -> Iterator[int]:
@@ -111,7 +139,8 @@ def _iterate_tile(z_re, z_im, c_re, c_im, status, first_step, stop, radius_sq):
     ``status`` is the number of steps taken while alive; a pixel escaping at step n gets ``-n``.
     Blocks run their steps unchecked (escaping is final: |z| > R ≥ max(2, |c|) only grows,
     through inf to nan) and test |z| at the end; the few pixels that escaped in a block are
-    then re-run from the block's start with a test at every step, for the exact n and z_n.
+    then re-run from the block's start with a test at every step, for the exact n and |z_n|²
+    (the value tested). Returns z, status and |z_n|².
     """
 
     def any_alive(carry):
@@ -149,38 +178,78 @@ def _iterate_tile(z_re, z_im, c_re, c_im, status, first_step, stop, radius_sq):
     block_start = -status - 1
     a, b = start_re, start_im
     found = jnp.zeros_like(status)
+    modulus_sq = jnp.zeros_like(z_re)
     for k in range(STEPS_PER_BLOCK):
         a, b = a * a - b * b + c_re, (a + a) * b + c_im
         first = pending & (found == 0) & ~(a * a + b * b <= radius_sq)
         found = jnp.where(first, block_start + k + 1, found)
-        z_re, z_im = jnp.where(first, a, z_re), jnp.where(first, b, z_im)
+        modulus_sq = jnp.where(first, a * a + b * b, modulus_sq)
     # An escape after `stop` (a final partial block) is no escape within max_iter.
     status = jnp.where(pending, jnp.where(found <= stop, -found, stop), status)
-    return z_re, z_im, status
+    return z_re, z_im, status, modulus_sq
+
+
+def _in_picture(z_re, z_im, status, modulus_sq, max_iter):
+    """A round's answer for one chunk: z after the round, each pixel's count for the picture,
+    ``ALIVE`` for the pixels still alive (``max_iter`` for those that never escape), and
+    |z_n|² at the escape (0 for the others)."""
+    escaped = (status < 0) & (status != NEVER)
+    count = jnp.where(status >= 0, ALIVE, jnp.where(escaped, -status, max_iter))
+    return z_re, z_im, count, jnp.where(escaped, modulus_sq, 0)
 
 
 @partial(jax.jit, static_argnames="kind")
-def _round(z_re, z_im, c_re, c_im, first_step, stop, radius_sq, *, kind):
-    """One round for one chunk of live pixels; returns their z and status after it.
+def _first_round(z_re, z_im, c_re, c_im, stop, max_iter, radius_sq, *, kind):
+    """The first round (steps 0 to ``FIRST_STEPS``, or ``stop`` if sooner) for one chunk of
+    pixels, as :func:`_round` would compute it: see :func:`_in_picture`.
+
+    Every pixel takes ``FIRST_STEPS`` unchecked steps; those then out of the radius are re-run
+    from z_0 testing every step, for the exact n and z_n (the re-run starts from a copy of z_0
+    that only they hold, so the compiler cannot merge it with the unchecked steps and round
+    them differently); the re-run gives the count and |z_n|², the value it tested. Mandelbrot pixels in the cardioid or the bulb never escape. z (Julia) or c
+    (Mandelbrot) are per pixel, the other one may be a scalar.
+    """
+    size = max(z_re.size, c_re.size)
+    z_re, z_im = jnp.broadcast_to(z_re, (size,)), jnp.broadcast_to(z_im, (size,))
+    c_re, c_im = jnp.broadcast_to(c_re, (size,)), jnp.broadcast_to(c_im, (size,))
+    a, b = z_re, z_im
+    for _ in range(FIRST_STEPS):
+        a, b = a * a - b * b + c_re, (a + a) * b + c_im
+    a, b = lax.optimization_barrier((a, b))  # materialized once, as in _iterate_tile
+    out = ~(a * a + b * b <= radius_sq)  # nan counts as out
+    x, y = jnp.where(out, z_re, jnp.nan), jnp.where(out, z_im, jnp.nan)
+    found = jnp.zeros(size, jnp.int32)
+    modulus_sq = jnp.zeros(size, z_re.dtype)
+    for k in range(FIRST_STEPS):
+        x, y = x * x - y * y + c_re, (x + x) * y + c_im
+        first = out & (found == 0) & ~(x * x + y * y <= radius_sq)
+        found = jnp.where(first, k + 1, found)
+        modulus_sq = jnp.where(first, x * x + y * y, modulus_sq)
+    # An escape after `stop` is no escape within max_iter.
+    escaped = (found > 0) & (found <= stop)
+    count = jnp.where(escaped, found, ALIVE)
+    if kind == "mandelbrot":
+        count = jnp.where(_in_cardioid_or_bulb(c_re, c_im), max_iter, count)
+    return a, b, count, jnp.where(escaped, modulus_sq, 0)
+
+
+@partial(jax.jit, static_argnames="kind")
+def _round(z_re, z_im, c_re, c_im, first_step, stop, max_iter, radius_sq, *, kind):
+    """A later round for one chunk of live pixels: see :func:`_in_picture`.
 
     ``c_re``/``c_im`` are per pixel (Mandelbrot) or scalars (Julia). Padding slots hold a nan
-    z, which counts as escaped at once; the caller drops their results.
+    z and c, which count as escaped at once; the caller drops their results.
     """
     size = z_re.shape[0]
     tile = min(TILE, size) if _on_cpu() else size
     c_re, c_im = jnp.broadcast_to(c_re, (size,)), jnp.broadcast_to(c_im, (size,))
-    if kind == "mandelbrot":  # only the first round meets them: later ones hold survivors only
-        never = lax.cond(first_step == 0, _in_cardioid_or_bulb, lambda a, b: jnp.zeros(size, bool),
-                         c_re, c_im)
-    else:
-        never = jnp.zeros(size, bool)
-    status = jnp.where(never, NEVER, first_step)
+    status = jnp.full(size, first_step)
 
     def run(t):
         return _iterate_tile(*t, first_step, stop, radius_sq)
 
     tiles = tuple(a.reshape(size // tile, tile) for a in (z_re, z_im, c_re, c_im, status))
-    return tuple(a.reshape(size) for a in lax.map(run, tiles))
+    return _in_picture(*(a.reshape(size) for a in lax.map(run, tiles)), max_iter)
 
 
 def compile_kernels(dtype=np.float32) -> None:
@@ -189,10 +258,11 @@ def compile_kernels(dtype=np.float32) -> None:
     chunk = CHUNK if _on_cpu() else ACCELERATOR_CHUNK
     size = MIN_BUCKET
     while size <= chunk:
-        nan = np.full(size, np.nan, dtype)  # escapes at once: only the compile costs
-        for kind, c in (("mandelbrot", nan), ("julia", np.asarray(0, dtype))):
-            jax.block_until_ready(_round(nan, nan, c, c, np.int32(0), np.int32(8),
-                                         dtype.type(4), kind=kind))
+        nan, zero = np.full(size, np.nan, dtype), np.zeros((), dtype)  # escapes at once
+        limits = (np.int32(8), np.int32(8), dtype.type(4))  # stop, max_iter, radius²
+        for kind, z, c in (("mandelbrot", zero, nan), ("julia", nan, zero)):
+            jax.block_until_ready(_first_round(z, z, c, c, *limits, kind=kind))
+            jax.block_until_ready(_round(nan, nan, c, c, np.int32(0), *limits, kind=kind))
         size *= 4
 
 
@@ -222,11 +292,9 @@ def _executor() -> ThreadPoolExecutor:
         return _pool
 
 
-def _state(rows: int, live: int, chunk: int, dtype: np.dtype) -> np.ndarray:
-    """Uninitialised live-pixel state, ``rows`` × capacity (``live`` padded to whole buckets),
-    with 64-byte-aligned rows so that each chunk goes to JAX without a copy."""
-    last = live % chunk
-    capacity = live - last + (chunk_bucket(last) if last else 0)
+def _state(rows: int, capacity: int, dtype: np.dtype) -> np.ndarray:
+    """Uninitialised live-pixel state, ``rows`` × ``capacity`` (the live pixels' buckets), with
+    64-byte-aligned rows so that each chunk goes to JAX without a copy."""
     raw = np.empty(rows * capacity * dtype.itemsize + HOST_ALIGNMENT, np.uint8)
     start = -raw.ctypes.data % HOST_ALIGNMENT
     return raw[start:start + rows * capacity * dtype.itemsize].view(dtype).reshape(rows, capacity)
@@ -258,25 +326,27 @@ def _escape_rows(kind, x, y, max_iter, escape_radius, c, dtype) -> tuple[np.ndar
     and the flat pixel index as the bits of a number of the same size), padded to whole chunk
     buckets: a chunk is a view of it, handed to JAX as it is. After a round, each chunk's
     escaped pixels are written into the picture, and its survivors gathered straight into the
-    next round's array.
+    next round's array. The first round takes every pixel in order, so it fills only the
+    pixels' own row(s): Mandelbrot's z_0 = 0 is a scalar, and a survivor's index is its place.
     """
+    if max_iter < 1:
+        raise ValueError(f"max_iter must be at least 1, not {max_iter}")
     width, height = x.size, y.size
     n_pixels = width * height
     radius_sq = dtype.type(escape_radius) ** 2
     index_type = np.dtype(f"int{8 * dtype.itemsize}")
-    counts = np.full(n_pixels, max_iter, np.int32)
-    modulus_sq = np.zeros(n_pixels, dtype)
+    counts = np.empty(n_pixels, np.int32)  # the first round writes every pixel
+    modulus_sq = np.empty(n_pixels, dtype)
     mandelbrot = kind == "mandelbrot"
     chunk = CHUNK if _on_cpu() else ACCELERATOR_CHUNK
 
-    live = _state(5 if mandelbrot else 3, n_pixels, chunk, dtype)
+    live = _state(5 if mandelbrot else 3, sum(chunk_sizes(n_pixels, chunk)), dtype)
     pixel_re, pixel_im = (2, 3) if mandelbrot else (0, 1)
     live[pixel_re, :n_pixels].reshape(height, width)[:] = x
     live[pixel_im, :n_pixels].reshape(height, width)[:] = y[:, None]
-    if mandelbrot:  # z_0 = 0, c = the pixel; Julia: z_0 = the pixel, one c for all
-        live[:2, :n_pixels] = 0
+    # z_0 = 0 and c = the pixel (Mandelbrot), or z_0 = the pixel and one c for all (Julia)
+    zero = np.zeros((), dtype)
     c_re, c_im = np.asarray(c.real, dtype), np.asarray(c.imag, dtype)
-    live[-1, :n_pixels].view(index_type)[:] = np.arange(n_pixels, dtype=index_type)
     n_live = n_pixels
 
     step = 0
@@ -284,53 +354,58 @@ def _escape_rows(kind, x, y, max_iter, escape_radius, c, dtype) -> tuple[np.ndar
     while n_live and step < max_iter:
         report(step, max_iter, "iterations")
         stop = min(step + next(lengths), max_iter)
-        live[:2, n_live:] = np.nan  # padding escapes at once; its results are dropped
-        if mandelbrot:
-            live[2:4, n_live:] = 0
-        calls = []
-        for start in range(0, n_live, chunk):  # dispatched asynchronously, then collected
-            size = chunk_bucket(min(chunk, n_live - start))
+        live[:-1, n_live:] = np.nan  # padding escapes at once; its results are dropped
+        calls, start = [], 0
+        for size in chunk_sizes(n_live, chunk):  # dispatched asynchronously, then collected
             part = live[:, start:start + size]
-            calls.append((start, min(size, n_live - start), _round(
-                part[0], part[1], part[2] if mandelbrot else c_re, part[3] if mandelbrot else c_im,
-                np.int32(step), np.int32(stop), radius_sq, kind=kind)))
+            z = (zero, zero) if mandelbrot and step == 0 else (part[0], part[1])
+            c_and_limits = (part[2] if mandelbrot else c_re, part[3] if mandelbrot else c_im,
+                            np.int32(stop), np.int32(max_iter), radius_sq)
+            calls.append((start, min(size, n_live - start), _first_round(
+                *z, *c_and_limits, kind=kind) if step == 0 else _round(
+                *z, *c_and_limits[:2], np.int32(step), *c_and_limits[2:], kind=kind)))
+            start += size
         in_order = n_live == n_pixels  # nothing dropped yet: chunk k holds pixels start..start+n
         rounds = [(start, n, *_record_escapes(
                       slice(start, start + n) if in_order else live[-1, start:start + n].view(index_type),
                       call, n, counts, modulus_sq))
                   for start, n, call in calls]
         n_live = sum(len(alive) for *_, alive in rounds)
-        following = _state(live.shape[0], n_live, chunk, dtype)
+        following = _state(live.shape[0], sum(chunk_sizes(n_live, chunk)), dtype)
         at = 0
         for start, n, z_re, z_im, alive in rounds:
             end = at + len(alive)
             np.take(z_re, alive, out=following[0, at:end])
             np.take(z_im, alive, out=following[1, at:end])
-            for row in range(2, live.shape[0]):
+            for row in range(2, live.shape[0] - 1):
                 np.take(live[row, start:start + n], alive, out=following[row, at:end])
+            index = following[-1, at:end].view(index_type)
+            if in_order:
+                np.add(alive, start, out=index, casting="unsafe")
+            else:
+                np.take(live[-1, start:start + n].view(index_type), alive, out=index)
             at = end
         live = following
         step = stop
+    # the pixels alive after max_iter steps: ALIVE in the picture so far
+    counts[slice(None) if n_live == n_pixels else live[-1, :n_live].view(index_type)] = max_iter
     return counts.reshape(height, width), modulus_sq.reshape(height, width)
 
 
 def _record_escapes(pixel, call, n, counts, modulus_sq):
-    """Write one chunk's escaped pixels (flat indices ``pixel``, or a slice of the picture
-    while the live pixels are still all of them, in order) into the picture; return its z after
-    the round and the positions of the pixels still alive."""
-    z_re, z_im, status = (np.asarray(a)[:n] for a in call)
-    if isinstance(pixel, slice):  # a masked write streams through memory; a scatter does not
-        escaped = (status < 0) & (status != NEVER)
-        np.copyto(counts[pixel], -status, where=escaped)
-        np.copyto(modulus_sq[pixel], z_re * z_re + z_im * z_im, where=escaped)
-        return z_re, z_im, np.flatnonzero(status >= 0)
-    gone = np.flatnonzero(status < 0)  # escaped, or never will (NEVER)
-    escaped = gone[status[gone] != NEVER]
-    hit = pixel[escaped]
-    counts[hit] = -status[escaped]
-    hit_re, hit_im = z_re[escaped], z_im[escaped]
-    modulus_sq[hit] = hit_re * hit_re + hit_im * hit_im
-    return z_re, z_im, np.flatnonzero(status >= 0)
+    """Write one chunk's pixels that are done (escaped, or never will) into the picture (flat
+    indices ``pixel``, or a slice of the picture while the live pixels are still all of them, in
+    order: then every pixel of the slice, ALIVE ones too); return the chunk's z after the
+    round and the positions of its pixels still alive."""
+    z_re, z_im, chunk_counts, chunk_modulus_sq = (np.asarray(a)[:n] for a in call)
+    if isinstance(pixel, slice):
+        counts[pixel], modulus_sq[pixel] = chunk_counts, chunk_modulus_sq
+        return z_re, z_im, np.flatnonzero(chunk_counts == ALIVE)
+    done = np.flatnonzero(chunk_counts != ALIVE)
+    hit = pixel[done]
+    counts[hit] = chunk_counts[done]
+    modulus_sq[hit] = chunk_modulus_sq[done]
+    return z_re, z_im, np.flatnonzero(chunk_counts == ALIVE)
 
 
 def mirrored(kind: str, x: np.ndarray, y: np.ndarray) -> bool:
