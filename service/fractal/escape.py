@@ -206,8 +206,9 @@ def _first_round(z_re, z_im, c_re, c_im, stop, max_iter, radius_sq, *, kind):
     Every pixel takes ``FIRST_STEPS`` unchecked steps; those then out of the radius are re-run
     from z_0 testing every step, for the exact n and z_n (the re-run starts from a copy of z_0
     that only they hold, so the compiler cannot merge it with the unchecked steps and round
-    them differently); the re-run gives the count and |z_n|², the value it tested. Mandelbrot pixels in the cardioid or the bulb never escape. z (Julia) or c
-    (Mandelbrot) are per pixel, the other one may be a scalar.
+    them differently); the re-run gives the count and |z_n|², the value it tested. Mandelbrot
+    pixels in the cardioid or the bulb never escape. z (Julia) or c (Mandelbrot) are per pixel,
+    the other one may be a scalar.
     """
     size = max(z_re.size, c_re.size)
     z_re, z_im = jnp.broadcast_to(z_re, (size,)), jnp.broadcast_to(z_im, (size,))
@@ -225,11 +226,9 @@ def _first_round(z_re, z_im, c_re, c_im, stop, max_iter, radius_sq, *, kind):
         first = out & (found == 0) & ~(x * x + y * y <= radius_sq)
         found = jnp.where(first, k + 1, found)
         modulus_sq = jnp.where(first, x * x + y * y, modulus_sq)
-    # An escape after `stop` is no escape within max_iter.
-    escaped = (found > 0) & (found <= stop)
-    count = jnp.where(escaped, found, ALIVE)
-    if kind == "mandelbrot":
-        count = jnp.where(_in_cardioid_or_bulb(c_re, c_im), max_iter, count)
+    never = _in_cardioid_or_bulb(c_re, c_im) if kind == "mandelbrot" else jnp.zeros(size, bool)
+    escaped = (found > 0) & (found <= stop) & ~never  # after `stop`: no escape within max_iter
+    count = jnp.where(escaped, found, jnp.where(never, max_iter, ALIVE))
     return a, b, count, jnp.where(escaped, modulus_sq, 0)
 
 
