@@ -11,26 +11,27 @@ How it is fast, while computing exactly that:
 - Only live pixels are iterated. A *round* runs every live pixel a few dozen to a few hundred
   steps in one compiled call: the live pixels (their z, and c for Mandelbrot) are cut into
   chunks of power-of-4 *buckets* (only the last one padded, see :func:`chunk_sizes`), each
-  chunk into cache-sized tiles, and each tile runs
-  a ``lax.while_loop`` over blocks of ``STEPS_PER_BLOCK`` steps that stops as soon as no pixel
-  of the tile is alive. Between rounds the host writes the escaped pixels' counts into the
-  image and keeps only the survivors (numpy's boolean compaction is far faster than XLA's on a
-  CPU, and on a GPU it moves a few bytes per live pixel). The work is thus about the sum of
-  the counts, like a scalar escape loop, but vectorized. The compiled call also gives each
-  pixel's count and |z_n|² for the picture, so the host only copies or scatters them. One
-  compile per (bucket, dtype, kind).
+  chunk into cache-sized tiles, and each tile runs a ``lax.while_loop`` over blocks of
+  ``STEPS_PER_BLOCK`` steps that stops as soon as no pixel of the tile is alive. The compiled
+  call also gives each pixel's count and |z_n|² for the picture; between rounds the host writes
+  those of the pixels that are done into the image and keeps only the survivors (numpy's
+  boolean compaction is far faster than XLA's on a CPU, and on a GPU it moves a few bytes per
+  live pixel). The work is thus about the sum of the counts, like a scalar escape loop, but
+  vectorized. Two compiles per (bucket, dtype, kind): the first round's kernel and the others'.
 - The first round meets every pixel of the picture, most of which escape within a few steps:
   it is a lean kernel of its own (:func:`_first_round`), ``FIRST_STEPS`` unchecked steps and
   the exact re-run, with none of the later rounds' loop, tiles and cycle bookkeeping (about
   half the time per pixel; later rounds, of a few survivors, gain nothing from it). Its steps
   are the same expressions in the same order, so a pixel's orbit is bit for bit the one the
-  later rounds (and a plain loop) compute.
+  later rounds (and a plain loop compiled by XLA, which contracts into FMAs the same way)
+  compute.
 - A block's steps run unchecked, and |z| is tested at its end: with R ≥ max(2, |c|) an orbit
   past R only grows (through inf to nan, which counts as out), so escaping is final. The
   pixels that escaped in a block are re-run from the block's start, testing every step, for
-  the exact n and z_n.
+  the exact n and |z_n|² (the value tested).
 - Mandelbrot pixels in the main cardioid or the period-2 bulb are in the set, so they never
-  escape and are not iterated: their count is ``max_iter`` straight away. This is exact
+  escape: their count is ``max_iter`` after the first round (whose steps they take along with
+  their neighbours, unused), and they go no further. This is exact
   arithmetic's answer; a few float32 points within ~10⁻⁷ of the parabolic points 1/4, −3/4
   and −5/4 drift out by rounding when iterated, after ~10⁴ steps (tests).
 - Periodicity (Brent): within a round, z is saved at the start of blocks 0, 1, 2, 4, 8, ... and
@@ -71,7 +72,7 @@ CHUNK = 1 << 18  # live pixels per compiled call on a CPU (a power of 4, a multi
 ACCELERATOR_CHUNK = 1 << 22
 ROUND_STEPS = (8, 16, 32, 64, 128, 256)  # round lengths; the last one repeats
 FIRST_STEPS = ROUND_STEPS[0]  # the first round's steps, unrolled in :func:`_first_round`
-# status of a pixel that will never escape (padding, cardioid or bulb, or on an exact cycle)
+# a later round's status of a pixel that will never escape (it is on an exact cycle)
 NEVER = np.int32(np.iinfo(np.int32).min + 1)
 ALIVE = np.int32(-1)  # a round's count for a pixel that goes on to the next round
 
@@ -201,7 +202,8 @@ def _in_picture(z_re, z_im, status, modulus_sq, max_iter):
 @partial(jax.jit, static_argnames="kind")
 def _first_round(z_re, z_im, c_re, c_im, stop, max_iter, radius_sq, *, kind):
     """The first round (steps 0 to ``FIRST_STEPS``, or ``stop`` if sooner) for one chunk of
-    pixels, as :func:`_round` would compute it: see :func:`_in_picture`.
+    pixels, as :func:`_round` would compute it from step 0, and with the cardioid test: see
+    :func:`_in_picture`.
 
     Every pixel takes ``FIRST_STEPS`` unchecked steps; those then out of the radius are re-run
     from z_0 testing every step, for the exact n and z_n (the re-run starts from a copy of z_0
@@ -237,7 +239,7 @@ def _round(z_re, z_im, c_re, c_im, first_step, stop, max_iter, radius_sq, *, kin
     """A later round for one chunk of live pixels: see :func:`_in_picture`.
 
     ``c_re``/``c_im`` are per pixel (Mandelbrot) or scalars (Julia). Padding slots hold a nan
-    z and c, which count as escaped at once; the caller drops their results.
+    z (and c), which counts as escaped at once; the caller drops their results.
     """
     size = z_re.shape[0]
     tile = min(TILE, size) if _on_cpu() else size
@@ -252,12 +254,13 @@ def _round(z_re, z_im, c_re, c_im, first_step, stop, max_iter, radius_sq, *, kin
 
 
 def compile_kernels(dtype=np.float32) -> None:
-    """Compile every bucket's round for both kinds (start-up warm-up: no request waits)."""
+    """Compile both round kernels of every bucket for both kinds (start-up warm-up: no request
+    waits)."""
     dtype = np.dtype(dtype)
     chunk = CHUNK if _on_cpu() else ACCELERATOR_CHUNK
     size = MIN_BUCKET
     while size <= chunk:
-        nan, zero = np.full(size, np.nan, dtype), np.zeros((), dtype)  # escapes at once
+        nan, zero = np.full(size, np.nan, dtype), np.zeros((), dtype)  # nan escapes at once
         limits = (np.int32(8), np.int32(8), dtype.type(4))  # stop, max_iter, radius²
         for kind, z, c in (("mandelbrot", zero, nan), ("julia", nan, zero)):
             jax.block_until_ready(_first_round(z, z, c, c, *limits, kind=kind))
@@ -322,11 +325,12 @@ def _escape_rows(kind, x, y, max_iter, escape_radius, c, dtype) -> tuple[np.ndar
     """Counts and |z|² of the picture with columns ``x`` and rows ``y``, one round at a time.
 
     The live pixels are the columns of one array (rows: z_re, z_im, for Mandelbrot c_re, c_im,
-    and the flat pixel index as the bits of a number of the same size), padded to whole chunk
-    buckets: a chunk is a view of it, handed to JAX as it is. After a round, each chunk's
-    escaped pixels are written into the picture, and its survivors gathered straight into the
-    next round's array. The first round takes every pixel in order, so it fills only the
-    pixels' own row(s): Mandelbrot's z_0 = 0 is a scalar, and a survivor's index is its place.
+    and the flat pixel index as the bits of a number of the same size), as long as their
+    buckets (:func:`chunk_sizes`): a chunk is a view of it, handed to JAX as it is. After a
+    round, each chunk's pixels that are done are written into the picture, and its survivors
+    gathered straight into the next round's array. The first round takes every pixel in order,
+    so it fills only the pixels' own row(s): Mandelbrot's z_0 = 0 is a scalar, and a survivor's
+    index is its place.
     """
     if max_iter < 1:
         raise ValueError(f"max_iter must be at least 1, not {max_iter}")
@@ -358,14 +362,16 @@ def _escape_rows(kind, x, y, max_iter, escape_radius, c, dtype) -> tuple[np.ndar
         for size in chunk_sizes(n_live, chunk):  # dispatched asynchronously, then collected
             part = live[:, start:start + size]
             z = (zero, zero) if mandelbrot and step == 0 else (part[0], part[1])
-            c_and_limits = (part[2] if mandelbrot else c_re, part[3] if mandelbrot else c_im,
-                            np.int32(stop), np.int32(max_iter), radius_sq)
-            calls.append((start, min(size, n_live - start), _first_round(
-                *z, *c_and_limits, kind=kind) if step == 0 else _round(
-                *z, *c_and_limits[:2], np.int32(step), *c_and_limits[2:], kind=kind)))
+            pixel_c = (part[2], part[3]) if mandelbrot else (c_re, c_im)
+            limits = (np.int32(stop), np.int32(max_iter), radius_sq)
+            if step == 0:
+                call = _first_round(*z, *pixel_c, *limits, kind=kind)
+            else:
+                call = _round(*z, *pixel_c, np.int32(step), *limits, kind=kind)
+            calls.append((start, min(size, n_live - start), call))
             start += size
         in_order = n_live == n_pixels  # nothing dropped yet: chunk k holds pixels start..start+n
-        rounds = [(start, n, *_record_escapes(
+        rounds = [(start, n, *_record_done(
                       slice(start, start + n) if in_order else live[-1, start:start + n].view(index_type),
                       call, n, counts, modulus_sq))
                   for start, n, call in calls]
@@ -391,7 +397,7 @@ def _escape_rows(kind, x, y, max_iter, escape_radius, c, dtype) -> tuple[np.ndar
     return counts.reshape(height, width), modulus_sq.reshape(height, width)
 
 
-def _record_escapes(pixel, call, n, counts, modulus_sq):
+def _record_done(pixel, call, n, counts, modulus_sq):
     """Write one chunk's pixels that are done (escaped, or never will) into the picture (flat
     indices ``pixel``, or a slice of the picture while the live pixels are still all of them, in
     order: then every pixel of the slice, ALIVE ones too); return the chunk's z after the
