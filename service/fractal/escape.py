@@ -31,9 +31,9 @@ How it is fast, while computing exactly that:
   the exact n and |z_n|² (the value tested).
 - Mandelbrot pixels in the main cardioid or the period-2 bulb are in the set, so they never
   escape: their count is ``max_iter`` after the first round (whose steps they take along with
-  their neighbours, unused), and they go no further. This is exact
-  arithmetic's answer; a few float32 points within ~10⁻⁷ of the parabolic points 1/4, −3/4
-  and −5/4 drift out by rounding when iterated, after ~10⁴ steps (tests).
+  their neighbours, unused), and they go no further. This is exact arithmetic's answer; a few
+  float32 points within ~10⁻⁷ of the parabolic points 1/4, −3/4 and −5/4 drift out by rounding
+  when iterated, after ~10⁴ steps (tests).
 - Periodicity (Brent): within a round, z is saved at the start of blocks 0, 1, 2, 4, 8, ... and
   a pixel whose z at the end of a block *equals* the saved value exactly is on a cycle of the
   floating-point map itself; it can never escape, so its count is ``max_iter``. Exact equality
@@ -206,9 +206,9 @@ def _first_round(z_re, z_im, c_re, c_im, stop, max_iter, radius_sq, *, kind):
     :func:`_in_picture`.
 
     Every pixel takes ``FIRST_STEPS`` unchecked steps; those then out of the radius are re-run
-    from z_0 testing every step, for the exact n and z_n (the re-run starts from a copy of z_0
-    that only they hold, so the compiler cannot merge it with the unchecked steps and round
-    them differently); the re-run gives the count and |z_n|², the value it tested. Mandelbrot
+    from z_0 testing every step, for the exact n and |z_n|², the value tested (the re-run starts
+    from a copy of z_0 that only they hold, so the compiler cannot merge it with the unchecked
+    steps and round them differently). Mandelbrot
     pixels in the cardioid or the bulb never escape. z (Julia) or c (Mandelbrot) are per pixel,
     the other one may be a scalar.
     """
@@ -359,11 +359,11 @@ def _escape_rows(kind, x, y, max_iter, escape_radius, c, dtype) -> tuple[np.ndar
         stop = min(step + next(lengths), max_iter)
         live[:-1, n_live:] = np.nan  # padding escapes at once; its results are dropped
         calls, start = [], 0
+        limits = (np.int32(stop), np.int32(max_iter), radius_sq)
         for size in chunk_sizes(n_live, chunk):  # dispatched asynchronously, then collected
             part = live[:, start:start + size]
             z = (zero, zero) if mandelbrot and step == 0 else (part[0], part[1])
             pixel_c = (part[2], part[3]) if mandelbrot else (c_re, c_im)
-            limits = (np.int32(stop), np.int32(max_iter), radius_sq)
             if step == 0:
                 call = _first_round(*z, *pixel_c, *limits, kind=kind)
             else:
@@ -403,14 +403,13 @@ def _record_done(pixel, call, n, counts, modulus_sq):
     order: then every pixel of the slice, ALIVE ones too); return the chunk's z after the
     round and the positions of its pixels still alive."""
     z_re, z_im, chunk_counts, chunk_modulus_sq = (np.asarray(a)[:n] for a in call)
+    alive = chunk_counts == ALIVE
     if isinstance(pixel, slice):
         counts[pixel], modulus_sq[pixel] = chunk_counts, chunk_modulus_sq
-        return z_re, z_im, np.flatnonzero(chunk_counts == ALIVE)
-    done = np.flatnonzero(chunk_counts != ALIVE)
-    hit = pixel[done]
-    counts[hit] = chunk_counts[done]
-    modulus_sq[hit] = chunk_modulus_sq[done]
-    return z_re, z_im, np.flatnonzero(chunk_counts == ALIVE)
+    else:
+        done = np.flatnonzero(~alive)
+        counts[pixel[done]], modulus_sq[pixel[done]] = chunk_counts[done], chunk_modulus_sq[done]
+    return z_re, z_im, np.flatnonzero(alive)
 
 
 def mirrored(kind: str, x: np.ndarray, y: np.ndarray) -> bool:
