@@ -6,9 +6,12 @@
 2. First request of a never-seen expression (parse + trace + compile) vs the same request again.
 3. A batch of points through the service in binary (.npz both ways) vs a local
    ``jit(vmap(value_and_grad))`` call in this process on the same points, transfers to numpy
-   included (target: service time at most 2x local, i.e. at least half the throughput); beside
-   it the same service with the C library's allocator defaults (``retain_freed_bytes=0``), and
-   where the service's time went (its ``Server-Timing`` entries).
+   included (target: service time at most 2x local, i.e. at least half the throughput). The
+   service's row posts an .npz made once and reads the answer with the client's transport
+   (``labcrunch._http``); beside it the same through httpx's own transport, the whole
+   ``labcrunch.Client.gradient`` call (which also writes the .npz), the same service with the C
+   library's allocator defaults (``retain_freed_bytes=0``), and where the service's time went
+   (its ``Server-Timing`` entries).
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from bench.harness import alternate, server, server_timing, start_server
+from labcrunch import Client
 from labcrunch._arrays import from_npz
+from labcrunch._http import Transport
 from labcrunch_service import backends
 
 backends.configure()  # float64, as the service computes by default
@@ -116,28 +121,36 @@ def run(quick: bool) -> dict[str, Any]:
             return np.asarray(value), np.stack([np.asarray(dx), np.asarray(dy)], axis=-1)
 
         service_case = f"service, .npz both ways, {n:,} points"
-        timings: list[dict[str, float]] = []  # the Server-Timing of each answer of `client`
+        timings: list[dict[str, float]] = []  # the Server-Timing of each answer of `fast`
 
         def service_call(on: httpx.Client) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
             def run_service() -> tuple[np.ndarray, np.ndarray]:
                 response = on.post("/v1/gradient", content=body, params={"expression": BATCH_EXPRESSION},
                                    headers={"Content-Type": NPZ, "Accept": NPZ})
                 response.raise_for_status()
-                if on is client:
+                if on is fast:
                     timings.append(server_timing(response))
                 arrays = from_npz(response.content)  # the client's decoder: views, no copies
                 return arrays["value"], arrays["gradient"]
 
             return run_service
 
+        def client_call() -> tuple[np.ndarray, np.ndarray]:
+            result = lc.gradient(BATCH_EXPRESSION, at={"x": x, "y": y})
+            return result.value, result.gradient_matrix
+
         # The same service with the C library's allocator defaults (retain_freed_bytes = 0):
         # what keeping freed memory for reuse saves.
         plain = start_server({"LABCRUNCH_RETAIN_FREED_BYTES": "0", "LABCRUNCH_WARMUP": "false"})
         try:
-            with httpx.Client(base_url=plain.url, timeout=300) as plain_client:
-                candidates = {service_case: service_call(client),
-                              "the same, allocator defaults (retain_freed_bytes=0)":
-                                  service_call(plain_client)}
+            with (httpx.Client(base_url=srv.url, timeout=300, transport=Transport()) as fast,
+                  httpx.Client(base_url=plain.url, timeout=300, transport=Transport()) as plain_client,
+                  Client(srv.url, timeout=300, max_retries=0) as lc):
+                candidates = {service_case: service_call(fast),
+                              "the same through httpx's own transport": service_call(client),
+                              "labcrunch.Client.gradient (writes the .npz too)": client_call,
+                              "the same as the service's row, allocator defaults "
+                              "(retain_freed_bytes=0)": service_call(plain_client)}
                 local_value, local_grad = run_local()
                 for run_service in candidates.values():
                     value, grad = run_service()
@@ -155,8 +168,9 @@ def run(quick: bool) -> dict[str, Any]:
                          "points_per_s": n / s["median_s"]})
         notes.append(f"batch: `{BATCH_EXPRESSION}` at {n:,} float64 points; ratio = time / local "
                      "time (target <= 2); answers checked equal to the local ones first; the "
-                     "allocator-defaults row is a second server (no warm-up) with "
-                     "LABCRUNCH_RETAIN_FREED_BYTES=0")
+                     "service's row posts an .npz made once, read with the client's transport "
+                     "(labcrunch._http: http.client); the allocator-defaults row is a second "
+                     "server (no warm-up) with LABCRUNCH_RETAIN_FREED_BYTES=0")
 
         # Where the service's time went, from its Server-Timing headers (medians of the runs):
         # the task in the worker, the hop to the worker and back, the rest of the server (reading

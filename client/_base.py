@@ -21,6 +21,7 @@ import random
 import re
 import time
 import types
+import urllib.request
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Concatenate, Generic, ParamSpec, Self, TypeVar, overload
@@ -28,6 +29,7 @@ from typing import Any, Concatenate, Generic, ParamSpec, Self, TypeVar, overload
 import httpx
 
 from labcrunch import _constants as C
+from labcrunch._http import Transport
 from labcrunch.exceptions import (
     APIConnectionError,
     APIStatusError,
@@ -168,6 +170,12 @@ class _BaseClient:
         return call.parse(response)
 
 
+def _environment_proxy() -> bool:
+    """Whether the environment names a proxy (``HTTP_PROXY`` and the like; ``NO_PROXY`` alone
+    is none): httpx honours it only with its own transports."""
+    return any(scheme != "no" for scheme in urllib.request.getproxies())
+
+
 class SyncTransport(_BaseClient):
     def __init__(
         self,
@@ -181,6 +189,8 @@ class SyncTransport(_BaseClient):
     ) -> None:
         super().__init__(base_url, api_key=api_key, timeout=timeout, max_retries=max_retries,
                          headers=headers)
+        if transport is None and not _environment_proxy():
+            transport = Transport()  # large answers read several times faster (labcrunch._http)
         self._http = httpx.Client(base_url=self.base_url, headers=self._headers, transport=transport)
 
     def _send(self, call: Call[T]) -> T:

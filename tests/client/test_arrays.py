@@ -74,3 +74,53 @@ def test_binary_answers_decode_like_numpy_and_stored_ones_without_a_copy(compres
     np.save(pickled, np.array([None], dtype=object), allow_pickle=True)
     with pytest.raises(ValueError, match="object"):
         from_npy(pickled.getvalue())
+
+
+REQUEST_ARRAYS = {
+    "x": np.random.default_rng(3).uniform(-3, 3, 1001), "scalar": np.asarray(3.5),
+    "empty": np.zeros((0, 3)), "f32": np.arange(20, dtype=np.float32).reshape(4, 5),
+    "ints": np.arange(10), "big_endian": np.arange(3, dtype=">i4"), "flags": np.array([True, False]),
+    "strided": np.linspace(0, 1, 20)[::3], "fortran": np.asfortranarray(np.arange(12.0).reshape(3, 4)),
+    "ünï名": np.ones(2)}
+
+
+def test_request_archives_are_what_numpy_writes_and_reads():
+    """The client's own .npz writer against numpy's: the same members and arrays, valid CRC-32s
+    (zipfile checks them), each member's .npy bytes as np.save writes them (C order: a Fortran
+    array is sent in C order, the same array)."""
+    import io
+    import zipfile
+
+    from labcrunch._arrays import to_npy, to_npz
+
+    data = to_npz(REQUEST_ARRAYS)
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        assert archive.testzip() is None
+        assert archive.namelist() == [f"{name}.npy" for name in REQUEST_ARRAYS]
+        for name, expected in REQUEST_ARRAYS.items():
+            numpy_npy = io.BytesIO()
+            np.save(numpy_npy, np.ascontiguousarray(expected) if expected.ndim else expected)
+            assert archive.read(f"{name}.npy") == numpy_npy.getvalue() == to_npy(expected), name
+    loaded = np.load(io.BytesIO(data), allow_pickle=False)
+    for name, expected in REQUEST_ARRAYS.items():
+        assert loaded[name].dtype == expected.dtype and loaded[name].shape == expected.shape
+        np.testing.assert_array_equal(loaded[name], expected)
+
+
+def test_request_archives_refuse_pickles_and_leave_zip64_to_numpy(monkeypatch):
+    import io
+
+    import labcrunch._arrays as arrays
+
+    with pytest.raises(ValueError, match="pickles"):
+        arrays.to_npz({"x": np.array([None, 1], dtype=object)})
+    with pytest.raises(ValueError, match="pickles"):
+        arrays.to_npy(np.array([None], dtype=object))
+    monkeypatch.setattr(arrays, "_ZIP32_LIMIT", 5000)  # as if the arrays took 4 GiB
+    data = arrays.to_npz(REQUEST_ARRAYS)
+    numpy_npz = io.BytesIO()
+    np.savez(numpy_npz, **REQUEST_ARRAYS)
+    assert data == numpy_npz.getvalue()  # numpy's own archive (ZIP64 extra fields and all)
+    loaded = np.load(io.BytesIO(data))
+    for name, expected in REQUEST_ARRAYS.items():
+        np.testing.assert_array_equal(loaded[name], expected)

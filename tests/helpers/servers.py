@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -92,18 +93,19 @@ def labcrunch_serve(log_path: Path, cwd: Path, **environment: str) -> Iterator[s
 
 
 @contextmanager
-def serve_in_thread(app) -> Iterator[str]:
-    """``app`` served by uvicorn on a free port in a daemon thread; yields its URL when ready."""
+def serve_in_thread(app, ready_path: str = "/readyz", **config: Any) -> Iterator[str]:
+    """``app`` served by uvicorn on a free port in a daemon thread (``config``: more of
+    uvicorn's settings); yields its URL once ``ready_path`` answers 200."""
     import uvicorn
 
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None,
-                                           access_log=False, lifespan="on"))
+                                           access_log=False, lifespan="on", **config))
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until_ready(url, 60, alive=thread.is_alive)
+        wait_until_ready(url, 60, alive=thread.is_alive, path=ready_path)
         yield url
     finally:
         server.should_exit = True
