@@ -53,15 +53,18 @@ def _readable(sock: socket.socket) -> bool:
 
 class Transport(httpx.BaseTransport):
     """Plain-HTTP requests through ``http.client``; others through ``fallback`` (default: httpx's
-    own transport)."""
+    own transport, made on the first such request: its TLS set-up takes ~50 ms)."""
 
     def __init__(self, fallback: httpx.BaseTransport | None = None) -> None:
-        self._fallback = fallback or httpx.HTTPTransport()
+        self._fallback = fallback
         self._idle: dict[tuple[str, int], list[http.client.HTTPConnection]] = {}
         self._lock = threading.Lock()
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         if request.url.scheme != "http":
+            with self._lock:
+                if self._fallback is None:
+                    self._fallback = httpx.HTTPTransport()
             return self._fallback.handle_request(request)
         timeout = request.extensions.get("timeout", {})
         server = (request.url.host, request.url.port or 80)
@@ -85,7 +88,8 @@ class Transport(httpx.BaseTransport):
         for connections in idle.values():
             for connection in connections:
                 connection.close()
-        self._fallback.close()
+        if self._fallback is not None:
+            self._fallback.close()
 
     def _connection(self, server: tuple[str, int], connect_timeout: float | None,
                     request: httpx.Request) -> http.client.HTTPConnection:

@@ -207,3 +207,9 @@ def test_other_schemes_go_to_the_fallback():
     with httpx.Client(transport=Transport(fallback)) as client:
         assert client.get("https://gpu-server:8443/v1/info").status_code == 204
     assert seen == [httpx.URL("https://gpu-server:8443/v1/info")]
+
+
+def test_https_without_a_fallback_goes_to_httpx_own_transport():
+    """Made on the first https request (its TLS set-up is not paid by plain-HTTP clients)."""
+    with httpx.Client(transport=Transport()) as client, pytest.raises(httpx.ConnectError):
+        client.get(f"https://127.0.0.1:{free_port()}/", timeout=5)
