@@ -29,6 +29,8 @@ import httpx
 MAX_IDLE_PER_SERVER = 8
 #: Most bytes handed on at once from an answer without a Content-Length (an event stream).
 STREAM_PIECE_BYTES = 64 * 1024
+#: Bytes of a request body written at once.
+SEND_PIECE_BYTES = 1 << 20
 
 
 def _error(exc: OSError | http.client.HTTPException, timeout: type[httpx.TransportError],
@@ -117,7 +119,10 @@ class Transport(httpx.BaseTransport):
                   timeout: dict[str, float | None]) -> http.client.HTTPResponse:
         """Send ``request`` on ``connection``; its answer's status and headers."""
         assert connection.sock is not None
-        body = request.read()
+        body = memoryview(request.read())
+        # In pieces: each socket write has the write timeout, as with httpx (a timeout is the
+        # longest wait for progress, not for the whole body).
+        pieces = [body[start:start + SEND_PIECE_BYTES] for start in range(0, len(body), SEND_PIECE_BYTES)]
         chunked = request.headers.get("transfer-encoding", "").lower() == "chunked"
         try:
             connection.sock.settimeout(timeout.get("write"))
@@ -125,7 +130,7 @@ class Transport(httpx.BaseTransport):
                                   skip_host=True, skip_accept_encoding=True)
             for name, value in request.headers.raw:  # Host and the rest, as httpx made them
                 connection.putheader(name, value)
-            connection.endheaders(body if body or chunked else None, encode_chunked=chunked)
+            connection.endheaders(pieces if pieces or chunked else None, encode_chunked=chunked)
         except (OSError, http.client.HTTPException) as exc:
             raise _error(exc, httpx.WriteTimeout, httpx.WriteError, request) from exc
         try:
