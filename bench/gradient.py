@@ -10,8 +10,9 @@
    service's row posts an .npz made once and reads the answer with the client's transport
    (``labcrunch._http``); beside it the same through httpx's own transport, the whole
    ``labcrunch.Client.gradient`` call (which also writes the .npz), the same service with the C
-   library's allocator defaults (``retain_freed_bytes=0``), and where the service's time went
-   (its ``Server-Timing`` entries).
+   library's allocator defaults (``retain_freed_bytes=0``), the same with the arrays through
+   Ray's object store instead of the blocks of shared memory (``shared_memory_bytes=0``), and
+   where the service's time went (its ``Server-Timing`` entries).
 """
 
 from __future__ import annotations
@@ -141,16 +142,22 @@ def run(quick: bool) -> dict[str, Any]:
 
         # The same service with the C library's allocator defaults (retain_freed_bytes = 0):
         # what keeping freed memory for reuse saves.
+        # And with the arrays through Ray's object store (shared_memory_bytes = 0): what the
+        # blocks of shared memory save.
         plain = start_server({"LABCRUNCH_RETAIN_FREED_BYTES": "0", "LABCRUNCH_WARMUP": "false"})
+        store = start_server({"LABCRUNCH_SHARED_MEMORY_BYTES": "0", "LABCRUNCH_WARMUP": "false"})
         try:
             with (httpx.Client(base_url=srv.url, timeout=300, transport=Transport()) as fast,
                   httpx.Client(base_url=plain.url, timeout=300, transport=Transport()) as plain_client,
+                  httpx.Client(base_url=store.url, timeout=300, transport=Transport()) as store_client,
                   Client(srv.url, timeout=300, max_retries=0) as lc):
                 candidates = {service_case: service_call(fast),
                               "the same through httpx's own transport": service_call(client),
                               "labcrunch.Client.gradient (writes the .npz too)": client_call,
                               "the same as the service's row, allocator defaults "
-                              "(retain_freed_bytes=0)": service_call(plain_client)}
+                              "(retain_freed_bytes=0)": service_call(plain_client),
+                              "the same as the service's row, arrays through Ray's object store "
+                              "(shared_memory_bytes=0)": service_call(store_client)}
                 local_value, local_grad = run_local()
                 for run_service in candidates.values():
                     value, grad = run_service()
@@ -161,6 +168,7 @@ def run(quick: bool) -> dict[str, Any]:
                                   repeats=2 if quick else 9)
         finally:
             plain.stop()
+            store.stop()
         base = stats["local jit(vmap(value_and_grad))"]["median_s"]
         for name, s in stats.items():
             rows.append({"case": name, "median_ms": s["median_s"] * 1e3, "spread": s["spread"],
@@ -169,8 +177,9 @@ def run(quick: bool) -> dict[str, Any]:
         notes.append(f"batch: `{BATCH_EXPRESSION}` at {n:,} float64 points; ratio = time / local "
                      "time (target <= 2); answers checked equal to the local ones first; the "
                      "service's row posts an .npz made once, read with the client's transport "
-                     "(labcrunch._http: http.client); the allocator-defaults row is a second "
-                     "server (no warm-up) with LABCRUNCH_RETAIN_FREED_BYTES=0")
+                     "(labcrunch._http: http.client); the allocator-defaults and object-store rows "
+                     "are two more servers (no warm-up) with LABCRUNCH_RETAIN_FREED_BYTES=0 and "
+                     "LABCRUNCH_SHARED_MEMORY_BYTES=0")
 
         # Where the service's time went, from its Server-Timing headers (medians of the runs):
         # the task in the worker, the hop to the worker and back, the rest of the server (reading

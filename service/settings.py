@@ -160,6 +160,11 @@ class Settings(BaseSettings):
     # the system at once (glibc's malloc; see service/malloc.py): large batches then reuse
     # mapped pages instead of faulting in fresh ones. 0: the C library's defaults.
     retain_freed_bytes: int = Field(256 * 2**20, ge=0)
+    # Large arrays between the server and workers on its own machine travel through blocks of
+    # shared memory (/dev/shm) that both keep mapped and reuse, at most this many bytes of them
+    # (see service/compute/exchange.py); beyond it, and to other machines, through Ray's object
+    # store. 0: always the object store.
+    shared_memory_bytes: int = Field(512 * 2**20, ge=0)
 
     # Start-up warm-up (imports frameworks, compiles the hot paths); /readyz is 503 until done.
     warmup: bool = True

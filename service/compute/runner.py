@@ -33,7 +33,8 @@ def pool_spec(settings: Settings, warmups: tuple[str, ...] = ()) -> PoolSpec:
     """The workers ``settings`` ask for (API keys stay in the HTTP process)."""
     return PoolSpec(address=settings.ray_address, cpu_workers=settings.cpu_workers,
                     gpu_workers_per_device=settings.gpu_workers_per_device,
-                    worker=WorkerSpec(settings.model_copy(update={"api_keys": []}), warmups))
+                    worker=WorkerSpec(settings.model_copy(update={"api_keys": []}), warmups),
+                    shared_memory_bytes=settings.shared_memory_bytes)
 
 
 class Runner:

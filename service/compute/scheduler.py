@@ -48,6 +48,7 @@ from ray.exceptions import ActorDiedError, RayActorError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from labcrunch_service.compute import cluster
+from labcrunch_service.compute.exchange import Exchange, Lease, Packed
 from labcrunch_service.compute.tasks import Failure, Task, Timed, WorkerError
 from labcrunch_service.compute.worker import CONTROL, Worker, WorkerSpec
 from labcrunch_service.errors import (
@@ -94,6 +95,7 @@ class PoolSpec:
     cpu_workers: int | None
     gpu_workers_per_device: int
     worker: WorkerSpec
+    shared_memory_bytes: int = 0  # the HTTP process's blocks for local workers (exchange.py)
 
     @property
     def key(self) -> tuple[Any, ...]:
@@ -113,7 +115,8 @@ class Job:
         self.id = uuid.uuid4().hex
         self.scheduler = scheduler
         self.task = task
-        self.payload = payload  # (args, kwargs), or an object-store reference to them
+        self.payload = payload  # (args, kwargs), an object-store reference to them, or Packed
+        self.lease: Lease | None = None  # the shared-memory block a Packed payload is in
         self.owner = owner
         self.quota = quota
         self.wall_seconds = wall_seconds
@@ -154,6 +157,9 @@ class Job:
             return False
         self.state, self.finished = state, time.time()
         self.payload = None  # the arguments (maybe large arrays) are not needed any more
+        if self.lease is not None:
+            self.lease.abandon()  # unless the worker answered: it may still write into the block
+            self.lease = None
         if self.future.cancelled():  # the caller stopped waiting
             return True
         if error is None:
@@ -214,6 +220,8 @@ def payload_bytes(value: Any) -> int:
     walked number by number (on the event loop, twice per request)."""
     if isinstance(value, np.ndarray):
         return value.nbytes
+    if isinstance(value, Packed):
+        return payload_bytes(value.payload)
     if isinstance(value, dict):
         return sum(payload_bytes(v) for v in value.values())
     if isinstance(value, list | tuple):
@@ -242,6 +250,7 @@ class Scheduler:
         self._nodes_after = 0.0
         self._local_node: str | None = None
         self._thread = threading.Thread(target=self._supervise, name="scheduler", daemon=True)
+        self.exchange = Exchange(spec.shared_memory_bytes)
 
     # --- public interface ----------------------------------------------------------------
 
@@ -253,10 +262,12 @@ class Scheduler:
                request_id: str | None = None) -> Job:
         """Queue ``task(*args, **kwargs)`` for ``owner``; :class:`Busy` (429) over a quota."""
         payload: Any = (args, kwargs)
+        lease = None
         if payload_bytes(payload) > INLINE_BYTES and ray.is_initialized():
-            payload = ray.put(payload)  # once into shared memory; the worker maps it, no copy
+            payload, lease = self._share(payload)
         job = Job(self, task, payload, owner=owner, quota=quota, wall_seconds=wall_seconds,
                   limit_name=limit_name, request_id=request_id)
+        job.lease = lease
         with self._lock:
             if self.error is not None:
                 raise BackendUnavailable(f"The compute workers could not start: {self.error}")
@@ -268,6 +279,18 @@ class Scheduler:
             started = self._dispatch()
         self._launch(started)
         return job
+
+    def _share(self, payload: Any) -> tuple[Any, Lease | None]:
+        """A large payload as it will travel: its arrays in a block of shared memory when a
+        worker runs on this process's node (:mod:`exchange`), else all of it put once into
+        Ray's object store, which the worker maps."""
+        local = any(slot.node_id == self._local_node for slot in self.workers)
+        shared = self.exchange.pack(payload) if local else None
+        if shared is not None and payload_bytes(shared[0]) <= INLINE_BYTES:
+            return shared
+        if shared is not None:
+            shared[1].give_back()  # what is left is still large: a JSON batch's numbers
+        return ray.put(payload), None
 
     def cancel(self, job: Job) -> bool:
         with self._lock:
@@ -303,6 +326,7 @@ class Scheduler:
                 "warmup_errors": {path: error for slot in self.workers
                                   for path, error in slot.info.get("warmup_errors", {}).items()},
                 "error": self.error,
+                "shared_memory": self.exchange.describe(),
             }
 
     def broadcast(self, task: Task, *args: Any, timeout: float = 60.0, **kwargs: Any) -> list[Any]:
@@ -347,6 +371,7 @@ class Scheduler:
                     ray.kill(slot.actor, no_restart=True)
                 except Exception:  # noqa: BLE001 - already gone
                     pass
+        self.exchange.close()
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(timeout=10)
 
@@ -415,7 +440,10 @@ class Scheduler:
             slot.status_after = time.monotonic() + STATUS_SECONDS[0]  # progress soon
             self._running[job.owner] += 1
             seconds_left = max(job.deadline - time.monotonic(), 1e-3)
-            ref = slot.actor.run.remote(job.id, job.task.path, job.payload, seconds_left,
+            payload = job.payload
+            if job.lease is not None and slot.node_id != self._local_node:
+                payload = job.lease.copy_out(payload)  # that worker cannot map the block
+            ref = slot.actor.run.remote(job.id, job.task.path, payload, seconds_left,
                                         job.limit_name, job.request_id)
             started.append((job, slot, ref))
         return started
@@ -443,6 +471,8 @@ class Scheduler:
                 if slot.state == "busy":
                     slot.state = "idle"
                 outcome = future.result()
+                if job.lease is not None:
+                    outcome = job.lease.answer(outcome)
                 if isinstance(outcome, Failure):
                     job._settle("failed", error=outcome.exception())
                 else:
@@ -648,6 +678,7 @@ class Scheduler:
         if now >= self._nodes_after:
             self._nodes_after = now + NODES_SECONDS
             self._watch_nodes()
+            self.exchange.trim()
         with self._lock:
             for queue in list(self._queues.values()):
                 for job in [j for j in queue if now > j.deadline]:

@@ -24,6 +24,7 @@ import psutil
 import ray
 
 from labcrunch_service import backends, cache, progress
+from labcrunch_service.compute import exchange
 from labcrunch_service.compute.tasks import Failure, Timed, resolve
 from labcrunch_service.errors import LabcrunchError
 from labcrunch_service.http.context import request_id_var
@@ -87,20 +88,22 @@ class Worker:
                 "warmup_errors": self.warmup_errors,
                 "machine_memory_bytes": psutil.virtual_memory().total}
 
-    def run(self, job_id: str, path: str, payload: tuple[tuple[Any, ...], dict[str, Any]],
-            seconds_left: float, limit_name: str, request_id: str | None) -> Timed[Any] | Failure:
-        """Run the task ``path`` on ``payload`` (args, kwargs) with ``seconds_left`` of wall time."""
-        args, kwargs = payload
+    def run(self, job_id: str, path: str, payload: Any, seconds_left: float, limit_name: str,
+            request_id: str | None) -> Timed[Any] | Failure:
+        """Run the task ``path`` on ``payload`` ((args, kwargs), or them packed into a block of
+        shared memory: :mod:`exchange`) with ``seconds_left`` of wall time."""
         tracker = progress.Tracker(time.monotonic() + seconds_left, limit_name=limit_name)
         self.jobs[job_id] = tracker
         token = request_id_var.set(request_id)  # the worker's log lines carry the request's id
         try:
             fn = resolve(path)
+            args, kwargs = exchange.unpack(payload)
             with progress.tracking(tracker):
                 start = time.perf_counter()
                 result = fn(*args, **kwargs)
-                return Timed(result, (time.perf_counter() - start) * 1e3, backends.loaded_devices(),
-                             tracker.snapshot() if tracker.unit else None)
+                timed = Timed(result, (time.perf_counter() - start) * 1e3, backends.loaded_devices(),
+                              tracker.snapshot() if tracker.unit else None)
+            return exchange.pack_answer(payload, timed)
         except Exception as exc:
             if not isinstance(exc, LabcrunchError):
                 log.exception("task %s failed", path)

@@ -30,6 +30,7 @@ import numpy as np
 
 from labcrunch_service import backends
 from labcrunch_service.cache import LruCache, bucket_size, counting_traces
+from labcrunch_service.compute import exchange
 from labcrunch_service.errors import InvalidInput, LimitExceeded
 from labcrunch_service.gradient.types import Derivatives
 from labcrunch_service.language import Formula, compile_expression, compile_program, normalized_keys
@@ -239,13 +240,16 @@ def _aligned_empty(count: int, dtype: np.dtype) -> np.ndarray:
 
 def _bucket_column(column: np.ndarray, bucket: int) -> np.ndarray:
     """``column`` padded to ``bucket`` points with its last point (harmless values, dropped from
-    the answer), in one copy into an aligned array that JAX then uses in place; a column that
-    is already both is passed as it is."""
+    the answer) into an aligned array that JAX then uses in place: lengthened where it lies
+    when the request's block of shared memory has room after it, else in one copy; a column
+    that is already both is passed as it is."""
     if len(column) == bucket and column.flags.c_contiguous and (
             column.ctypes.data % HOST_ALIGNMENT == 0):
         return column
-    padded = _aligned_empty(bucket, column.dtype)
-    padded[:len(column)] = column
+    padded = exchange.padded(column, bucket)
+    if padded is None:
+        padded = _aligned_empty(bucket, column.dtype)
+        padded[:len(column)] = column
     if bucket > len(column):
         padded[len(column):] = column[-1]
     return padded

@@ -45,6 +45,17 @@ class WorkerInfo(BaseModel):
                                                         "worker_memory_bytes is set.")
 
 
+class SharedMemoryInfo(BaseModel):
+    """The blocks of shared memory that carry large arrays to and from this machine's workers."""
+
+    budget_bytes: int = Field(description="At most this many bytes of blocks (shared_memory_bytes; "
+                                          "0: arrays go through Ray's object store).")
+    bytes: int = Field(description="Bytes of blocks now, lent or free.")
+    blocks: int
+    free_blocks: int
+    jobs: int = Field(description="Jobs that have had a block since the start.")
+
+
 class ComputeInfo(BaseModel):
     max_concurrent_jobs: int = Field(description="Jobs that run at once: one per worker.")
     max_queued_jobs: int = Field(description="Jobs that may wait, all owners together.")
@@ -57,6 +68,7 @@ class ComputeInfo(BaseModel):
     cluster: str | None = Field(description="'local' (a Ray started by the server) or the address "
                                             "of the Ray cluster it joined.")
     workers: list[WorkerInfo]
+    shared_memory: SharedMemoryInfo
 
 
 class Info(BaseModel):
@@ -112,7 +124,8 @@ async def info(request: Request, settings: SettingsDep) -> Info:
             max_running_per_owner=settings.max_running_per_owner,
             worker_memory_bytes=settings.worker_memory_bytes, in_flight=queued + running,
             queued=queued, cluster=cluster.address(),
-            workers=[WorkerInfo.model_validate(worker) for worker in snapshot["workers"]]),
+            workers=[WorkerInfo.model_validate(worker) for worker in snapshot["workers"]],
+            shared_memory=SharedMemoryInfo.model_validate(snapshot["shared_memory"])),
         auth="api-key" if settings.api_keys else "none",
         limits=settings.limits,
         jobs=JobsInfo(max_running_jobs=settings.max_running_jobs,

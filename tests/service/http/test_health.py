@@ -35,6 +35,9 @@ def test_info_lists_backends_devices_and_every_limit(api, settings):
     compute = info["compute"]
     assert compute["max_queued_per_owner"] == settings.max_queued_per_owner
     assert compute["cluster"] == "local" and compute["max_concurrent_jobs"] == len(compute["workers"]) >= 1
+    shared = compute["shared_memory"]  # the blocks that carry large arrays to local workers
+    assert shared["budget_bytes"] == settings.shared_memory_bytes > 0
+    assert 0 <= shared["free_blocks"] <= shared["blocks"] and shared["bytes"] <= shared["budget_bytes"]
     for worker in compute["workers"]:  # the backends above are a worker's view; the workers' own
         assert worker["state"] in ("warming", "idle", "busy", "restarting")
         assert worker["device"] == "cpu" and worker["node"]
