@@ -462,6 +462,17 @@ def test_conditional_expressions_differentiate_only_the_side_taken(api, backend)
 
 
 @pytest.mark.timeout(60)
+def test_a_formula_is_parsed_once_though_every_request_brings_its_own_limits(api, workers):
+    """The limits reach the worker as a new copy with each task: the checked formula is found
+    by their values (a key on the object's identity never hit)."""
+    expression = "x * 0.123456 + y**3"
+    misses = sum(workers.read("labcrunch_service.gradient.derivatives", "_formulas.misses"))
+    for _ in range(4):
+        out = post(api, expression=expression, at={"x": 2.0, "y": 3.0})
+        assert out["gradient"] == {"x": 0.123456, "y": 27.0}
+    assert sum(workers.read("labcrunch_service.gradient.derivatives", "_formulas.misses")) == misses + 1
+
+
 def test_long_formulas_run_eagerly_instead_of_compiling(api, workers):
     """XLA compiles a 100-trip loop's Hessian in seconds, 400 trips in minutes (and a compile
     cannot be stopped at the wall time): paths over MAX_COMPILED_OPERATIONS are not compiled,
