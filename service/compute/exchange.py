@@ -86,10 +86,12 @@ class Packed:
 def _replace(value: Any, kind: type, fn: Callable[[Any], Any]) -> Any:
     """``value`` with every instance of ``kind`` in it replaced by ``fn(instance)``, through
     tuples, lists, dicts and dataclass instances (rebuilt only where something changed). Only
-    ``kind`` itself counts, not its subclasses (a masked array is not shared as a plain one)."""
+    ``kind`` itself counts, not its subclasses (a masked array is not shared as a plain one). A
+    list whose first item is a number is taken as numbers only and not walked (a JSON body's
+    10⁵ points, as ``scheduler.payload_bytes`` does)."""
     if type(value) is kind:
         return fn(value)
-    if type(value) in (tuple, list):
+    if type(value) in (tuple, list) and not (value and isinstance(value[0], int | float)):
         items = [_replace(v, kind, fn) for v in value]
         changed = any(new is not old for new, old in zip(items, value, strict=True))
         return type(value)(items) if changed else value
@@ -170,10 +172,12 @@ class Exchange:
     def pack(self, payload: Any) -> tuple[Packed, Lease] | None:
         """``payload`` with its large arrays copied into a block, and the block's lease; None
         when it has none or no block can be had (budget, ``/dev/shm`` full): send it as it is."""
+        if not self.budget:
+            return None
         found: list[np.ndarray] = []
         _replace(payload, np.ndarray, lambda array: found.append(array) or array)
         arrays = [array for array in found if _shareable(array)]
-        if not arrays or not self.budget:
+        if not arrays:
             return None
         end = sum(_region(array) for array in arrays)
         block = self._take(end * (1 + ANSWER_ROOM))
