@@ -20,6 +20,7 @@ def main(argv: list[str] | None = None) -> None:
         import uvicorn
 
         from labcrunch_service.app import create_app
+        from labcrunch_service.http.server import BodyPiecesProtocol
         from labcrunch_service.logs import configure_logging
         from labcrunch_service.malloc import keep_freed_memory
         from labcrunch_service.settings import get_settings
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> None:
         keep_freed_memory(settings.retain_freed_bytes)  # the workers do the same
         # SIGTERM or Ctrl-C: stop accepting, let running requests finish for the grace period,
         # then the app's shutdown stops the workers (and the local Ray with every process).
-        uvicorn.run(create_app(settings), host=host, port=port, workers=1,
+        uvicorn.run(create_app(settings), host=host, port=port, workers=1, http=BodyPiecesProtocol,
                     log_config=None, access_log=False,
                     timeout_graceful_shutdown=settings.shutdown_grace_seconds)
 
