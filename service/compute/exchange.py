@@ -210,8 +210,9 @@ class Exchange:
                 self._drop(block)
 
     def close(self) -> None:
-        """Unlink every block (views this process still holds stay valid)."""
+        """Unlink every block (views this process still holds stay valid); lend no more."""
         with self._lock:
+            self.budget = 0
             blocks, self._blocks, self._free, self._bytes = list(self._blocks.values()), {}, [], 0
         for block in blocks:
             block.unlink()
@@ -226,10 +227,10 @@ class Exchange:
                 self._free.remove(block)
                 self.lent += 1
                 return block
-            while self._free and self._bytes + size > self.budget:
+            if self._bytes - sum(block.size for block in self._free) + size > self.budget:
+                return None  # even without the free blocks it would not fit: keep them
+            while self._bytes + size > self.budget:
                 self._drop(self._free.pop(0))  # the least recently returned
-            if self._bytes + size > self.budget:
-                return None
             self._bytes += size  # reserved while the file is made (outside the lock)
         try:
             block = Block(size)
@@ -240,6 +241,9 @@ class Exchange:
                 self._bytes -= size
             return None
         with self._lock:
+            if not self.budget:  # closed while the file was made
+                block.unlink()
+                return None
             self._blocks[block.name] = block
             self.lent += 1
         return block

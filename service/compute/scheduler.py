@@ -268,15 +268,20 @@ class Scheduler:
         job = Job(self, task, payload, owner=owner, quota=quota, wall_seconds=wall_seconds,
                   limit_name=limit_name, request_id=request_id)
         job.lease = lease
-        with self._lock:
-            if self.error is not None:
-                raise BackendUnavailable(f"The compute workers could not start: {self.error}")
-            if self._stopping.is_set():
-                raise ShuttingDown("The service is shutting down; retry shortly.",
-                                   headers={"Retry-After": "5"})
-            self._admit(job)
-            self._queues.setdefault(owner, collections.deque()).append(job)
-            started = self._dispatch()
+        try:
+            with self._lock:
+                if self.error is not None:
+                    raise BackendUnavailable(f"The compute workers could not start: {self.error}")
+                if self._stopping.is_set():
+                    raise ShuttingDown("The service is shutting down; retry shortly.",
+                                       headers={"Retry-After": "5"})
+                self._admit(job)
+                self._queues.setdefault(owner, collections.deque()).append(job)
+                started = self._dispatch()
+        except BaseException:
+            if lease is not None:
+                lease.give_back()  # refused (429, 503): no worker saw the block
+            raise
         self._launch(started)
         return job
 
@@ -498,6 +503,10 @@ class Scheduler:
         if job.attempts < 2 and time.monotonic() < job.deadline and not self._stopping.is_set():
             log.warning("a worker died running %s; running it again", job.task.path)
             job.state, job.worker = "queued", None
+            if job.lease is not None:  # that worker may not be gone yet: leave it the block
+                job.payload = job.lease.copy_out(job.payload)
+                job.lease.abandon()
+                job.lease = None
             self._queues.setdefault(job.owner, collections.deque()).appendleft(job)
             return
         job._settle("failed", error=WorkerLost(

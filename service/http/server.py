@@ -43,7 +43,8 @@ class BodyPiecesProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol, keeping a body's pieces as they arrive."""
 
     def on_body(self, body: bytes) -> None:
-        if type(self.cycle.body) is bytearray:  # uvicorn then hands the app bytes(cycle.body)
-            self.cycle.body = _Pieces(self.cycle.body)
+        cycle = self.cycle  # None for an upgrade request's body: uvicorn's own check drops it
+        if cycle is not None and type(cycle.body) is bytearray:  # then handed over as bytes(body)
+            cycle.body = _Pieces(cycle.body)
         super().on_body(body)
 

@@ -141,15 +141,33 @@ def test_a_block_whose_job_ran_past_its_deadline_is_never_lent_again(pool):
     np.testing.assert_array_equal(after.result(60).result["scaled"], column * 2.0)
 
 
-def test_a_job_whose_worker_was_killed_runs_again_on_its_block_intact(pool):
+def test_a_job_whose_worker_was_lost_runs_again_with_its_arrays_out_of_the_block(pool):
+    """A worker Ray calls lost may not be gone yet, and could still write into the block: the
+    retry gets the arrays copied into the call, and the block is never lent again."""
     column = np.linspace(0.0, 1.0, 1_000_000)
     job = runner().submit(tasks.CALL, (scaled, column, 7.0, 1.5), owner="test")
+    block = job.payload.block
     wait_for(lambda: job.state == "running" and job.worker.pid)
     first = job.worker.pid
     os.kill(first, signal.SIGKILL)
     answer = job.result(60).result
     assert int(answer["pid"]) != first and job.attempts == 2
     np.testing.assert_array_equal(answer["scaled"], column * 7.0)
+    assert not os.path.exists(os.path.join(exchange.SHM_DIR, block))
+
+
+def test_a_refused_job_gives_its_block_back(pool):
+    limited = runner(max_queued_per_owner=0)
+    holders = [limited.submit(tasks.SLEEP, (0.5,), owner="holder") for _ in pool.workers]
+    before = pool.exchange.describe()
+    with pytest.raises(Busy):
+        limited.submit(tasks.CALL, (scaled, np.ones(1_000_000), 2.0), owner="holder")
+    after = pool.exchange.describe()
+    assert after["jobs"] == before["jobs"] + 1  # it had a block ...
+    assert (after["blocks"], after["free_blocks"]) in {(before["blocks"], before["free_blocks"]),
+                                                       (before["blocks"] + 1, before["free_blocks"] + 1)}
+    for job in holders:  # ... which is free again: lent to the next job, no new one made
+        job.result(30)
 
 
 def test_payload_bytes_counts_arrays_and_numbers_without_walking_them():

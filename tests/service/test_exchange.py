@@ -141,6 +141,19 @@ def test_the_budget_bounds_the_blocks_and_free_ones_make_room(pool):
     assert Exchange(0).pack(((np.ones(1_000_000),), {})) is None
 
 
+def test_a_request_too_large_for_the_budget_keeps_the_free_blocks():
+    pool = Exchange(64 * MB)
+    try:
+        leases = [pool.pack(((np.ones(100_000),), {}))[1] for _ in range(2)]
+        for lease in leases:
+            lease.give_back()
+        assert pool.pack(((np.ones(4_000_000),), {})) is None  # 32 MB: a 128 MB block
+        assert pool.describe()["free_blocks"] == 2
+    finally:
+        pool.close()
+    assert pool.pack(((np.ones(100_000),), {})) is None  # closed: no more blocks
+
+
 def test_small_arrays_and_other_kinds_stay_in_the_call(pool):
     masked = np.ma.masked_array(np.ones(100_000), mask=np.zeros(100_000, bool))
     records = np.zeros(100_000, dtype=[("a", "f8")])
