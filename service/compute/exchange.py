@@ -83,15 +83,20 @@ class Packed:
 
 # --- both processes --------------------------------------------------------------------------
 
+def numbers_only(items: list[Any] | tuple[Any, ...]) -> bool:
+    """Whether a list or tuple is taken as numbers only, never walked item by item: one whose
+    first item is a number (a JSON body's 10⁵ points)."""
+    return bool(items) and isinstance(items[0], int | float)
+
+
 def _replace(value: Any, kind: type, fn: Callable[[Any], Any]) -> Any:
     """``value`` with every instance of ``kind`` in it replaced by ``fn(instance)``, through
     tuples, lists, dicts and dataclass instances (rebuilt only where something changed). Only
-    ``kind`` itself counts, not its subclasses (a masked array is not shared as a plain one). A
-    list whose first item is a number is taken as numbers only and not walked (a JSON body's
-    10⁵ points, as ``scheduler.payload_bytes`` does)."""
+    ``kind`` itself counts, not its subclasses (a masked array is not shared as a plain one);
+    lists of numbers (:func:`numbers_only`) are not walked."""
     if type(value) is kind:
         return fn(value)
-    if type(value) in (tuple, list) and not (value and isinstance(value[0], int | float)):
+    if type(value) in (tuple, list) and not numbers_only(value):
         items = [_replace(v, kind, fn) for v in value]
         changed = any(new is not old for new, old in zip(items, value, strict=True))
         return type(value)(items) if changed else value

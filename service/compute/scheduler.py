@@ -48,7 +48,7 @@ from ray.exceptions import ActorDiedError, RayActorError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from labcrunch_service.compute import cluster
-from labcrunch_service.compute.exchange import Exchange, Lease, Packed
+from labcrunch_service.compute.exchange import Exchange, Lease, Packed, numbers_only
 from labcrunch_service.compute.tasks import Failure, Task, Timed, WorkerError
 from labcrunch_service.compute.worker import CONTROL, Worker, WorkerSpec
 from labcrunch_service.errors import (
@@ -225,7 +225,7 @@ def payload_bytes(value: Any) -> int:
     if isinstance(value, dict):
         return sum(payload_bytes(v) for v in value.values())
     if isinstance(value, list | tuple):
-        if value and isinstance(value[0], int | float):
+        if numbers_only(value):
             return 8 * len(value)
         return sum(payload_bytes(v) for v in value)
     return 0
